@@ -1,0 +1,8 @@
+//! gracerpc: an RPC framework whose server nodes can be restarted under full load without a
+//! caller seeing an error, losing a request, or running one twice.
+//!
+//! The crate is layered (see `protocol.md` for the wire format and its numbered rules):
+//! * [`proto`]: the sans-IO core — frames, codec, and the per-connection state machines.
+#![deny(missing_docs)]
+
+pub mod proto;

@@ -1,0 +1,138 @@
+//! Wire codes: integer newtypes with named constants.
+//!
+//! An unknown code survives a round trip unchanged and prints as hex, so a newer peer's code never
+//! turns into a decode error (protocol.md, "Codes").
+
+use std::fmt;
+
+macro_rules! wire_code {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident($repr:ty);
+        $( $(#[$cmeta:meta])* $konst:ident = $value:expr, )*
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub struct $name(pub $repr);
+
+        impl $name {
+            $( $(#[$cmeta])* pub const $konst: $name = $name($value); )*
+
+            /// The constant's name, if this code is one the protocol defines.
+            pub fn name(self) -> Option<&'static str> {
+                match self.0 {
+                    $( $value => Some(stringify!($konst)), )*
+                    _ => None,
+                }
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                match self.name() {
+                    Some(n) => f.write_str(n),
+                    None => write!(f, "{}(0x{:x})", stringify!($name), self.0),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                fmt::Debug::fmt(self, f)
+            }
+        }
+    };
+}
+
+wire_code! {
+    /// The kind of a frame: byte 0 of the header.
+    pub struct Kind(u8);
+    /// Opens every connection, in both directions.
+    HELLO = 0x01,
+    /// Caller → server: run a method.
+    REQUEST = 0x02,
+    /// Server → caller: the request ran; status and body.
+    RESPONSE = 0x03,
+    /// Server → caller: the request was received and will never run; send it elsewhere.
+    SHUTDOWN_REJECT = 0x04,
+    /// Server → caller: the server is closing this connection; ids above `last_accepted` are rejected.
+    GOAWAY = 0x05,
+    /// Caller → server: GOAWAY was read; the caller writes nothing more.
+    GOAWAY_ACK = 0x06,
+    /// Either direction: liveness probe.
+    PING = 0x07,
+    /// Either direction: answer to PING.
+    PONG = 0x08,
+    /// Server → caller: the connection takes requests, at this capacity.
+    READY = 0x09,
+    /// Caller → server: the caller no longer wants this answer (a hint).
+    CANCEL = 0x0a,
+    /// Either direction: a protocol violation; the sender closes next.
+    ERROR = 0x0b,
+}
+
+wire_code! {
+    /// The status of a RESPONSE. 0 is success; codes from 0x100 up belong to applications.
+    pub struct Status(u16);
+    /// The handler succeeded.
+    OK = 0,
+    /// No handler is registered under the method name.
+    UNKNOWN_METHOD = 1,
+    /// The handler ran and failed.
+    APP_ERROR = 2,
+    /// The handler ran and refused its input.
+    INVALID_ARGUMENT = 3,
+    /// The handler panicked; it may have had effects.
+    INTERNAL = 4,
+}
+
+wire_code! {
+    /// Why a SHUTDOWN_REJECT was sent. Every reason means "received, never run".
+    pub struct RejectReason(u16);
+    /// The server is draining (rule 2).
+    SHUTTING_DOWN = 1,
+    /// The connection has not sent READY yet (rule 6).
+    NOT_READY = 2,
+    /// The server's queue or a limit is full.
+    OVERLOADED = 3,
+    /// The deadline passed before the request started (rule 6).
+    DEADLINE = 4,
+    /// The caller cancelled before the request started.
+    CANCELLED = 5,
+}
+
+wire_code! {
+    /// Why a GOAWAY was sent.
+    pub struct GoAwayReason(u16);
+    /// The server process is shutting down or restarting.
+    SHUTDOWN = 1,
+    /// The server closes this connection because it was idle.
+    IDLE = 2,
+    /// The server sheds this connection to rebalance load.
+    REBALANCE = 3,
+}
+
+wire_code! {
+    /// The code of an ERROR frame: which protocol rule the peer broke.
+    pub struct ErrorCode(u16);
+    /// A frame's body does not parse (too short, bad UTF-8, value out of range).
+    MALFORMED = 1,
+    /// A frame's length exceeds the receiver's maximum.
+    TOO_LARGE = 2,
+    /// The header names a frame kind the receiver does not know.
+    UNKNOWN_KIND = 3,
+    /// The first frame was not a valid HELLO, or the HELLO did not arrive in time.
+    HANDSHAKE = 4,
+    /// The HELLO's version range does not meet the receiver's.
+    UNSUPPORTED_VERSION = 5,
+    /// The HELLO sets a critical feature bit the receiver does not know.
+    UNSUPPORTED_FEATURE = 6,
+    /// A valid frame arrived in the wrong direction or at the wrong time.
+    UNEXPECTED_FRAME = 7,
+    /// A request id was zero or not strictly greater than the previous one.
+    ID_ORDER = 8,
+    /// A frame names a request id that was never sent.
+    UNKNOWN_ID = 9,
+    /// The peer did not answer a PING in time.
+    TIMEOUT = 10,
+}
