@@ -3,6 +3,9 @@
 //!
 //! The crate is layered (see `protocol.md` for the wire format and its numbered rules):
 //! * [`proto`]: the sans-IO core — frames, codec, and the per-connection state machines.
+//! * [`server`]: the provider: a mio event loop, a worker pool, and the graceful close and start
+//!   sequences.
 #![deny(missing_docs)]
 
 pub mod proto;
+pub mod server;

@@ -1,12 +1,28 @@
 //! The `gracerpc` command line.
 
-use clap::Parser;
+mod cli;
+
+use clap::{Parser, Subcommand};
+
+pub(crate) use cli::logger;
 
 /// gracerpc: RPC nodes that restart under full load without a caller seeing an error.
 #[derive(Parser, Debug)]
 #[command(name = "gracerpc", version, about)]
-struct Cli {}
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Serve(cli::serve::ServeArgs),
+}
 
 fn main() {
-    let _cli = Cli::parse();
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Serve(args) => cli::serve::run(args),
+    };
+    std::process::exit(code);
 }

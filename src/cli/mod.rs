@@ -1,0 +1,4 @@
+//! The subcommands of the `gracerpc` binary.
+
+pub mod logger;
+pub mod serve;

@@ -1,0 +1,591 @@
+//! The server's event loop, hand-written on mio: a listener, a slab of connections, one waker
+//! for worker completions and control requests, and (opt-in) the signal self-pipe.
+//!
+//! The loop moves bytes and runs the close sequence; every protocol decision is made by the core
+//! ([`ServerConn`]): the loop never re-implements a rule.
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+use mio::net::TcpListener;
+use mio::{Events, Interest, Poll};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use super::conn::{Conn, ReadOutcome};
+use super::handler::{Placement, Registry, Request, run_handler};
+use super::readiness::Readiness;
+use super::report::DrainReport;
+use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
+use super::workers::{Answer, Completion, Job, JobState, LoopWaker};
+use crate::proto::{
+    Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
+};
+
+/// Control requests from the [`ServerHandle`](super::ServerHandle).
+pub(crate) enum Control {
+    Shutdown,
+}
+
+/// Limits the loop enforces.
+pub(crate) struct LoopConfig {
+    pub conn: ServerConnConfig,
+    pub max_connections: usize,
+    pub drain_budget: Duration,
+    /// Output bytes queued for one connection above which the loop stops reading from it.
+    pub out_limit: usize,
+}
+
+/// Counters shared with the handle.
+#[derive(Debug, Default)]
+pub(crate) struct Stats {
+    /// Requests accepted and not yet answered-and-written.
+    pub in_flight: AtomicUsize,
+    /// Connections open.
+    pub connections: AtomicUsize,
+}
+
+pub(crate) struct EventLoop {
+    pub poll: Poll,
+    pub listener: Option<TcpListener>,
+    pub signals: Option<Signals>,
+    pub conns: Slab<Conn>,
+    pub next_generation: u32,
+    pub cfg: LoopConfig,
+    pub registry: Registry,
+    pub jobs: Sender<Job>,
+    pub completions: Receiver<Completion>,
+    pub control: Receiver<Control>,
+    pub waker: Arc<LoopWaker>,
+    pub stats: Arc<Stats>,
+    pub readiness: Readiness,
+    /// Slots touched in this turn, to flush and check for close once at its end.
+    touched: Vec<usize>,
+    drain: Option<Drain>,
+    next_tick: Instant,
+}
+
+struct Drain {
+    started: Instant,
+    deadline: Instant,
+    /// When everything must be over, forced or not.
+    hard_stop: Instant,
+    report: DrainReport,
+}
+
+/// How often timers are scanned at most: timeouts are at least this coarse.
+const TICK: Duration = Duration::from_millis(5);
+
+impl EventLoop {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        poll: Poll,
+        listener: TcpListener,
+        signals: Option<Signals>,
+        cfg: LoopConfig,
+        registry: Registry,
+        jobs: Sender<Job>,
+        completions: Receiver<Completion>,
+        control: Receiver<Control>,
+        waker: Arc<LoopWaker>,
+        stats: Arc<Stats>,
+        readiness: Readiness,
+    ) -> EventLoop {
+        EventLoop {
+            poll,
+            listener: Some(listener),
+            signals,
+            conns: Slab::new(),
+            next_generation: 0,
+            cfg,
+            registry,
+            jobs,
+            completions,
+            control,
+            waker,
+            stats,
+            readiness,
+            touched: Vec::new(),
+            drain: None,
+            next_tick: Instant::now(),
+        }
+    }
+
+    /// Runs until the close sequence ends.
+    pub fn run(mut self) -> io::Result<DrainReport> {
+        let mut events = Events::with_capacity(1024);
+        loop {
+            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                // A signal landed: not an error; the self-pipe reports it as an event.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(now),
+                    WAKER => self.on_wake(now),
+                    SIGNALS => {
+                        if let Some(report) = self.on_signals(now) {
+                            return Ok(report);
+                        }
+                    }
+                    token => {
+                        let r = ConnRef::from_token(token);
+                        let Some(conn) = self.conns.get_mut(r.slot) else {
+                            continue;
+                        };
+                        if conn.me != r {
+                            continue; // a stale event for a connection that is gone
+                        }
+                        if event.is_writable() {
+                            conn.write_blocked = false;
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_conn(r.slot, now);
+                        }
+                        self.touched.push(r.slot);
+                    }
+                }
+            }
+            if now >= self.next_tick {
+                self.on_tick(now);
+            }
+            self.finish_turn(now);
+            if let Some(report) = self.drain_done(now) {
+                return Ok(report);
+            }
+        }
+    }
+
+    // ---- accepting ----
+
+    fn accept(&mut self, now: Instant) {
+        loop {
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            let (stream, peer) = match listener.accept() {
+                Ok(pair) => pair,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // e.g. EMFILE: leave the rest in the backlog and try again on the next event.
+                    log::warn!("accept failed: {e}");
+                    return;
+                }
+            };
+            if self.conns.len() >= self.cfg.max_connections.min(MAX_SLOTS) {
+                log::warn!(
+                    "connection from {peer} refused: {} connections open",
+                    self.conns.len()
+                );
+                continue; // dropped: the peer has sent nothing that could be lost
+            }
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("TCP_NODELAY on {peer}: {e}");
+            }
+            let entry = self.conns.vacant_entry();
+            let me = ConnRef {
+                slot: entry.key(),
+                generation: self.next_generation,
+            };
+            self.next_generation = self.next_generation.wrapping_add(1);
+            let mut core = ServerConn::new(now, self.cfg.conn.clone());
+            core.set_ready(self.readiness.capacity());
+            let mut conn = Conn::new(me, stream, core);
+            let interest = Interest::READABLE | Interest::WRITABLE;
+            if let Err(e) = self
+                .poll
+                .registry()
+                .register(&mut conn.stream, me.token(), interest)
+            {
+                log::warn!("cannot register connection from {peer}: {e}");
+                continue;
+            }
+            entry.insert(conn);
+            self.stats
+                .connections
+                .store(self.conns.len(), Ordering::Relaxed);
+            self.touched.push(me.slot);
+        }
+    }
+
+    // ---- reading and dispatching ----
+
+    /// Reads and handles input until the socket would block or back-pressure stops it.
+    fn read_conn(&mut self, slot: usize, now: Instant) {
+        let out_limit = self.cfg.out_limit;
+        loop {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                return;
+            };
+            if conn.core.out_len() > out_limit {
+                // The peer does not read its answers: stop reading its requests.
+                conn.read_paused = true;
+                return;
+            }
+            conn.read_paused = false;
+            match conn.read_some(now) {
+                ReadOutcome::Data => self.handle_input(slot, now),
+                ReadOutcome::Nothing => return,
+            }
+        }
+    }
+
+    /// Decodes and handles every complete frame in a connection's input buffer.
+    fn handle_input(&mut self, slot: usize, now: Instant) {
+        let Some(conn) = self.conns.get_mut(slot) else {
+            return;
+        };
+        let ctx = Dispatch {
+            registry: &self.registry,
+            jobs: &self.jobs,
+            stats: &self.stats,
+            me: conn.me,
+        };
+        let Conn {
+            input,
+            core,
+            jobs,
+            stream,
+            ..
+        } = conn;
+        while core.wants_frames() {
+            match decode(input.data(), core.max_frame()) {
+                Ok(Some((frame, used))) => {
+                    match core.handle_frame(now, frame) {
+                        Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
+                        Ok(Incoming::Cancel(id)) => {
+                            if jobs.get(&id).is_some_and(|s| s.try_reject()) {
+                                jobs.remove(&id);
+                                let _ = core.reject(id, RejectReason::CANCELLED);
+                            }
+                        }
+                        Ok(Incoming::None) => {}
+                        Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
+                    }
+                    input.consume(used);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let e = core.handle_decode_error(now, e);
+                    log::info!("connection {:?}: {e}", conn_peer(stream));
+                    break;
+                }
+            }
+        }
+        if !core.wants_frames() {
+            input.consume(usize::MAX);
+        }
+    }
+
+    // ---- completions and control ----
+
+    fn on_wake(&mut self, now: Instant) {
+        self.waker.clear();
+        while let Ok(c) = self.completions.try_recv() {
+            self.complete(c);
+        }
+        while let Ok(ctl) = self.control.try_recv() {
+            match ctl {
+                Control::Shutdown => self.begin_drain(now, "shutdown() called"),
+            }
+        }
+        self.apply_readiness(now);
+    }
+
+    fn complete(&mut self, c: Completion) {
+        let conn = match self.conns.get_mut(c.conn.slot) {
+            Some(conn) if conn.me == c.conn => conn,
+            _ => {
+                // Its connection is gone (maybe its slot reused): the answer goes nowhere.
+                self.stats.in_flight.fetch_sub(1, Ordering::AcqRel);
+                return;
+            }
+        };
+        conn.jobs.remove(&c.id);
+        let res = match c.result {
+            Answer::Ran(Ok(body)) => conn.core.respond(c.id, Status::OK, &body),
+            Answer::Ran(Err(f)) => conn.core.respond(c.id, f.status, &f.body),
+            Answer::Rejected(reason) => conn.core.reject(c.id, reason),
+        };
+        if let Err(e) = res {
+            log::error!("completion for request {}: {e}", c.id);
+        }
+        self.touched.push(c.conn.slot);
+    }
+
+    fn on_signals(&mut self, now: Instant) -> Option<DrainReport> {
+        let mut got = 0;
+        if let Some(signals) = self.signals.as_mut() {
+            got = signals.pending().count();
+        }
+        for _ in 0..got {
+            if self.drain.is_none() {
+                log::info!("signal received: starting the close sequence");
+                self.begin_drain(now, "signal");
+            } else {
+                log::warn!("second signal received: stopping at once");
+                let mut report = self.drain.take().map(|d| d.report).unwrap_or_default();
+                report.forced_by_signal = true;
+                report.clean = false;
+                report.abandoned = self.stats.in_flight.load(Ordering::Acquire);
+                report.total = self.drain_started().map_or(Duration::ZERO, |s| now - s);
+                return Some(report);
+            }
+        }
+        None
+    }
+
+    fn drain_started(&self) -> Option<Instant> {
+        self.drain.as_ref().map(|d| d.started)
+    }
+
+    fn apply_readiness(&mut self, now: Instant) {
+        if let Some(capacity) = self.readiness.poll_change(now) {
+            for (slot, conn) in self.conns.iter_mut() {
+                conn.core.set_ready(capacity);
+                self.touched.push(slot);
+            }
+        }
+    }
+
+    // ---- the close sequence ----
+
+    fn begin_drain(&mut self, now: Instant, why: &str) {
+        if self.drain.is_some() {
+            return;
+        }
+        // Step 1: refuse new connections at once rather than leave them in the backlog.
+        if let Some(mut listener) = self.listener.take() {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        // Step 2: GOAWAY on every connection, idle ones included.
+        let budget = self.cfg.drain_budget;
+        let mut rejected = 0;
+        for (slot, conn) in self.conns.iter_mut() {
+            conn.core.start_drain(now, budget, GoAwayReason::SHUTDOWN);
+            // Step 3: queued work no worker has started is rejected; started work is answered.
+            let Conn { core, jobs, .. } = conn;
+            jobs.retain(|&id, state| {
+                if state.try_reject() {
+                    let _ = core.reject(id, RejectReason::SHUTTING_DOWN);
+                    rejected += 1;
+                    false
+                } else {
+                    true
+                }
+            });
+            self.touched.push(slot);
+        }
+        let goaway_sent = self.conns.len();
+        log::info!(
+            "close sequence started ({why}): GOAWAY sent to {goaway_sent} connections, \
+             {rejected} queued requests rejected, {} in flight",
+            self.stats.in_flight.load(Ordering::Acquire)
+        );
+        let linger = self.cfg.conn.linger;
+        self.drain = Some(Drain {
+            started: now,
+            deadline: now + budget,
+            hard_stop: now + budget + linger + Duration::from_millis(100),
+            report: DrainReport {
+                goaway_sent,
+                rejected_queued: rejected,
+                ..Default::default()
+            },
+        });
+        self.next_tick = now;
+    }
+
+    /// Ends the loop when the drain is over: every connection closed and every answer written,
+    /// or the hard stop reached.
+    fn drain_done(&mut self, now: Instant) -> Option<DrainReport> {
+        let drain = self.drain.as_mut()?;
+        let in_flight = self.stats.in_flight.load(Ordering::Acquire);
+        if in_flight == 0 && drain.report.answered_in.is_none() {
+            drain.report.answered_in = Some(now - drain.started);
+            log::info!(
+                "all in-flight requests answered in {} ms",
+                (now - drain.started).as_millis()
+            );
+        }
+        if now >= drain.deadline && drain.report.abandoned_on.is_empty() {
+            for (_, conn) in self.conns.iter() {
+                if conn.core.pending() > 0 {
+                    if let Ok(peer) = conn.stream.peer_addr() {
+                        drain.report.abandoned_on.push((peer, conn.core.pending()));
+                    }
+                }
+            }
+        }
+        let finished = self.conns.is_empty() && in_flight == 0;
+        if !finished && now < drain.hard_stop {
+            return None;
+        }
+        let mut report = std::mem::take(&mut drain.report);
+        report.total = now - drain.started;
+        report.abandoned = in_flight;
+        report.clean = finished && now < drain.deadline;
+        if report.clean {
+            log::info!("drained cleanly in {} ms", report.total.as_millis());
+        } else {
+            log::warn!(
+                "drain budget spent after {} ms: {} requests abandoned on {} connections",
+                report.total.as_millis(),
+                report.abandoned,
+                report.abandoned_on.len()
+            );
+        }
+        self.conns.clear();
+        Some(report)
+    }
+
+    // ---- timers and the end of a turn ----
+
+    fn on_tick(&mut self, now: Instant) {
+        let mut next = now + Duration::from_millis(250);
+        for (slot, conn) in self.conns.iter_mut() {
+            if let Some(t) = conn.core.poll_timeout() {
+                if t <= now {
+                    conn.core.handle_timeout(now);
+                    self.touched.push(slot);
+                } else {
+                    next = next.min(t);
+                }
+            }
+        }
+        self.apply_readiness(now);
+        if let Some(t) = self.readiness.next_change() {
+            next = next.min(t);
+        }
+        if let Some(d) = &self.drain {
+            next = next.min(if now < d.deadline {
+                d.deadline
+            } else {
+                d.hard_stop
+            });
+        }
+        self.next_tick = next.max(now + TICK);
+    }
+
+    /// Flushes every touched connection once, resumes paused reads, and closes what is done.
+    fn finish_turn(&mut self, now: Instant) {
+        while let Some(slot) = self.touched.pop() {
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            if !conn.write_blocked {
+                conn.flush();
+            }
+            if conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
+                self.read_conn(slot, now);
+                if let Some(conn) = self.conns.get_mut(slot) {
+                    if !conn.write_blocked {
+                        conn.flush();
+                    }
+                }
+            }
+            let Some(conn) = self.conns.get_mut(slot) else {
+                continue;
+            };
+            let done = conn.apply_close(now);
+            let finished = conn.core.take_finished_answers();
+            if finished > 0 {
+                self.stats.in_flight.fetch_sub(finished, Ordering::AcqRel);
+            }
+            if done {
+                self.remove(slot);
+            }
+        }
+    }
+
+    fn remove(&mut self, slot: usize) {
+        let mut conn = self.conns.remove(slot);
+        let _ = self.poll.registry().deregister(&mut conn.stream);
+        // Queued work for a closed connection is not run: its answer could go nowhere.
+        let mut dropped = conn.core.take_finished_answers();
+        for (_, state) in conn.jobs.drain() {
+            if state.try_reject() {
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            self.stats.in_flight.fetch_sub(dropped, Ordering::AcqRel);
+        }
+        self.stats
+            .connections
+            .store(self.conns.len(), Ordering::Relaxed);
+        if let Some(err) = conn.core.error() {
+            log::debug!("connection {:?} closed: {err}", conn_peer(&conn.stream));
+        }
+    }
+}
+
+/// What dispatching a request needs from the loop.
+struct Dispatch<'a> {
+    registry: &'a Registry,
+    jobs: &'a Sender<Job>,
+    stats: &'a Stats,
+    me: ConnRef,
+}
+
+impl Dispatch<'_> {
+    /// Runs an accepted request inline, or hands it to a worker, or answers it at once.
+    fn dispatch(
+        &self,
+        core: &mut ServerConn,
+        jobs: &mut crate::proto::IdMap<Arc<JobState>>,
+        acc: Accepted<'_>,
+    ) {
+        self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        let Some(reg) = self.registry.get(acc.method) else {
+            let _ = core.respond(acc.id, Status::UNKNOWN_METHOD, b"unknown method");
+            return;
+        };
+        let req = Request {
+            id: acc.id,
+            method: acc.method,
+            body: acc.body,
+            deadline: acc.deadline,
+            idempotent: acc.idempotent,
+        };
+        if reg.placement == Placement::Inline {
+            let _ = match run_handler(reg.handler.as_ref(), &req) {
+                Ok(body) => core.respond(acc.id, Status::OK, &body),
+                Err(f) => core.respond(acc.id, f.status, &f.body),
+            };
+            return;
+        }
+        let state = Arc::new(JobState::default());
+        let job = Job {
+            conn: self.me,
+            id: acc.id,
+            method: reg.name.clone(),
+            body: acc.body.to_vec(),
+            deadline: acc.deadline,
+            idempotent: acc.idempotent,
+            handler: reg.handler.clone(),
+            state: state.clone(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                jobs.insert(acc.id, state);
+            }
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                // Never started: the caller may send it elsewhere.
+                let _ = core.reject(acc.id, RejectReason::OVERLOADED);
+            }
+        }
+    }
+}
+
+fn conn_peer(stream: &mio::net::TcpStream) -> Option<std::net::SocketAddr> {
+    stream.peer_addr().ok()
+}

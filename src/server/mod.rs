@@ -1,0 +1,373 @@
+//! The provider side: a server a service embeds, which can be stopped at any moment under load
+//! without a caller seeing an error.
+//!
+//! # Example
+//!
+//! ```
+//! use gracerpc::server::Server;
+//!
+//! # fn main() -> std::io::Result<()> {
+//! let server = Server::builder()
+//!     .listen("127.0.0.1:0")
+//!     .handler("echo", |req: &gracerpc::server::Request<'_>| Ok(req.body.to_vec()))
+//!     .spawn()?;
+//! println!("listening on {}", server.local_addr());
+//! server.shutdown(); // GOAWAY to every caller, answer what was accepted, then stop
+//! let report = server.wait()?;
+//! assert!(report.clean);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # The close sequence
+//! On [`ServerHandle::shutdown`] (or SIGTERM/SIGINT with [`Builder::handle_signals`]): the
+//! listener closes at once; every connection gets GOAWAY(its last accepted id); requests queued
+//! and not started are rejected (callers replay them elsewhere); started work is answered; each
+//! connection closes once its caller has closed (never with an RST); the drain report says
+//! whether it all finished within the budget. A second signal stops at once.
+//!
+//! The library never exits the process: signal handling is opt-in, and even then the server only
+//! returns its report.
+
+mod conn;
+mod event_loop;
+mod handler;
+mod readiness;
+mod report;
+mod token;
+mod workers;
+
+pub use handler::{Failure, Handler, Placement, Reply, Request};
+pub use readiness::ReadyHandle;
+pub use report::DrainReport;
+
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use mio::{Interest, Poll, Waker};
+
+use event_loop::{Control, EventLoop, LoopConfig, Stats};
+use handler::Registry;
+use workers::LoopWaker;
+
+use crate::proto::ServerConnConfig;
+
+/// Entry point: see [`Server::builder`].
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// A builder with the defaults: listen on 127.0.0.1:0, one worker per core, drain budget
+    /// 10 s, ready as soon as it listens.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+}
+
+/// Configures and starts a server.
+pub struct Builder {
+    listen: String,
+    workers: usize,
+    queue: usize,
+    drain_budget: Duration,
+    max_connections: usize,
+    conn: ServerConnConfig,
+    out_limit: usize,
+    signals: bool,
+    manual_ready: bool,
+    warmup: Duration,
+    registry: Registry,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Builder {
+            listen: "127.0.0.1:0".into(),
+            workers,
+            queue: 4096,
+            drain_budget: Duration::from_secs(10),
+            max_connections: 16 * 1024,
+            conn: ServerConnConfig::default(),
+            out_limit: 4 << 20,
+            signals: false,
+            manual_ready: false,
+            warmup: Duration::ZERO,
+            registry: Registry::default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Builder")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Builder {
+    /// The address to listen on; port 0 picks a free one.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen = addr.into();
+        self
+    }
+
+    /// Worker threads for [`Placement::Worker`] handlers (default: available cores; at least 1).
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = n.max(1);
+        self
+    }
+
+    /// Requests waiting for a worker, at most; more are rejected as OVERLOADED (never run).
+    pub fn queue(mut self, n: usize) -> Self {
+        self.queue = n.max(1);
+        self
+    }
+
+    /// How long the close sequence may take before connections are ended (default 10 s).
+    pub fn drain_budget(mut self, budget: Duration) -> Self {
+        self.drain_budget = budget;
+        self
+    }
+
+    /// Connections open at once, at most; more are closed as they arrive.
+    pub fn max_connections(mut self, n: usize) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// The largest frame body accepted (default 1 MiB; at least 1024).
+    pub fn max_frame(mut self, bytes: u32) -> Self {
+        self.conn.max_frame = bytes.max(crate::proto::frame::MIN_MAX_FRAME);
+        self
+    }
+
+    /// Requests accepted and unanswered on one connection, at most; more are rejected as
+    /// OVERLOADED.
+    pub fn max_in_flight_per_connection(mut self, n: usize) -> Self {
+        self.conn.max_in_flight = n.max(1);
+        self
+    }
+
+    /// With nothing pending and no input for this long, a connection is probed with PING; a
+    /// connection with requests pending is never idle.
+    pub fn idle_timeout(mut self, idle: Duration, ping_timeout: Duration) -> Self {
+        self.conn.idle_timeout = idle;
+        self.conn.ping_timeout = ping_timeout;
+        self
+    }
+
+    /// How long to wait for a caller's close after our write side is shut.
+    pub fn linger(mut self, linger: Duration) -> Self {
+        self.conn.linger = linger;
+        self
+    }
+
+    /// Registers a handler run on worker threads.
+    pub fn handler(self, method: &str, h: impl Handler) -> Self {
+        self.handler_with(method, h, Placement::Worker)
+    }
+
+    /// Registers a short, never-blocking handler run on the event-loop thread.
+    pub fn inline_handler(self, method: &str, h: impl Handler) -> Self {
+        self.handler_with(method, h, Placement::Inline)
+    }
+
+    /// Registers a handler with an explicit placement.
+    pub fn handler_with(mut self, method: &str, h: impl Handler, placement: Placement) -> Self {
+        self.registry.insert(method, Arc::new(h), placement);
+        self
+    }
+
+    /// Handle SIGTERM and SIGINT: the first starts the close sequence, a second stops at once.
+    /// Off by default: a library must not take over its host's signals unasked.
+    pub fn handle_signals(mut self) -> Self {
+        self.signals = true;
+        self
+    }
+
+    /// Do not send READY until [`ReadyHandle::set_ready`] is called; until then requests are
+    /// rejected as NOT_READY.
+    pub fn manual_ready(mut self) -> Self {
+        self.manual_ready = true;
+        self
+    }
+
+    /// Once ready, ramp the advertised capacity from 10 % to 100 % over this period.
+    pub fn warmup(mut self, warmup: Duration) -> Self {
+        self.warmup = warmup;
+        self
+    }
+
+    /// Binds, starts the workers and the event loop on a thread of its own, and returns a
+    /// handle.
+    pub fn spawn(self) -> io::Result<ServerHandle> {
+        let (el, handle_parts) = self.build()?;
+        let thread = std::thread::Builder::new()
+            .name("gracerpc-server".into())
+            .spawn(move || el.run())?;
+        Ok(handle_parts.into_handle(Some(thread)))
+    }
+
+    /// Binds and runs on the calling thread until the close sequence ends.
+    pub fn run(self) -> io::Result<DrainReport> {
+        let (el, _parts) = self.build()?;
+        el.run()
+    }
+
+    /// Like [`run`](Self::run), but calls `started` with the handle once bound (to learn the
+    /// address or to say ready from another thread).
+    pub fn run_with(self, started: impl FnOnce(&ServerHandle)) -> io::Result<DrainReport> {
+        let (el, parts) = self.build()?;
+        let handle = parts.into_handle(None);
+        started(&handle);
+        el.run()
+    }
+
+    fn build(self) -> io::Result<(EventLoop, HandleParts)> {
+        let addr = self.listen.to_socket_addrs()?.next().ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
+        })?;
+        let poll = Poll::new()?;
+        let mut listener = mio::net::TcpListener::bind(addr)?;
+        let local_addr = listener.local_addr()?;
+        poll.registry()
+            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        let signals = if self.signals {
+            let mut s = signal_hook_mio::v1_0::Signals::new([
+                signal_hook::consts::SIGTERM,
+                signal_hook::consts::SIGINT,
+            ])?;
+            poll.registry()
+                .register(&mut s, token::SIGNALS, Interest::READABLE)?;
+            Some(s)
+        } else {
+            None
+        };
+        let waker = Arc::new(LoopWaker::new(Waker::new(poll.registry(), token::WAKER)?));
+        let (job_tx, job_rx) = crossbeam_channel::bounded(self.queue);
+        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
+        workers::spawn(self.workers, job_rx, done_tx, waker.clone())?;
+        let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
+        let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
+        readiness.poll_change(std::time::Instant::now());
+        let stats = Arc::new(Stats::default());
+        let cfg = LoopConfig {
+            conn: self.conn,
+            max_connections: self.max_connections,
+            drain_budget: self.drain_budget,
+            out_limit: self.out_limit,
+        };
+        let el = EventLoop::new(
+            poll,
+            listener,
+            signals,
+            cfg,
+            self.registry,
+            job_tx,
+            done_rx,
+            ctl_rx,
+            waker.clone(),
+            stats.clone(),
+            readiness,
+        );
+        let ready = ReadyHandle::new(target, waker.clone());
+        Ok((
+            el,
+            HandleParts {
+                local_addr,
+                control: ctl_tx,
+                waker,
+                stats,
+                ready,
+            },
+        ))
+    }
+}
+
+struct HandleParts {
+    local_addr: SocketAddr,
+    control: Sender<Control>,
+    waker: Arc<LoopWaker>,
+    stats: Arc<Stats>,
+    ready: ReadyHandle,
+}
+
+impl HandleParts {
+    fn into_handle(self, thread: Option<JoinHandle<io::Result<DrainReport>>>) -> ServerHandle {
+        ServerHandle {
+            local_addr: self.local_addr,
+            control: self.control,
+            waker: self.waker,
+            stats: self.stats,
+            ready: self.ready,
+            thread: parking_lot::Mutex::new(thread),
+        }
+    }
+}
+
+/// A running server.
+pub struct ServerHandle {
+    local_addr: SocketAddr,
+    control: Sender<Control>,
+    waker: Arc<LoopWaker>,
+    stats: Arc<Stats>,
+    ready: ReadyHandle,
+    thread: parking_lot::Mutex<Option<JoinHandle<io::Result<DrainReport>>>>,
+}
+
+impl std::fmt::Debug for ServerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerHandle")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerHandle {
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Starts the close sequence. Returns at once; [`wait`](Self::wait) for the report.
+    pub fn shutdown(&self) {
+        if self.control.try_send(Control::Shutdown).is_ok() {
+            self.waker.wake();
+        }
+    }
+
+    /// The readiness handle: say when the server may take requests (with
+    /// [`Builder::manual_ready`]), and at what capacity.
+    pub fn ready(&self) -> &ReadyHandle {
+        &self.ready
+    }
+
+    /// Requests accepted and not yet answered-and-written.
+    pub fn in_flight(&self) -> usize {
+        self.stats.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Connections open.
+    pub fn connections(&self) -> usize {
+        self.stats.connections.load(Ordering::Relaxed)
+    }
+
+    /// Waits for the server to stop and returns its drain report. For a server started with
+    /// [`Builder::run_with`] this returns an error (the report is `run_with`'s return value).
+    pub fn wait(&self) -> io::Result<DrainReport> {
+        let Some(thread) = self.thread.lock().take() else {
+            return Err(io::Error::other("no server thread to wait for"));
+        };
+        thread
+            .join()
+            .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+}

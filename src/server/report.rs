@@ -1,0 +1,51 @@
+//! The drain report a server returns when it stops.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// How a server's close sequence ended.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Every accepted request was answered and flushed, and every connection closed by its
+    /// caller before the budget ran out.
+    pub clean: bool,
+    /// A second signal forced the stop before the drain finished.
+    pub forced_by_signal: bool,
+    /// Connections open when the close sequence started (each got GOAWAY).
+    pub goaway_sent: usize,
+    /// Queued requests rejected unstarted at the start of the drain.
+    pub rejected_queued: usize,
+    /// Requests accepted and never answered: their handlers were still running when the budget
+    /// ran out (or a second signal came).
+    pub abandoned: usize,
+    /// Per connection, where the budget ran out with requests still pending: the peer address
+    /// and the number of requests pending on it.
+    pub abandoned_on: Vec<(SocketAddr, usize)>,
+    /// From the start of the close sequence until every in-flight request was answered.
+    pub answered_in: Option<Duration>,
+    /// From the start of the close sequence until the server stopped.
+    pub total: Duration,
+}
+
+impl fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let how = if self.clean {
+            "drained cleanly"
+        } else if self.forced_by_signal {
+            "stopped by a second signal"
+        } else {
+            "drain budget spent"
+        };
+        write!(
+            f,
+            "{how} in {} ms: GOAWAY sent to {} connections, {} queued requests rejected, {} \
+             abandoned",
+            self.total.as_millis(),
+            self.goaway_sent,
+            self.rejected_queued,
+            self.abandoned
+        )
+    }
+}

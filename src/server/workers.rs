@@ -1,0 +1,146 @@
+//! The worker pool: threads fed through a bounded channel, answering through a channel and one
+//! `mio::Waker`.
+//!
+//! Each job has one atomic [`JobState`]. A worker and the event loop (draining, cancelling, or
+//! closing the connection) race for it with a compare-and-swap, and only the winner acts: a
+//! request is never both run and rejected (protocol.md rule 2).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use crossbeam_channel::{Receiver, Sender};
+use mio::Waker;
+
+use super::handler::{Handler, Reply, Request, run_handler};
+use super::token::ConnRef;
+use crate::proto::RejectReason;
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const REJECTED: u8 = 2;
+
+/// The run-or-reject state of one accepted request.
+#[derive(Debug, Default)]
+pub(crate) struct JobState(AtomicU8);
+
+impl JobState {
+    /// Queued → running. False if the loop rejected it first.
+    pub fn try_start(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+
+    /// Queued → rejected. False if a worker started it first: it must then be answered.
+    pub fn try_reject(&self) -> bool {
+        self.0
+            .compare_exchange(QUEUED, REJECTED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+    }
+}
+
+/// A request handed to a worker.
+pub(crate) struct Job {
+    pub conn: ConnRef,
+    pub id: u64,
+    pub method: Arc<str>,
+    pub body: Vec<u8>,
+    pub deadline: Instant,
+    pub idempotent: bool,
+    pub handler: Arc<dyn Handler>,
+    pub state: Arc<JobState>,
+}
+
+/// A worker's answer for the loop.
+pub(crate) struct Completion {
+    pub conn: ConnRef,
+    pub id: u64,
+    pub result: Answer,
+}
+
+pub(crate) enum Answer {
+    Ran(Reply),
+    /// Never started (its deadline passed while queued).
+    Rejected(RejectReason),
+}
+
+/// Wakes the event loop at most once per batch of completions.
+pub(crate) struct LoopWaker {
+    waker: Waker,
+    pending: AtomicBool,
+}
+
+impl LoopWaker {
+    pub fn new(waker: Waker) -> LoopWaker {
+        LoopWaker {
+            waker,
+            pending: AtomicBool::new(false),
+        }
+    }
+
+    /// Wakes the loop unless a wake-up is already on its way.
+    pub fn wake(&self) {
+        if !self.pending.swap(true, Ordering::AcqRel) {
+            if let Err(e) = self.waker.wake() {
+                log::error!("cannot wake the event loop: {e}");
+            }
+        }
+    }
+
+    /// Called by the loop before it drains the completion channel.
+    pub fn clear(&self) {
+        self.pending.store(false, Ordering::Release);
+    }
+}
+
+/// Starts `n` worker threads.
+pub(crate) fn spawn(
+    n: usize,
+    jobs: Receiver<Job>,
+    done: Sender<Completion>,
+    waker: Arc<LoopWaker>,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    (0..n)
+        .map(|i| {
+            let (jobs, done, waker) = (jobs.clone(), done.clone(), waker.clone());
+            std::thread::Builder::new()
+                .name(format!("gracerpc-worker-{i}"))
+                .spawn(move || work(jobs, done, waker))
+        })
+        .collect()
+}
+
+fn work(jobs: Receiver<Job>, done: Sender<Completion>, waker: Arc<LoopWaker>) {
+    while let Ok(job) = jobs.recv() {
+        if !job.state.try_start() {
+            continue; // the loop rejected it and answered already
+        }
+        let result = if Instant::now() >= job.deadline {
+            // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
+            // "running", but only this worker can answer it now, and it answers with a reject.
+            Answer::Rejected(RejectReason::DEADLINE)
+        } else {
+            let req = Request {
+                id: job.id,
+                method: &job.method,
+                body: &job.body,
+                deadline: job.deadline,
+                idempotent: job.idempotent,
+            };
+            Answer::Ran(run_handler(job.handler.as_ref(), &req))
+        };
+        if done
+            .send(Completion {
+                conn: job.conn,
+                id: job.id,
+                result,
+            })
+            .is_err()
+        {
+            return; // the loop is gone
+        }
+        waker.wake();
+    }
+}
