@@ -418,10 +418,10 @@ impl EventLoop {
         }
         if now >= drain.deadline && drain.report.abandoned_on.is_empty() {
             for (_, conn) in self.conns.iter() {
-                if conn.core.pending() > 0 {
-                    if let Ok(peer) = conn.stream.peer_addr() {
-                        drain.report.abandoned_on.push((peer, conn.core.pending()));
-                    }
+                if conn.core.pending() > 0
+                    && let Ok(peer) = conn.stream.peer_addr()
+                {
+                    drain.report.abandoned_on.push((peer, conn.core.pending()));
                 }
             }
         }
@@ -486,10 +486,10 @@ impl EventLoop {
             }
             if conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
                 self.read_conn(slot, now);
-                if let Some(conn) = self.conns.get_mut(slot) {
-                    if !conn.write_blocked {
-                        conn.flush();
-                    }
+                if let Some(conn) = self.conns.get_mut(slot)
+                    && !conn.write_blocked
+                {
+                    conn.flush();
                 }
             }
             let Some(conn) = self.conns.get_mut(slot) else {

@@ -82,10 +82,10 @@ impl LoopWaker {
 
     /// Wakes the loop unless a wake-up is already on its way.
     pub fn wake(&self) {
-        if !self.pending.swap(true, Ordering::AcqRel) {
-            if let Err(e) = self.waker.wake() {
-                log::error!("cannot wake the event loop: {e}");
-            }
+        if !self.pending.swap(true, Ordering::AcqRel)
+            && let Err(e) = self.waker.wake()
+        {
+            log::error!("cannot wake the event loop: {e}");
         }
     }
 
