@@ -3,9 +3,11 @@
 //!
 //! The crate is layered (see `protocol.md` for the wire format and its numbered rules):
 //! * [`proto`]: the sans-IO core — frames, codec, and the per-connection state machines.
+//! * [`client`]: the caller: a lock-free node table, balancing, eviction on GOAWAY, safe replay.
 //! * [`server`]: the provider: a mio event loop, a worker pool, and the graceful close and start
 //!   sequences.
 #![deny(missing_docs)]
 
+pub mod client;
 pub mod proto;
 pub mod server;

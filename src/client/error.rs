@@ -1,0 +1,98 @@
+//! The error a call returns. Every variant says whether the request may have run.
+
+use std::fmt;
+
+use crate::proto::{ApiMisuse, Status};
+
+/// Why a call did not return a successful response.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CallError {
+    /// The deadline passed before an answer came. If the request had been written, it may have
+    /// run (a non-idempotent call is then "may have run", never "failed").
+    DeadlineExceeded {
+        /// Whether a server may have read and run the request.
+        may_have_run: bool,
+    },
+    /// No node could take the call before the deadline. It never ran.
+    NoNodeAvailable,
+    /// The handler ran and answered with a status other than OK.
+    Status {
+        /// The handler's status.
+        status: Status,
+        /// The handler's detail.
+        body: Vec<u8>,
+    },
+    /// The connection ended after the request was written and before its answer: it may or may
+    /// not have run. Only idempotent calls are retried in this case.
+    OutcomeUnknown,
+    /// Every replay the call was allowed was rejected (overload or shutdown everywhere). It never
+    /// ran.
+    Rejected,
+    /// The request itself is invalid (method name, size). It never ran.
+    Invalid(ApiMisuse),
+    /// The client is closed. It never ran.
+    Closed,
+}
+
+impl CallError {
+    /// Whether the request may have run on some node. `false` means it provably did not, and
+    /// sending it again is safe.
+    pub fn may_have_run(&self) -> bool {
+        match self {
+            CallError::DeadlineExceeded { may_have_run } => *may_have_run,
+            CallError::Status { .. } | CallError::OutcomeUnknown => true,
+            CallError::NoNodeAvailable
+            | CallError::Rejected
+            | CallError::Invalid(_)
+            | CallError::Closed => false,
+        }
+    }
+
+    /// A short stable name for the kind of error, for reports and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallError::DeadlineExceeded { .. } => "deadline_exceeded",
+            CallError::NoNodeAvailable => "no_node_available",
+            CallError::Status { .. } => "status",
+            CallError::OutcomeUnknown => "outcome_unknown",
+            CallError::Rejected => "rejected",
+            CallError::Invalid(_) => "invalid",
+            CallError::Closed => "closed",
+        }
+    }
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::DeadlineExceeded { may_have_run: true } => {
+                f.write_str("deadline exceeded after the request was sent: it may have run")
+            }
+            CallError::DeadlineExceeded {
+                may_have_run: false,
+            } => f.write_str("deadline exceeded before the request was sent: it did not run"),
+            CallError::NoNodeAvailable => {
+                f.write_str("no node was ready before the deadline: the request did not run")
+            }
+            CallError::Status { status, body } => {
+                write!(
+                    f,
+                    "handler answered {status}: {}",
+                    String::from_utf8_lossy(body)
+                )
+            }
+            CallError::OutcomeUnknown => f.write_str(
+                "connection lost after the request was sent: it may or may not have run \
+                 (not retried: the call is not idempotent)",
+            ),
+            CallError::Rejected => {
+                f.write_str("every node rejected the request (it did not run); try again later")
+            }
+            CallError::Invalid(e) => write!(f, "invalid request: {e}"),
+            CallError::Closed => f.write_str("the client is closed: the request did not run"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}

@@ -1,0 +1,251 @@
+//! The client's I/O thread: a mio loop that connects to nodes (reconnecting with capped
+//! exponential backoff and jitter), reads every answer, runs the cores' timers, and finishes
+//! writes that would block. Calling threads write their own requests (see `link.rs`).
+
+use std::io;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Receiver;
+use mio::{Events, Interest, Poll, Token};
+use slab::Slab;
+
+use super::ClientConfig;
+use super::discovery::Discovery;
+use super::link::{Deliveries, Link, deliver};
+use super::table::{Node, NodeState, NodeTable, random_below};
+use super::waiters::Waiters;
+use crate::proto::ClientConn;
+
+pub(crate) const WAKER: Token = Token(usize::MAX);
+
+const SLOT_BITS: u32 = 24;
+
+/// Requests to the I/O thread.
+pub(crate) enum Ctl {
+    /// Close every connection and stop.
+    Shutdown,
+}
+
+/// Reconnection state of one node.
+#[derive(Clone, Copy)]
+struct Retry {
+    next: Instant,
+    backoff: Duration,
+}
+
+pub(crate) struct IoLoop {
+    pub poll: Poll,
+    pub table: Arc<NodeTable>,
+    pub waiters: Arc<Waiters>,
+    pub discovery: Box<dyn Discovery>,
+    pub cfg: ClientConfig,
+    pub control: Receiver<Ctl>,
+    links: Slab<Arc<Link>>,
+    generation: u32,
+    retry: Vec<Retry>,
+    last_epoch: u64,
+}
+
+impl IoLoop {
+    pub fn new(
+        poll: Poll,
+        table: Arc<NodeTable>,
+        waiters: Arc<Waiters>,
+        discovery: Box<dyn Discovery>,
+        cfg: ClientConfig,
+        control: Receiver<Ctl>,
+    ) -> IoLoop {
+        IoLoop {
+            poll,
+            table,
+            waiters,
+            discovery,
+            cfg,
+            control,
+            links: Slab::new(),
+            generation: 0,
+            retry: Vec::new(),
+            last_epoch: 0,
+        }
+    }
+
+    pub fn run(mut self) {
+        let mut events = Events::with_capacity(256);
+        let mut deliveries = Deliveries::with_capacity(64);
+        let mut timeout = Duration::ZERO;
+        loop {
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::error!("client I/O loop failed: {e}");
+                    self.shutdown(&mut deliveries);
+                    return;
+                }
+            }
+            let now = Instant::now();
+            for event in events.iter() {
+                if event.token() == WAKER {
+                    continue;
+                }
+                let slot = event.token().0 & ((1 << SLOT_BITS) - 1);
+                let Some(link) = self.links.get(slot) else {
+                    continue;
+                };
+                if link.token != event.token() {
+                    continue; // stale: that connection is gone
+                }
+                let link = link.clone();
+                if link.on_ready(&self.table, now, &mut deliveries) {
+                    self.remove(slot, now);
+                }
+                deliver(deliveries.drain(..));
+            }
+            if self.control.try_recv().is_ok() {
+                self.shutdown(&mut deliveries);
+                return;
+            }
+            timeout = self.tick(now, &mut deliveries);
+        }
+    }
+
+    /// Timers, discovery and reconnection. Returns how long the loop may sleep.
+    fn tick(&mut self, now: Instant, deliveries: &mut Deliveries) -> Duration {
+        if let Some(addrs) = self.discovery.poll() {
+            self.apply_discovery(addrs, now);
+        }
+        let mut next = now + Duration::from_millis(100);
+        let mut finished = Vec::new();
+        for (slot, link) in self.links.iter() {
+            if link.on_timer(&self.table, now, deliveries) {
+                finished.push(slot);
+            } else if let Some(t) = link.poll_timeout() {
+                next = next.min(t);
+            }
+        }
+        deliver(deliveries.drain(..));
+        for slot in finished {
+            self.remove(slot, now);
+        }
+        for i in 0..self.retry.len() {
+            if let Some(t) = self.maintain(i, now) {
+                next = next.min(t);
+            }
+        }
+        let epoch = self
+            .table
+            .ready_epoch
+            .load(std::sync::atomic::Ordering::Acquire);
+        if epoch != self.last_epoch {
+            self.last_epoch = epoch;
+            self.waiters.wake_all();
+        }
+        if let Some(t) = self.waiters.wake_expired(now) {
+            next = next.min(t);
+        }
+        next.saturating_duration_since(Instant::now())
+            .max(Duration::from_micros(200))
+    }
+
+    fn apply_discovery(&mut self, addrs: Vec<std::net::SocketAddr>, now: Instant) {
+        for node in self.table.nodes() {
+            if !addrs.contains(&node.addr()) && node.state() != NodeState::Removed {
+                log::info!("node {} removed by discovery", node.addr());
+                // A draining or busy connection keeps delivering its answers; it is only no
+                // longer chosen, and not reconnected.
+                *node.current.lock() = None;
+                self.table.set_state(node, NodeState::Removed, now);
+            }
+        }
+        for addr in addrs {
+            match self.table.upsert(addr) {
+                Some(node) => {
+                    while self.retry.len() <= node.index() {
+                        self.retry.push(Retry {
+                            next: now,
+                            backoff: self.cfg.backoff_min,
+                        });
+                    }
+                    self.retry[node.index()].next = now;
+                }
+                None => log::warn!("node table full: {addr} ignored"),
+            }
+        }
+    }
+
+    /// Connects a node that has no connection, when its backoff allows. Returns when to look
+    /// again.
+    fn maintain(&mut self, index: usize, now: Instant) -> Option<Instant> {
+        let node = self.table.nodes().nth(index)?.clone();
+        let state = node.state();
+        if state == NodeState::Removed {
+            return None;
+        }
+        if node.current.lock().is_some() {
+            if state.is_choosable() {
+                // Connected and ready: the next reconnection, if ever needed, starts fast.
+                self.retry[index].backoff = self.cfg.backoff_min;
+            }
+            return None;
+        }
+        let retry = self.retry[index];
+        if now < retry.next {
+            return Some(retry.next);
+        }
+        // Back off before the next attempt, in case this one fails; READY resets it.
+        let jitter = retry.backoff.as_micros() as usize / 4 + 1;
+        let delay = retry.backoff + Duration::from_micros(random_below(jitter) as u64);
+        self.retry[index] = Retry {
+            next: now + delay,
+            backoff: (retry.backoff * 2).min(self.cfg.backoff_max),
+        };
+        if let Err(e) = self.connect(&node, now) {
+            log::debug!("connect to {}: {e}", node.addr());
+            if state != NodeState::Draining {
+                self.table.set_state(&node, NodeState::Down, now);
+            }
+        }
+        Some(self.retry[index].next)
+    }
+
+    fn connect(&mut self, node: &Arc<Node>, now: Instant) -> io::Result<()> {
+        let mut stream = mio::net::TcpStream::connect(node.addr())?;
+        let entry = self.links.vacant_entry();
+        let token = Token(((self.generation as usize) << SLOT_BITS) | entry.key());
+        self.generation = self.generation.wrapping_add(1);
+        self.poll.registry().register(
+            &mut stream,
+            token,
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let core = ClientConn::new(now, self.cfg.conn.clone());
+        let link = Arc::new(Link::new(node.clone(), token, stream, core));
+        entry.insert(link.clone());
+        *node.current.lock() = Some(link);
+        if node.state() != NodeState::Draining {
+            self.table.set_state(node, NodeState::Connecting, now);
+        }
+        Ok(())
+    }
+
+    fn remove(&mut self, slot: usize, now: Instant) {
+        if !self.links.contains(slot) {
+            return;
+        }
+        let link = self.links.remove(slot);
+        let mut g = link.inner.lock();
+        let _ = self.poll.registry().deregister(&mut g.stream);
+        let _ = now;
+    }
+
+    fn shutdown(&mut self, deliveries: &mut Deliveries) {
+        let now = Instant::now();
+        for (_, link) in self.links.iter() {
+            link.abort(&self.table, now, deliveries);
+        }
+        deliver(deliveries.drain(..));
+        self.links.clear();
+        self.waiters.wake_all();
+    }
+}

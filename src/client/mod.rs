@@ -1,0 +1,374 @@
+//! The caller side: a client a service embeds to call a set of nodes, which turns a node's
+//! shutdown into zero caller-visible errors without ever running a request twice.
+//!
+//! # Example
+//!
+//! ```
+//! use gracerpc::client::{CallOptions, Client};
+//! use gracerpc::server::{Request, Server};
+//! use std::time::Duration;
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = Server::builder()
+//!     .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+//!     .spawn()?;
+//! let client = Client::builder().nodes([server.local_addr()]).build()?;
+//!
+//! // Blocking, from any thread (the client is cheap to clone, Send and Sync):
+//! assert_eq!(client.call("echo", b"hi")?, b"hi");
+//!
+//! // Non-blocking: a std Future, usable on any executor.
+//! let fut = client.call_async("echo", b"there".to_vec(), CallOptions::new().idempotent(true));
+//! let reply = gracerpc::client::block_on(fut)?;
+//! assert_eq!(reply.body, b"there");
+//!
+//! client.close(Duration::from_secs(1));
+//! server.shutdown();
+//! server.wait()?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Design
+//! Calling threads choose a node from a lock-free [`NodeTable`], serialize their request (the id
+//! is assigned at that moment, so ids increase in wire order) and write it to the socket
+//! themselves under the connection's lock when its output is empty — no hand-off on the way out.
+//! One I/O thread (a mio loop) reads every answer, hands it to the call's one-shot slot, runs
+//! the protocol timers, and reconnects nodes with capped exponential backoff and jitter.
+//!
+//! Replays follow the core's outcomes: a request that provably did not run (SHUTDOWN_REJECT, an
+//! id above GOAWAY's last accepted id, a frame never fully written) is sent again elsewhere; a
+//! request whose outcome is unknown is retried only if the call is idempotent.
+
+mod call;
+mod discovery;
+mod error;
+mod io_loop;
+mod link;
+mod slot;
+pub mod table;
+mod waiters;
+
+pub use call::{CallFuture, CallOptions, Response, block_on};
+pub use discovery::{Discovery, StaticList};
+pub use error::CallError;
+pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
+
+use std::borrow::Cow;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use mio::{Poll, Waker};
+use parking_lot::Mutex;
+
+use crate::proto::ClientConnConfig;
+use io_loop::{Ctl, IoLoop};
+use waiters::Waiters;
+
+/// Client settings.
+#[derive(Clone, Debug)]
+pub(crate) struct ClientConfig {
+    pub default_deadline: Duration,
+    pub replay: bool,
+    pub max_replays: u32,
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    pub conn: ClientConnConfig,
+}
+
+/// Configures a [`Client`].
+pub struct ClientBuilder {
+    discovery: Option<Box<dyn Discovery>>,
+    cfg: ClientConfig,
+}
+
+impl std::fmt::Debug for ClientBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientBuilder")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            discovery: None,
+            cfg: ClientConfig {
+                default_deadline: Duration::from_secs(5),
+                replay: true,
+                max_replays: 16,
+                backoff_min: Duration::from_millis(5),
+                backoff_max: Duration::from_millis(100),
+                conn: ClientConnConfig {
+                    hello_timeout: Duration::from_secs(2),
+                    ..Default::default()
+                },
+            },
+        }
+    }
+}
+
+impl ClientBuilder {
+    /// A fixed list of nodes (a [`StaticList`]).
+    pub fn nodes(mut self, nodes: impl IntoIterator<Item = SocketAddr>) -> Self {
+        self.discovery = Some(Box::new(StaticList::new(nodes)));
+        self
+    }
+
+    /// Where nodes come from.
+    pub fn discovery(mut self, d: impl Discovery) -> Self {
+        self.discovery = Some(Box::new(d));
+        self
+    }
+
+    /// The deadline of calls that do not set one (default 5 s).
+    pub fn default_deadline(mut self, d: Duration) -> Self {
+        self.cfg.default_deadline = d;
+        self
+    }
+
+    /// Replay requests that provably did not run, and retry idempotent ones whose outcome is
+    /// unknown (default on). Off exists to show the contrast: every rejection becomes an error.
+    pub fn replay(mut self, on: bool) -> Self {
+        self.cfg.replay = on;
+        self
+    }
+
+    /// Replays allowed per call (default 16). They do not count against real failures: only
+    /// provably-unrun requests (or idempotent ones) are replayed, and always within the deadline.
+    pub fn max_replays(mut self, n: u32) -> Self {
+        self.cfg.max_replays = n;
+        self
+    }
+
+    /// The cap of the reconnection backoff (default 100 ms), so a restarted node is back quickly.
+    pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.cfg.backoff_min = min;
+        self.cfg.backoff_max = max.max(min);
+        self
+    }
+
+    /// PING after this much silence, and give the connection up if the PONG does not come
+    /// within `timeout` (defaults 5 s and 3 s).
+    pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
+        self.cfg.conn.ping_interval = interval;
+        self.cfg.conn.ping_timeout = timeout;
+        self
+    }
+
+    /// Starts the client's I/O thread.
+    pub fn build(self) -> io::Result<Client> {
+        let discovery: Box<dyn Discovery> = self
+            .discovery
+            .unwrap_or_else(|| Box::new(StaticList::new([])));
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), io_loop::WAKER)?);
+        let table = Arc::new(NodeTable::new());
+        let waiters = Arc::new(Waiters::default());
+        let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(4);
+        let io = IoLoop::new(
+            poll,
+            table.clone(),
+            waiters.clone(),
+            discovery,
+            self.cfg.clone(),
+            ctl_rx,
+        );
+        let thread = std::thread::Builder::new()
+            .name("gracerpc-client-io".into())
+            .spawn(move || io.run())?;
+        let inner = ClientInner {
+            table,
+            waiters,
+            waker,
+            control: ctl_tx,
+            closed: AtomicBool::new(false),
+            cfg: self.cfg,
+            stats: Stats::default(),
+            active_calls: AtomicUsize::new(0),
+            thread: Mutex::new(Some(thread)),
+        };
+        Ok(Client {
+            inner: Arc::new(inner),
+        })
+    }
+}
+
+#[derive(Default, Debug)]
+pub(crate) struct Stats {
+    pub replayed: AtomicU64,
+    pub retried: AtomicU64,
+}
+
+/// Counters of a client since it was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClientStats {
+    /// Requests sent again because a node rejected them unrun (GOAWAY, SHUTDOWN_REJECT).
+    pub replayed: u64,
+    /// Idempotent requests retried after an unknown outcome.
+    pub retried: u64,
+}
+
+pub(crate) struct ClientInner {
+    table: Arc<NodeTable>,
+    waiters: Arc<Waiters>,
+    waker: Arc<Waker>,
+    control: Sender<Ctl>,
+    closed: AtomicBool,
+    cfg: ClientConfig,
+    stats: Stats,
+    active_calls: AtomicUsize,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ClientInner {
+    fn wake_io(&self) {
+        let _ = self.waker.wake();
+    }
+
+    fn stop_io(&self) {
+        if self.control.try_send(Ctl::Shutdown).is_ok() {
+            self.wake_io();
+        }
+        if let Some(t) = self.thread.lock().take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ClientInner {
+    fn drop(&mut self) {
+        self.closed.store(true, Ordering::Release);
+        self.stop_io();
+    }
+}
+
+/// A client of a set of nodes. Cheap to clone (an `Arc`), `Send + Sync`, usable from many
+/// threads at once.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<ClientInner>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("nodes", &self.inner.table)
+            .finish()
+    }
+}
+
+impl Client {
+    /// A builder; give it nodes with [`ClientBuilder::nodes`] or [`ClientBuilder::discovery`].
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Calls `method` with the default options and waits for the answer.
+    pub fn call(&self, method: &str, body: &[u8]) -> Result<Vec<u8>, CallError> {
+        self.call_with(method, body, &CallOptions::default())
+            .map(|r| r.body)
+    }
+
+    /// Calls `method` with options and waits for the answer.
+    pub fn call_with(
+        &self,
+        method: &str,
+        body: &[u8],
+        opts: &CallOptions,
+    ) -> Result<Response, CallError> {
+        block_on(self.call_ref(method, body, opts))
+    }
+
+    /// A call as a future that borrows its method and body.
+    pub fn call_ref<'a>(
+        &self,
+        method: &'a str,
+        body: &'a [u8],
+        opts: &CallOptions,
+    ) -> CallFuture<'a> {
+        CallFuture::new(
+            self.inner.clone(),
+            Cow::Borrowed(method),
+            Cow::Borrowed(body),
+            opts,
+        )
+    }
+
+    /// A call as a `'static` future that owns its body (for spawning on an executor).
+    pub fn call_async(
+        &self,
+        method: &str,
+        body: Vec<u8>,
+        opts: CallOptions,
+    ) -> CallFuture<'static> {
+        CallFuture::new(
+            self.inner.clone(),
+            Cow::Owned(method.to_owned()),
+            Cow::Owned(body),
+            &opts,
+        )
+    }
+
+    /// The node table (states, capacities, outstanding calls).
+    pub fn table(&self) -> &NodeTable {
+        &self.inner.table
+    }
+
+    /// A snapshot of every node.
+    pub fn nodes(&self) -> Vec<NodeSnapshot> {
+        self.inner.table.snapshot()
+    }
+
+    /// A channel of node state changes, as the client itself processes them.
+    pub fn subscribe(&self) -> crossbeam_channel::Receiver<NodeEvent> {
+        self.inner.table.subscribe()
+    }
+
+    /// Waits until the client itself sees `addr` choosable (READY), or `timeout` passes.
+    pub fn wait_ready(&self, addr: SocketAddr, timeout: Duration) -> bool {
+        let end = Instant::now() + timeout;
+        let events = self.subscribe();
+        loop {
+            if self
+                .inner
+                .table
+                .find(addr)
+                .is_some_and(|n| n.state().is_choosable())
+            {
+                return true;
+            }
+            let left = end.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let _ = events.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Counters since the client was built.
+    pub fn stats(&self) -> ClientStats {
+        ClientStats {
+            replayed: self.inner.stats.replayed.load(Ordering::Relaxed),
+            retried: self.inner.stats.retried.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops taking new calls, lets the outstanding ones finish for up to `timeout`, then closes
+    /// every connection. Calls still running after that end with an error.
+    pub fn close(&self, timeout: Duration) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.waiters.wake_all();
+        let end = Instant::now() + timeout;
+        while self.inner.active_calls.load(Ordering::Acquire) > 0 && Instant::now() < end {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        self.inner.stop_io();
+    }
+}
