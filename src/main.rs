@@ -17,12 +17,16 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     Serve(cli::serve::ServeArgs),
+    Call(cli::call::CallArgs),
+    Bench(cli::bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
+        Command::Call(args) => cli::call::run(args),
+        Command::Bench(args) => cli::bench::run(args),
     };
     std::process::exit(code);
 }

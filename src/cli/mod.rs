@@ -1,4 +1,8 @@
 //! The subcommands of the `gracerpc` binary.
 
+pub mod bench;
+pub mod call;
+pub mod load;
 pub mod logger;
 pub mod serve;
+pub mod summary;

@@ -1,0 +1,54 @@
+//! `gracerpc call`: one call, printed.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::Args;
+use gracerpc::client::{CallOptions, Client};
+
+/// Make one call and print the response body (or the typed error, exit code 1).
+#[derive(Args, Debug)]
+pub struct CallArgs {
+    /// Comma-separated node addresses (host:port).
+    #[arg(long, value_delimiter = ',', required = true)]
+    nodes: Vec<std::net::SocketAddr>,
+    /// The method to call.
+    method: String,
+    /// The request body (UTF-8 text).
+    body: Option<String>,
+    /// Deadline in milliseconds.
+    #[arg(long, default_value_t = 5000)]
+    deadline_ms: u64,
+    /// Mark the call idempotent (retried if its outcome is unknown).
+    #[arg(long)]
+    idempotent: bool,
+}
+
+pub fn run(args: CallArgs) -> i32 {
+    crate::logger::init("");
+    let client = match Client::builder().nodes(args.nodes).build() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("gracerpc call: {e}");
+            return 1;
+        }
+    };
+    let opts = CallOptions::new()
+        .deadline(Duration::from_millis(args.deadline_ms))
+        .idempotent(args.idempotent);
+    let body = args.body.unwrap_or_default();
+    let code = match client.call_with(&args.method, body.as_bytes(), &opts) {
+        Ok(r) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(&r.body);
+            let _ = out.write_all(b"\n");
+            0
+        }
+        Err(e) => {
+            eprintln!("error ({}): {e}", e.kind());
+            1
+        }
+    };
+    client.close(Duration::from_secs(1));
+    code
+}
