@@ -19,6 +19,7 @@ enum Command {
     Serve(cli::serve::ServeArgs),
     Call(cli::call::CallArgs),
     Bench(cli::bench::BenchArgs),
+    Rollout(cli::rollout::RolloutArgs),
 }
 
 fn main() {
@@ -27,6 +28,7 @@ fn main() {
         Command::Serve(args) => cli::serve::run(args),
         Command::Call(args) => cli::call::run(args),
         Command::Bench(args) => cli::bench::run(args),
+        Command::Rollout(args) => cli::rollout::run(args),
     };
     std::process::exit(code);
 }

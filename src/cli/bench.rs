@@ -84,7 +84,7 @@ pub fn run(args: BenchArgs) -> i32 {
     let load = Load::start(&client, spec);
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(args.duration.max(0.01)));
-    let records = load.stop();
+    let (records, _) = load.stop(Duration::from_secs(10));
     let elapsed = t0.elapsed().as_secs_f64();
     client.close(Duration::from_secs(1));
     let counts = Counts::of(&records);

@@ -42,7 +42,8 @@ pub struct LoadSpec {
 /// A running load; stop it with [`Load::stop`].
 pub struct Load {
     stop: Arc<AtomicBool>,
-    drivers: Vec<JoinHandle<Vec<CallRecord>>>,
+    stop_at: Arc<Mutex<Option<Instant>>>,
+    drivers: Vec<JoinHandle<(Vec<CallRecord>, u64)>>,
     pub started: Instant,
     pub sent: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
@@ -51,6 +52,7 @@ pub struct Load {
 impl Load {
     pub fn start(client: &Client, spec: LoadSpec) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
+        let stop_at = Arc::new(Mutex::new(None));
         let sent = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicU64::new(0));
         let next_token = Arc::new(AtomicU64::new(spec.token_base));
@@ -65,6 +67,7 @@ impl Load {
                     spec: spec.clone(),
                     lanes,
                     stop: stop.clone(),
+                    stop_at: stop_at.clone(),
                     sent: sent.clone(),
                     failed: failed.clone(),
                     next_token: next_token.clone(),
@@ -78,6 +81,7 @@ impl Load {
             .collect();
         Load {
             stop,
+            stop_at,
             drivers: handles,
             started,
             sent,
@@ -85,17 +89,21 @@ impl Load {
         }
     }
 
-    /// Stops starting calls, waits for the calls in flight, and returns every call's record.
-    pub fn stop(self) -> Vec<CallRecord> {
+    /// Stops starting calls, waits up to `grace` for the calls in flight, and returns every
+    /// finished call's record and how many calls never ended.
+    pub fn stop(self, grace: Duration) -> (Vec<CallRecord>, u64) {
+        *self.stop_at.lock() = Some(Instant::now() + grace);
         self.stop.store(true, Ordering::Release);
         let mut all = Vec::new();
+        let mut never_ended = 0;
         for d in self.drivers {
-            if let Ok(mut recs) = d.join() {
+            if let Ok((mut recs, unfinished)) = d.join() {
                 all.append(&mut recs);
+                never_ended += unfinished;
             }
         }
         all.sort_by_key(|r| r.start_us);
-        all
+        (all, never_ended)
     }
 }
 
@@ -104,6 +112,7 @@ struct Driver {
     spec: LoadSpec,
     lanes: usize,
     stop: Arc<AtomicBool>,
+    stop_at: Arc<Mutex<Option<Instant>>>,
     sent: Arc<AtomicU64>,
     failed: Arc<AtomicU64>,
     next_token: Arc<AtomicU64>,
@@ -140,7 +149,7 @@ impl Wake for LaneWaker {
 }
 
 impl Driver {
-    fn run(self) -> Vec<CallRecord> {
+    fn run(self) -> (Vec<CallRecord>, u64) {
         let queue = Arc::new(ReadyQueue {
             ready: Mutex::new(Vec::new()),
             thread: std::thread::current(),
@@ -198,10 +207,16 @@ impl Driver {
                 if !batch.is_empty() || active == 0 {
                     break;
                 }
+                if self.stop.load(Ordering::Acquire)
+                    && self.stop_at.lock().is_some_and(|t| Instant::now() >= t)
+                {
+                    // Calls still running past the grace period never ended: report them.
+                    return (records, active as u64);
+                }
                 std::thread::park_timeout(Duration::from_millis(50));
             }
         }
-        records
+        (records, 0)
     }
 
     fn start_call(&self, lane: &mut Lane, body: &mut [u8]) {

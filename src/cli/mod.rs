@@ -4,5 +4,6 @@ pub mod bench;
 pub mod call;
 pub mod load;
 pub mod logger;
+pub mod rollout;
 pub mod serve;
 pub mod summary;

@@ -1,0 +1,483 @@
+//! `gracerpc rollout`: a local cluster restarted node by node under load, then audited for
+//! failed, lost and duplicated calls.
+
+mod audit;
+mod node;
+mod plot;
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::{Args, ValueEnum};
+use gracerpc::client::{CallOptions, Client, NodeEvent, NodeState};
+use parking_lot::Mutex;
+
+use super::load::{CallRecord, Load, LoadSpec};
+use super::summary::{Counts, Json, Latency, json_array, json_map};
+use node::{NodeProc, NodeSpec, audit_path, exit_number};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// SIGTERM; nodes drain (GOAWAY, answer what they accepted); callers replay rejections.
+    Graceful,
+    /// Nodes exit at once on SIGTERM (`serve --naive`), and callers do not replay.
+    Naive,
+    /// SIGKILL (a crash) with graceful callers: outcome unknown is reported, never lost.
+    Kill,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Graceful => "graceful",
+            Mode::Naive => "naive",
+            Mode::Kill => "kill",
+        }
+    }
+}
+
+/// Restart every node of a local cluster under load, then audit every call.
+///
+/// Starts N `gracerpc serve` processes on free loopback ports, runs C closed-loop callers of the
+/// non-idempotent `record` method (every call carries a unique token that the node appends to its
+/// audit file when it runs it), restarts each node R times, and cross-checks every call's outcome
+/// against its token's executions. Exit status: non-zero in graceful mode if any call failed, was
+/// lost or ran twice, or if an outcome contradicts the audit files.
+#[derive(Args, Debug)]
+pub struct RolloutArgs {
+    /// Nodes in the cluster.
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// Rounds: every node is restarted this many times.
+    #[arg(long, default_value_t = 2)]
+    rounds: usize,
+    /// Calls kept in flight (closed-loop callers).
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// How long each `record` call works on the node, in milliseconds.
+    #[arg(long, default_value_t = 1)]
+    work_ms: u64,
+    /// Pause after a restarted node is ready again, in milliseconds.
+    #[arg(long, default_value_t = 300)]
+    settle_ms: u64,
+    /// Warm-up ramp of a restarted node, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    warmup_ms: u64,
+    /// graceful (SIGTERM + drain + replay), naive (exit at once, no replay) or kill (SIGKILL).
+    #[arg(long, value_enum, default_value = "graceful")]
+    mode: Mode,
+    /// Write the report as one JSON object to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write an SVG timeline of calls/s with every restart marked.
+    #[arg(long)]
+    plot: Option<PathBuf>,
+    /// Seed for the order in which nodes are restarted (default: in index order).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Node drain budget in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    drain_timeout: f64,
+}
+
+/// One restart, in seconds since the load started.
+#[derive(Clone, Debug)]
+pub struct RestartRecord {
+    pub node: usize,
+    pub term_s: f64,
+    pub exit_s: f64,
+    pub ready_s: f64,
+    pub exit_code: i32,
+    pub drain_ms: f64,
+    pub evict_us: Option<u64>,
+}
+
+pub fn run(args: RolloutArgs) -> i32 {
+    crate::logger::init("[rollout] ");
+    match rollout(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gracerpc rollout: {e}");
+            1
+        }
+    }
+}
+
+/// Live progress on a terminal.
+struct Progress {
+    status: Mutex<String>,
+    done: AtomicBool,
+}
+
+fn rollout(args: RolloutArgs) -> Result<i32, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find own executable: {e}"))?;
+    let dir = std::env::temp_dir().join(format!(
+        "gracerpc-rollout-{}-{}",
+        std::process::id(),
+        super::bench::token_base() >> 32
+    ));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let spec = NodeSpec {
+        exe,
+        work_ms: args.work_ms,
+        warmup_ms: args.warmup_ms,
+        drain_timeout_s: args.drain_timeout,
+        naive: args.mode == Mode::Naive,
+        dir: dir.clone(),
+    };
+    let n = args.nodes.max(1);
+    let mut nodes: Vec<NodeProc> = Vec::with_capacity(n);
+    for i in 0..n {
+        nodes.push(NodeProc::start(&spec, i, "127.0.0.1:0").map_err(|e| e.to_string())?);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|p| p.addr).collect();
+    let client = Client::builder()
+        .nodes(addrs.clone())
+        .replay(args.mode != Mode::Naive)
+        .build()
+        .map_err(|e| e.to_string())?;
+    let events = client.subscribe();
+    for a in &addrs {
+        if !client.wait_ready(*a, Duration::from_secs(10)) {
+            return Err(format!("node {a} never became ready"));
+        }
+    }
+    let order = restart_order(n, args.rounds, args.seed);
+    let tty = std::io::stdout().is_terminal();
+    if !tty {
+        println!(
+            "rollout: {} nodes, {} restarts, {} callers of `record`, mode {}",
+            n,
+            order.len(),
+            args.concurrency,
+            args.mode.name()
+        );
+    }
+
+    let load = Load::start(
+        &client,
+        LoadSpec {
+            method: "record".into(),
+            payload: 16,
+            concurrency: args.concurrency.max(1),
+            drivers: 2,
+            opts: CallOptions::new(),
+            tokens: true,
+            token_base: super::bench::token_base(),
+        },
+    );
+    let t0 = load.started;
+    let secs = |t: Instant| (t - t0).as_secs_f64();
+    let progress = Arc::new(Progress {
+        status: Mutex::new(String::new()),
+        done: AtomicBool::new(false),
+    });
+    let ticker =
+        tty.then(|| spawn_progress(progress.clone(), load.sent.clone(), load.failed.clone(), t0));
+
+    std::thread::sleep(Duration::from_millis(500));
+    let mut restarts = Vec::new();
+    let mut all_events: Vec<NodeEvent> = Vec::new();
+    for (k, &i) in order.iter().enumerate() {
+        *progress.status.lock() = format!("restarting node {i} ({}/{})", k + 1, order.len());
+        let addr = addrs[i];
+        let term = Instant::now();
+        let sig = if args.mode == Mode::Kill {
+            libc::SIGKILL
+        } else {
+            libc::SIGTERM
+        };
+        nodes[i]
+            .signal(sig)
+            .map_err(|e| format!("signal node {i}: {e}"))?;
+        let budget = Duration::from_secs_f64(args.drain_timeout + 5.0);
+        let (status, killed) = nodes[i].wait_exit(budget).map_err(|e| e.to_string())?;
+        let exited = Instant::now();
+        if killed {
+            log::warn!("node {i} did not exit within {budget:?}: killed");
+        }
+        nodes[i] = NodeProc::restart(&spec, i, addr).map_err(|e| e.to_string())?;
+        if !client.wait_ready(addr, Duration::from_secs(10)) {
+            return Err(format!(
+                "restarted node {i} ({addr}) never became ready for the client"
+            ));
+        }
+        let ready = Instant::now();
+        all_events.extend(events.try_iter());
+        let evict_us = all_events
+            .iter()
+            .filter(|e| e.addr == addr && e.at >= term)
+            .find(|e| {
+                matches!(
+                    e.state,
+                    NodeState::Draining | NodeState::Down | NodeState::Connecting
+                )
+            })
+            .map(|e| (e.at - term).as_micros() as u64);
+        restarts.push(RestartRecord {
+            node: i,
+            term_s: secs(term),
+            exit_s: secs(exited),
+            ready_s: secs(ready),
+            exit_code: exit_number(status),
+            drain_ms: (exited - term).as_secs_f64() * 1e3,
+            evict_us,
+        });
+        std::thread::sleep(Duration::from_millis(args.settle_ms));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    *progress.status.lock() = "stopping the load".into();
+    let (calls, never_ended) = load.stop(Duration::from_secs(15));
+    progress.done.store(true, Ordering::Release);
+    if let Some(t) = ticker {
+        let _ = t.join();
+    }
+
+    // Shut every node down gracefully, so every audit file is complete.
+    for (i, node) in nodes.iter_mut().enumerate() {
+        if node.signal(libc::SIGTERM).is_ok() {
+            let _ = node.wait_exit(Duration::from_secs_f64(args.drain_timeout + 5.0));
+        } else {
+            log::warn!("could not stop node {i}");
+        }
+    }
+    client.close(Duration::from_secs(1));
+    let files: Vec<PathBuf> = (0..n).map(|i| audit_path(&dir, i)).collect();
+    let runs = audit::read_executions(&files).map_err(|e| format!("reading audit files: {e}"))?;
+    let found = audit::audit(&calls, &runs, never_ended);
+
+    let report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
+    print!("{}", report.table());
+    if let Some(path) = &args.json {
+        std::fs::write(path, report.json() + "\n")
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    if let Some(path) = &args.plot {
+        let title = format!(
+            "gracerpc rollout, mode {}: {} nodes, {} restarts, {} callers",
+            args.mode.name(),
+            n,
+            restarts.len(),
+            args.concurrency
+        );
+        plot::write(path, &calls, &restarts, &title).map_err(|e| format!("plot: {e}"))?;
+        println!("timeline written to {}", path.display());
+    }
+    if restarts
+        .iter()
+        .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful)
+    {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        println!("node logs kept in {}", dir.display());
+    }
+    let broken = !found.clean() || (args.mode == Mode::Graceful && report.counts.failed > 0);
+    Ok(i32::from(broken))
+}
+
+fn restart_order(nodes: usize, rounds: usize, seed: Option<u64>) -> Vec<usize> {
+    let mut order = Vec::with_capacity(nodes * rounds);
+    let mut x = seed.unwrap_or(0) | 1;
+    for _ in 0..rounds {
+        let mut round: Vec<usize> = (0..nodes).collect();
+        if seed.is_some() {
+            for i in (1..round.len()).rev() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                round.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+        }
+        order.extend(round);
+    }
+    order
+}
+
+fn spawn_progress(
+    p: Arc<Progress>,
+    sent: Arc<std::sync::atomic::AtomicU64>,
+    failed: Arc<std::sync::atomic::AtomicU64>,
+    t0: Instant,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut last = (Instant::now(), 0u64);
+        while !p.done.load(Ordering::Acquire) {
+            std::thread::sleep(Duration::from_millis(250));
+            let now = Instant::now();
+            let s = sent.load(Ordering::Relaxed);
+            let rate = (s - last.1) as f64 / (now - last.0).as_secs_f64();
+            last = (now, s);
+            let mut out = std::io::stdout().lock();
+            let _ = write!(
+                out,
+                "\r\x1b[2K{:6.1}s  {:7.0} calls/s  sent {s}  failed {}  {}",
+                (now - t0).as_secs_f64(),
+                rate,
+                failed.load(Ordering::Relaxed),
+                p.status.lock()
+            );
+            let _ = out.flush();
+        }
+        println!("\r\x1b[2K");
+    })
+}
+
+struct Report {
+    mode: Mode,
+    nodes: usize,
+    counts: Counts,
+    all: Latency,
+    roll: Latency,
+    steady: Latency,
+    restarts: Vec<RestartRecord>,
+    audit: audit::Audit,
+    never_ended: u64,
+}
+
+impl Report {
+    fn new(
+        mode: Mode,
+        nodes: usize,
+        calls: &[CallRecord],
+        restarts: &[RestartRecord],
+        audit: &audit::Audit,
+        never_ended: u64,
+    ) -> Report {
+        let windows: Vec<(u64, u64)> = restarts
+            .iter()
+            .map(|r| ((r.term_s * 1e6) as u64, (r.ready_s * 1e6) as u64))
+            .collect();
+        let in_roll = |c: &CallRecord| {
+            let (s, e) = (c.start_us, c.start_us + c.latency_us);
+            windows.iter().any(|&(a, b)| s <= b && e >= a)
+        };
+        let mut counts = Counts::of(calls);
+        counts.sent += never_ended;
+        Report {
+            mode,
+            nodes,
+            counts,
+            all: Latency::of(calls),
+            roll: Latency::of(calls.iter().filter(|c| in_roll(c))),
+            steady: Latency::of(calls.iter().filter(|c| !in_roll(c))),
+            restarts: restarts.to_vec(),
+            audit: audit.clone(),
+            never_ended,
+        }
+    }
+
+    fn evict(&self) -> (u64, u64) {
+        let mut v: Vec<u64> = self.restarts.iter().filter_map(|r| r.evict_us).collect();
+        v.sort_unstable();
+        (
+            v.get(v.len() / 2).copied().unwrap_or(0),
+            v.last().copied().unwrap_or(0),
+        )
+    }
+
+    fn table(&self) -> String {
+        let c = &self.counts;
+        let a = &self.audit;
+        let (ev50, evmax) = self.evict();
+        let mut s = String::new();
+        let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<22} {v}\n"));
+        line("mode", self.mode.name().into());
+        line(
+            "nodes / restarts",
+            format!("{} / {}", self.nodes, self.restarts.len()),
+        );
+        line("calls sent", c.sent.to_string());
+        line("ok", c.ok.to_string());
+        line("FAILED", c.failed.to_string());
+        for (k, v) in &c.failed_by_kind {
+            line(&format!("  {k}"), v.to_string());
+        }
+        line("replayed (safe)", c.replayed.to_string());
+        line(
+            "outcome unknown",
+            format!(
+                "{} (ran: {}, did not run: {})",
+                c.outcome_unknown, a.unknown_ran, a.unknown_not_ran
+            ),
+        );
+        line("DUPLICATED", a.duplicates.to_string());
+        line(
+            "LOST",
+            format!("{} (never ended: {})", a.lost, self.never_ended),
+        );
+        line("mismatched", a.mismatched.to_string());
+        line(
+            "latency p50/p99/p99.9",
+            format!(
+                "{} / {} / {} us (max {} us)",
+                self.all.p50, self.all.p99, self.all.p999, self.all.max
+            ),
+        );
+        line(
+            "p99 steady / rolling",
+            format!("{} / {} us", self.steady.p99, self.roll.p99),
+        );
+        line(
+            "evict p50 / max",
+            format!("{ev50} / {evmax} us after the signal"),
+        );
+        let drains: Vec<String> = self
+            .restarts
+            .iter()
+            .map(|r| format!("{:.0}", r.drain_ms))
+            .collect();
+        line("drain ms", drains.join(" "));
+        let codes: Vec<String> = self
+            .restarts
+            .iter()
+            .map(|r| r.exit_code.to_string())
+            .collect();
+        line("exit codes", codes.join(" "));
+        format!("gracerpc rollout\n{s}")
+    }
+
+    fn json(&self) -> String {
+        let c = &self.counts;
+        let a = &self.audit;
+        let (ev50, evmax) = self.evict();
+        let kinds: BTreeMap<&str, u64> = c.failed_by_kind.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut j = Json::new();
+        j.str("mode", self.mode.name())
+            .num("nodes", self.nodes)
+            .num("restarts", self.restarts.len())
+            .num("sent", c.sent)
+            .num("ok", c.ok)
+            .num("failed", c.failed)
+            .raw("failed_by_kind", &json_map(kinds))
+            .num("replayed", c.replayed)
+            .num("outcome_unknown", c.outcome_unknown)
+            .num("outcome_unknown_ran", a.unknown_ran)
+            .num("outcome_unknown_not_ran", a.unknown_not_ran)
+            .num("duplicates", a.duplicates)
+            .num("lost", a.lost)
+            .num("mismatched", a.mismatched)
+            .num("phantom", a.phantom)
+            .num("p50_us", self.all.p50)
+            .num("p99_us", self.all.p99)
+            .num("p999_us", self.all.p999)
+            .num("max_us", self.all.max)
+            .num("p99_roll_us", self.roll.p99)
+            .num("p99_steady_us", self.steady.p99)
+            .num("evict_us_p50", ev50)
+            .num("evict_us_max", evmax)
+            .raw(
+                "drain_ms",
+                &json_array(self.restarts.iter().map(|r| format!("{:.1}", r.drain_ms))),
+            )
+            .raw(
+                "exit_codes",
+                &json_array(self.restarts.iter().map(|r| r.exit_code.to_string())),
+            );
+        j.finish()
+    }
+}
