@@ -580,10 +580,15 @@ impl ClientConn {
         if self.state == State::Closed {
             return;
         }
+        let draining = matches!(self.state, State::Draining { .. });
         self.state = State::Closed;
         // Frames not started are never written now; a frame partly written may still be
-        // completed, so the server may read it: it counts as sent.
-        self.out.cut_unstarted(|_| {});
+        // completed, so the server may read it: it counts as sent. After GOAWAY the unstarted
+        // frames were cut already and only GOAWAY_ACK was queued since: it must still go out
+        // (rule 3), so it is kept.
+        if !draining {
+            self.out.cut_unstarted(|_| {});
+        }
         let sent = self.written_id.max(self.out.started_request().unwrap_or(0));
         let mut ids: Vec<u64> = self.outstanding.keys().copied().collect();
         ids.sort_unstable();
