@@ -325,7 +325,11 @@ impl ClientConn {
             }
             (_, Frame::ShutdownReject(r)) => {
                 self.check_sent(r.id)?;
-                self.events.push_back(ClientEvent::NodeHint(r.reason));
+                // Rule 1: a SHUTDOWN_REJECT for an id already resolved (by GOAWAY, a deadline,
+                // a cancel) is dropped silently, hint included.
+                if self.outstanding.contains_key(&r.id) {
+                    self.events.push_back(ClientEvent::NodeHint(r.reason));
+                }
                 self.resolve(r.id, Outcome::Rejected(Rejection::Server(r.reason)));
                 self.maybe_finish_drain();
                 Ok(())
