@@ -180,19 +180,16 @@ impl OutBuf {
         })
     }
 
-    /// Drops everything not yet written in full; returns how many answers (RESPONSE or
-    /// SHUTDOWN_REJECT frames) were among the dropped frames.
-    pub(crate) fn discard(&mut self) -> usize {
-        let mut answers = 0;
+    /// Drops everything not yet written in full, calling `gone(header)` for each frame dropped
+    /// (the frame partly written included).
+    pub(crate) fn discard(&mut self, mut gone: impl FnMut(&[u8; HEADER_LEN])) {
         let mut at = self.walk;
         while let Some(head) = self
             .buf
             .get(at..)
             .and_then(|b| b.first_chunk::<HEADER_LEN>())
         {
-            if head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0 {
-                answers += 1;
-            }
+            gone(head);
             match frame_len_at(&self.buf[at..]) {
                 Some(len) => at += len,
                 None => break,
@@ -201,7 +198,6 @@ impl OutBuf {
         self.buf.clear();
         self.pos = 0;
         self.walk = 0;
-        answers
     }
 
     /// Frees the buffer's memory if nothing is waiting and it holds more than `keep` bytes.

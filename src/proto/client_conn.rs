@@ -487,7 +487,7 @@ impl ClientConn {
     /// Whether the socket must be closed now even with output pending (the connection failed
     /// and the peer may not read): the driver gives up on the remaining bytes.
     pub fn abandon_output(&mut self) {
-        self.out.discard();
+        self.out.discard(|_| {});
     }
 
     // ---- internals ----

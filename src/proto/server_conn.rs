@@ -131,6 +131,10 @@ pub struct ServerConn {
     last_id: u64,
     /// Accepted and not yet answered.
     pending: IdSet,
+    /// Answered by the application, the answer queued and not yet written in full. Only these
+    /// count as finished answers: a SHUTDOWN_REJECT the connection sends on its own (not ready,
+    /// deadline, overloaded, draining) answers a request the driver never saw.
+    answering: IdSet,
     /// Answers that no longer need the connection (written in full, or dropped because the
     /// connection failed) since the driver last asked.
     finished_answers: usize,
@@ -157,6 +161,7 @@ impl ServerConn {
         Hello::ours(cfg.max_frame).encode(out.vec());
         ServerConn {
             pending: IdSet::with_capacity(cfg.max_in_flight.min(64)),
+            answering: IdSet::with_capacity(cfg.max_in_flight.min(64)),
             hello_deadline: Some(now + cfg.hello_timeout),
             cfg,
             state: State::Handshake,
@@ -329,7 +334,7 @@ impl ServerConn {
     /// The socket failed (reset, broken pipe): nothing more can be written or read.
     pub fn handle_transport_error(&mut self, why: &'static str) {
         if self.state != State::Closed {
-            self.finished_answers += self.out.discard();
+            self.discard_out();
             self.error.get_or_insert(ConnError::Lost(why));
             self.state = State::Closed;
         }
@@ -386,6 +391,7 @@ impl ServerConn {
         }
         if self.can_answer() {
             Response { id, status, body }.encode(self.out.vec());
+            self.answering.insert(id);
         } else {
             self.finished_answers += 1;
         }
@@ -400,6 +406,7 @@ impl ServerConn {
         }
         if self.can_answer() {
             ShutdownReject { id, reason }.encode(self.out.vec());
+            self.answering.insert(id);
         } else {
             self.finished_answers += 1;
         }
@@ -447,13 +454,12 @@ impl ServerConn {
 
     /// Records that `n` bytes of [`out`](Self::out) were written.
     pub fn written(&mut self, n: usize) {
-        let mut answers = 0;
+        let (answering, finished) = (&mut self.answering, &mut self.finished_answers);
         self.out.consume(n, |head| {
-            if head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0 {
-                answers += 1;
+            if is_app_answer(answering, head) {
+                *finished += 1;
             }
         });
-        self.finished_answers += answers;
         self.out.shrink_if_empty(64 * 1024);
     }
 
@@ -491,7 +497,7 @@ impl ServerConn {
             || (self.state == State::Failing && self.shut == Shut::No && flushed)
         {
             // Whatever was not written by now never will be.
-            self.finished_answers += self.out.discard();
+            self.discard_out();
             self.shut = Shut::Done;
             self.linger_deadline = Some(now + self.cfg.linger);
             return Some(CloseAction::ShutdownWrite);
@@ -512,6 +518,16 @@ impl ServerConn {
     }
 
     // ---- internals ----
+
+    /// Drops every byte not yet written; the application's answers among them are finished.
+    fn discard_out(&mut self) {
+        let (answering, finished) = (&mut self.answering, &mut self.finished_answers);
+        self.out.discard(|head| {
+            if is_app_answer(answering, head) {
+                *finished += 1;
+            }
+        });
+    }
 
     fn on_hello(&mut self, now: Instant, h: Hello) -> Result<(), ConnError> {
         self.hello_deadline = None;
@@ -623,6 +639,15 @@ impl ServerConn {
             self.sent_ready = Some(capacity);
         }
     }
+}
+
+/// Whether the frame with this header is an answer the application gave (and takes it off
+/// `answering`).
+fn is_app_answer(answering: &mut IdSet, head: &[u8; HEADER_LEN]) -> bool {
+    (head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0)
+        && head[8..16]
+            .try_into()
+            .is_ok_and(|id| answering.remove(u64::from_be_bytes(id)))
 }
 
 const _: () = assert!(HEADER_LEN == 16);
