@@ -144,6 +144,9 @@ pub struct ServerConn {
     sent_ready: Option<u8>,
     peer_max_frame: u32,
     peer_eof: bool,
+    /// The caller's HELLO was read. Not the same as leaving `Handshake`: a drain may start
+    /// before the caller's HELLO arrives.
+    hello_done: bool,
     goaway_acked: bool,
     shut: Shut,
     last_input: Instant,
@@ -172,6 +175,7 @@ impl ServerConn {
             sent_ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
             peer_eof: false,
+            hello_done: false,
             goaway_acked: false,
             shut: Shut::No,
             last_input: now,
@@ -258,8 +262,10 @@ impl ServerConn {
         self.last_input = now;
         self.ping_deadline = None;
         match (self.state, frame) {
-            (State::Handshake, Frame::Hello(h)) => self.on_hello(now, h).map(|_| Incoming::None),
-            (State::Handshake, f) => Err(self.violation(
+            (_, Frame::Hello(h)) if !self.hello_done => {
+                self.on_hello(now, h).map(|_| Incoming::None)
+            }
+            (_, f) if !self.hello_done => Err(self.violation(
                 now,
                 ErrorCode::HANDSHAKE,
                 f,
@@ -342,10 +348,14 @@ impl ServerConn {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.hello_deadline.is_some_and(|d| now >= d) && self.state == State::Handshake {
+        if self.hello_deadline.is_some_and(|d| now >= d) {
+            // Cleared whatever the state, so that poll_timeout moves on.
             self.hello_deadline = None;
-            let err = ProtocolError::new(ErrorCode::HANDSHAKE, 0, "HELLO did not arrive in time");
-            self.fail(now, ConnError::Protocol(err), 0);
+            if !self.hello_done && self.wants_frames() {
+                let detail = "HELLO did not arrive in time";
+                let err = ProtocolError::new(ErrorCode::HANDSHAKE, 0, detail);
+                self.fail(now, ConnError::Protocol(err), 0);
+            }
         }
         if self.ping_deadline.is_some_and(|d| now >= d) && self.wants_frames() {
             self.ping_deadline = None;
@@ -531,6 +541,7 @@ impl ServerConn {
 
     fn on_hello(&mut self, now: Instant, h: Hello) -> Result<(), ConnError> {
         self.hello_deadline = None;
+        self.hello_done = true;
         if h.min_version > VERSION || h.max_version < VERSION {
             let err = ProtocolError::new(
                 ErrorCode::UNSUPPORTED_VERSION,
@@ -549,8 +560,10 @@ impl ServerConn {
         }
         // Unknown optional feature bits are ignored.
         self.peer_max_frame = h.max_frame;
-        self.state = State::Open;
-        self.send_ready_if_changed();
+        if self.state == State::Handshake {
+            self.state = State::Open;
+            self.send_ready_if_changed();
+        }
         Ok(())
     }
 
