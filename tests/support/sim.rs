@@ -637,14 +637,22 @@ impl Sim {
         [s, c].into_iter().flatten().min()
     }
 
-    /// One round of every kind of progress; false if nothing moved.
+    /// One round of every kind of progress (each side writes what it may, reads what arrived,
+    /// acts on timers and closes); false if nothing moved. Lets a test stop mid-flight, e.g.
+    /// with a frame half written.
+    pub fn step(&mut self) -> bool {
+        self.pump()
+    }
+
     fn pump(&mut self) -> bool {
         let mut progress = self.timers();
+        progress |= self.drain_client_events();
         progress |= self.resets();
         progress |= self.client_write();
         progress |= self.server_write();
         progress |= self.server_read();
         progress |= self.client_read();
+        progress |= self.drain_client_events();
         progress |= self.auto_app();
         progress |= self.close_polls();
         self.collect_answers();
