@@ -170,6 +170,27 @@ impl OutBuf {
         self.buf.truncate(keep);
     }
 
+    /// Drops the REQUEST frame for `id` if no byte of it has been written yet; true if it was
+    /// dropped (the peer can never read it). Frames before and after it are kept.
+    pub(crate) fn cut_request(&mut self, id: u64) -> bool {
+        let mut at = self.walk;
+        while let Some(head) = self
+            .buf
+            .get(at..)
+            .and_then(|b| b.first_chunk::<HEADER_LEN>())
+        {
+            let Some(len) = frame_len_at(&self.buf[at..]) else {
+                return false;
+            };
+            if at >= self.pos && head[0] == Kind::REQUEST.0 && head[8..16] == id.to_be_bytes() {
+                self.buf.drain(at..at + len);
+                return true;
+            }
+            at += len;
+        }
+        false
+    }
+
     /// The id of the REQUEST partly written, if the first unfinished frame is one.
     pub(crate) fn started_request(&self) -> Option<u64> {
         let head = self.buf.get(self.walk..)?.first_chunk::<HEADER_LEN>()?;

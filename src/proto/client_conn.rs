@@ -421,7 +421,10 @@ impl ClientConn {
             }
             expired.sort_unstable();
             for id in expired {
-                let sent = id <= self.written_id;
+                // A frame still queued would go out later and may run although the caller was
+                // told it was not sent: it is cut now. A frame partly written must be finished
+                // (the peer never sees half a frame), so it counts as sent.
+                let sent = id <= self.written_id || !self.out.cut_request(id);
                 self.resolve(id, Outcome::DeadlineExceeded { sent });
             }
             self.next_deadline = next;
