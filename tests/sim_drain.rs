@@ -36,7 +36,11 @@ fn assert_clean_close(sim: &Sim) {
     ]);
     assert!(!sim.saw(&Ev::ServerShutdownWrite), "{}", sim.dump());
     assert!(!sim.saw(&Ev::ServerReset), "{}", sim.dump());
-    assert!(sim.server.as_ref().is_some_and(|s| s.error().is_none()), "{}", sim.dump());
+    assert!(
+        sim.server.as_ref().is_some_and(|s| s.error().is_none()),
+        "{}",
+        sim.dump()
+    );
 }
 
 #[test]
@@ -53,7 +57,10 @@ fn requests_in_flight_at_goaway_are_all_answered_then_clean_close() {
     assert_eq!(sim.server().last_accepted(), Some(5));
     assert!(sim.client().is_draining());
     assert_eq!(sim.to_server().last(), Some(&F::GoAwayAck(5)));
-    assert!(!sim.client_closed(), "ids ≤ N are open: the caller must wait");
+    assert!(
+        !sim.client_closed(),
+        "ids ≤ N are open: the caller must wait"
+    );
 
     for &id in &ids {
         sim.finish(id);
@@ -119,7 +126,10 @@ fn request_sent_before_goaway_was_read_resolves_rejected_once() {
         ]
     );
     assert_eq!(sim.outcome(6), Outcome::Rejected(Rejection::GoAway));
-    assert!(!sim.app.accepted.contains(&6), "id 6 > N must never reach the app");
+    assert!(
+        !sim.app.accepted.contains(&6),
+        "id 6 > N must never reach the app"
+    );
 
     sim.finish_all();
     sim.run_until_closed();
@@ -198,7 +208,11 @@ fn goaway_on_idle_connection_is_acked_and_closed_at_once() {
     sim.run_until_closed();
 
     assert_eq!(sim.to_client(), [F::HELLO, F::Ready(100), F::GoAway(0)]);
-    assert_eq!(sim.to_server(), [F::HELLO, F::GoAwayAck(0)], "rule 3: ACK, then close");
+    assert_eq!(
+        sim.to_server(),
+        [F::HELLO, F::GoAwayAck(0)],
+        "rule 3: ACK, then close"
+    );
     assert_eq!(
         sim.client_events(),
         [
@@ -225,7 +239,12 @@ fn goaway_and_last_response_in_one_read_still_ack() {
 
     assert_eq!(
         sim.to_client(),
-        [F::HELLO, F::Ready(100), F::GoAway(1), F::Response(1, Status::OK)]
+        [
+            F::HELLO,
+            F::Ready(100),
+            F::GoAway(1),
+            F::Response(1, Status::OK)
+        ]
     );
     assert_eq!(sim.to_server(), [F::HELLO, F::Request(1), F::GoAwayAck(1)]);
     assert_eq!(sim.outcome(id), completed(id));
@@ -242,7 +261,11 @@ fn drain_before_the_callers_hello_still_closes_cleanly() {
 
     assert_eq!(sim.to_client(), [F::HELLO, F::GoAway(0)]);
     assert_eq!(sim.to_server(), [F::HELLO, F::GoAwayAck(0)]);
-    assert!(!sim.events().iter().any(|e| matches!(e, Ev::ServerErr(_) | Ev::ClientErr(_))));
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| matches!(e, Ev::ServerErr(_) | Ev::ClientErr(_)))
+    );
     assert_clean_close(&sim);
 }
 
@@ -255,7 +278,11 @@ fn goaway_ack_never_arriving_ends_by_budget_write_side_first_then_linger() {
     sim.run_for(10 * SEC);
 
     assert_eq!(sim.time_of(&Ev::ServerShutdownWrite), 100 * MS);
-    assert_eq!(sim.time_of(&Ev::ServerClose), 100 * MS + 2 * SEC, "linger is 2 s");
+    assert_eq!(
+        sim.time_of(&Ev::ServerClose),
+        100 * MS + 2 * SEC,
+        "linger is 2 s"
+    );
     sim.expect_order(&[
         Ev::Drain(0),
         Ev::ServerErr(ConnError::Lost("drain budget spent")),
@@ -276,7 +303,11 @@ fn drain_budget_cuts_unanswered_work_and_the_caller_sees_unknown() {
     sim.run_until_closed();
 
     assert_eq!(sim.time_of(&Ev::ServerShutdownWrite), 100 * MS);
-    assert_eq!(sim.outcome(id), Outcome::Unknown, "rule 5: id ≤ N open at the end");
+    assert_eq!(
+        sim.outcome(id),
+        Outcome::Unknown,
+        "rule 5: id ≤ N open at the end"
+    );
     sim.expect_order(&[
         Ev::ServerShutdownWrite,
         Ev::ClientEof,
@@ -284,7 +315,11 @@ fn drain_budget_cuts_unanswered_work_and_the_caller_sees_unknown() {
         Ev::ServerEof,
         Ev::ServerClose,
     ]);
-    assert_eq!(sim.time_of(&Ev::ServerClose), 100 * MS, "the caller closed at once");
+    assert_eq!(
+        sim.time_of(&Ev::ServerClose),
+        100 * MS,
+        "the caller closed at once"
+    );
     // The answer that comes too late is dropped, and still leaves the in-flight count.
     sim.finish(id);
     sim.run();
