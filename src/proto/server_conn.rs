@@ -357,10 +357,14 @@ impl ServerConn {
                 self.fail(now, ConnError::Protocol(err), 0);
             }
         }
-        if self.ping_deadline.is_some_and(|d| now >= d) && self.wants_frames() {
+        if self.ping_deadline.is_some_and(|d| now >= d) {
+            // Cleared whatever the state, so that poll_timeout moves on.
             self.ping_deadline = None;
-            let err = ProtocolError::new(ErrorCode::TIMEOUT, 0, "PING not answered in time");
-            self.fail(now, ConnError::Protocol(err), 0);
+            if self.wants_frames() {
+                let detail = "PING not answered in time";
+                let err = ProtocolError::new(ErrorCode::TIMEOUT, 0, detail);
+                self.fail(now, ConnError::Protocol(err), 0);
+            }
         }
         if self.state == State::Open
             && self.ping_deadline.is_none()
@@ -482,8 +486,11 @@ impl ServerConn {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must run, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let idle = (self.state == State::Open && self.ping_deadline.is_none())
-            .then(|| self.last_input + self.cfg.idle_timeout);
+        // The same condition handle_timeout acts on: a connection with requests pending is
+        // never idle, so its idle deadline is not a wake-up (it would stay due and spin).
+        let idle =
+            (self.state == State::Open && self.ping_deadline.is_none() && self.pending.is_empty())
+                .then(|| self.last_input + self.cfg.idle_timeout);
         [
             self.hello_deadline,
             self.ping_deadline,
