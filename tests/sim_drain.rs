@@ -325,3 +325,27 @@ fn drain_budget_cuts_unanswered_work_and_the_caller_sees_unknown() {
     sim.run();
     assert_eq!(sim.finished_answers, 1);
 }
+
+#[test]
+fn goaway_read_before_the_caller_wrote_its_hello_keeps_the_hello() {
+    let mut sim = Sim::new();
+    sim.c2s.hold = true; // the caller reads before its socket is writable
+    sim.run();
+    sim.start_drain(5 * SEC);
+    sim.run();
+    assert!(sim.client().is_closed(), "idle: the drain is over at once");
+    sim.c2s.hold = false;
+    sim.run_until_closed();
+
+    assert_eq!(
+        sim.to_server(),
+        [F::HELLO, F::GoAwayAck(0)],
+        "HELLO first, always"
+    );
+    assert!(
+        !sim.events()
+            .iter()
+            .any(|e| matches!(e, Ev::ServerErr(_) | Ev::ClientErr(_)))
+    );
+    assert_clean_close(&sim);
+}

@@ -146,10 +146,11 @@ impl OutBuf {
     }
 
     /// Drops every frame of which no byte has been written yet, calling `cut(header)` for each;
-    /// a frame partly written is kept, so the peer never sees half a frame.
+    /// a frame partly written is kept, so the peer never sees half a frame. A HELLO not yet
+    /// written is kept too: every connection must open with it, whatever follows.
     pub(crate) fn cut_unstarted(&mut self, mut cut: impl FnMut(&[u8; HEADER_LEN])) {
         let mut at = self.walk;
-        while at < self.pos {
+        while at < self.pos || self.buf.get(at) == Some(&Kind::HELLO.0) {
             match frame_len_at(&self.buf[at..]) {
                 Some(len) => at += len,
                 None => return,
