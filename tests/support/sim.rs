@@ -370,6 +370,19 @@ impl Sim {
         self.server_sock.closed
     }
 
+    /// Whether the caller's write side is over (shut, closed, or reset).
+    pub fn c2s_fin(&self) -> bool {
+        self.c2s.fin
+    }
+
+    /// Index and last id of the `Drain` event, if the server drained.
+    pub fn find_drain(&self) -> Option<(usize, u64)> {
+        self.log.iter().enumerate().find_map(|(i, (_, e))| match e {
+            Ev::Drain(last) => Some((i, *last)),
+            _ => None,
+        })
+    }
+
     /// Whether the caller socket is closed.
     pub fn client_closed(&self) -> bool {
         self.client_sock.closed
@@ -758,8 +771,13 @@ impl Sim {
             return false;
         }
         let pending = c.out();
-        if pending.is_empty() || self.client_sock.write_shut {
+        if pending.is_empty() {
             return false;
+        }
+        if self.client_sock.write_shut {
+            // The driver half-closed: what the caller queues since cannot be written.
+            c.abandon_output();
+            return true;
         }
         if self.c2s.reader_gone {
             self.client_sock.reset = true;
