@@ -146,10 +146,11 @@ impl OutBuf {
     }
 
     /// Drops every frame of which no byte has been written yet, calling `cut(header)` for each;
-    /// a frame partly written is kept, so the peer never sees half a frame.
+    /// a frame partly written is kept, so the peer never sees half a frame. A HELLO not yet
+    /// written is kept too: every connection must open with it, whatever follows.
     pub(crate) fn cut_unstarted(&mut self, mut cut: impl FnMut(&[u8; HEADER_LEN])) {
         let mut at = self.walk;
-        while at < self.pos {
+        while at < self.pos || self.buf.get(at) == Some(&Kind::HELLO.0) {
             match frame_len_at(&self.buf[at..]) {
                 Some(len) => at += len,
                 None => return,
@@ -170,6 +171,27 @@ impl OutBuf {
         self.buf.truncate(keep);
     }
 
+    /// Drops the REQUEST frame for `id` if no byte of it has been written yet; true if it was
+    /// dropped (the peer can never read it). Frames before and after it are kept.
+    pub(crate) fn cut_request(&mut self, id: u64) -> bool {
+        let mut at = self.walk;
+        while let Some(head) = self
+            .buf
+            .get(at..)
+            .and_then(|b| b.first_chunk::<HEADER_LEN>())
+        {
+            let Some(len) = frame_len_at(&self.buf[at..]) else {
+                return false;
+            };
+            if at >= self.pos && head[0] == Kind::REQUEST.0 && head[8..16] == id.to_be_bytes() {
+                self.buf.drain(at..at + len);
+                return true;
+            }
+            at += len;
+        }
+        false
+    }
+
     /// The id of the REQUEST partly written, if the first unfinished frame is one.
     pub(crate) fn started_request(&self) -> Option<u64> {
         let head = self.buf.get(self.walk..)?.first_chunk::<HEADER_LEN>()?;
@@ -180,19 +202,16 @@ impl OutBuf {
         })
     }
 
-    /// Drops everything not yet written in full; returns how many answers (RESPONSE or
-    /// SHUTDOWN_REJECT frames) were among the dropped frames.
-    pub(crate) fn discard(&mut self) -> usize {
-        let mut answers = 0;
+    /// Drops everything not yet written in full, calling `gone(header)` for each frame dropped
+    /// (the frame partly written included).
+    pub(crate) fn discard(&mut self, mut gone: impl FnMut(&[u8; HEADER_LEN])) {
         let mut at = self.walk;
         while let Some(head) = self
             .buf
             .get(at..)
             .and_then(|b| b.first_chunk::<HEADER_LEN>())
         {
-            if head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0 {
-                answers += 1;
-            }
+            gone(head);
             match frame_len_at(&self.buf[at..]) {
                 Some(len) => at += len,
                 None => break,
@@ -201,7 +220,6 @@ impl OutBuf {
         self.buf.clear();
         self.pos = 0;
         self.walk = 0;
-        answers
     }
 
     /// Frees the buffer's memory if nothing is waiting and it holds more than `keep` bytes.

@@ -325,7 +325,11 @@ impl ClientConn {
             }
             (_, Frame::ShutdownReject(r)) => {
                 self.check_sent(r.id)?;
-                self.events.push_back(ClientEvent::NodeHint(r.reason));
+                // Rule 1: a SHUTDOWN_REJECT for an id already resolved (by GOAWAY, a deadline,
+                // a cancel) is dropped silently, hint included.
+                if self.outstanding.contains_key(&r.id) {
+                    self.events.push_back(ClientEvent::NodeHint(r.reason));
+                }
                 self.resolve(r.id, Outcome::Rejected(Rejection::Server(r.reason)));
                 self.maybe_finish_drain();
                 Ok(())
@@ -417,7 +421,10 @@ impl ClientConn {
             }
             expired.sort_unstable();
             for id in expired {
-                let sent = id <= self.written_id;
+                // A frame still queued would go out later and may run although the caller was
+                // told it was not sent: it is cut now. A frame partly written must be finished
+                // (the peer never sees half a frame), so it counts as sent.
+                let sent = id <= self.written_id || !self.out.cut_request(id);
                 self.resolve(id, Outcome::DeadlineExceeded { sent });
             }
             self.next_deadline = next;
@@ -483,7 +490,7 @@ impl ClientConn {
     /// Whether the socket must be closed now even with output pending (the connection failed
     /// and the peer may not read): the driver gives up on the remaining bytes.
     pub fn abandon_output(&mut self) {
-        self.out.discard();
+        self.out.discard(|_| {});
     }
 
     // ---- internals ----
@@ -580,10 +587,15 @@ impl ClientConn {
         if self.state == State::Closed {
             return;
         }
+        let draining = matches!(self.state, State::Draining { .. });
         self.state = State::Closed;
         // Frames not started are never written now; a frame partly written may still be
-        // completed, so the server may read it: it counts as sent.
-        self.out.cut_unstarted(|_| {});
+        // completed, so the server may read it: it counts as sent. After GOAWAY the unstarted
+        // frames were cut already and only GOAWAY_ACK was queued since: it must still go out
+        // (rule 3), so it is kept.
+        if !draining {
+            self.out.cut_unstarted(|_| {});
+        }
         let sent = self.written_id.max(self.out.started_request().unwrap_or(0));
         let mut ids: Vec<u64> = self.outstanding.keys().copied().collect();
         ids.sort_unstable();

@@ -131,6 +131,10 @@ pub struct ServerConn {
     last_id: u64,
     /// Accepted and not yet answered.
     pending: IdSet,
+    /// Answered by the application, the answer queued and not yet written in full. Only these
+    /// count as finished answers: a SHUTDOWN_REJECT the connection sends on its own (not ready,
+    /// deadline, overloaded, draining) answers a request the driver never saw.
+    answering: IdSet,
     /// Answers that no longer need the connection (written in full, or dropped because the
     /// connection failed) since the driver last asked.
     finished_answers: usize,
@@ -140,6 +144,9 @@ pub struct ServerConn {
     sent_ready: Option<u8>,
     peer_max_frame: u32,
     peer_eof: bool,
+    /// The caller's HELLO was read. Not the same as leaving `Handshake`: a drain may start
+    /// before the caller's HELLO arrives.
+    hello_done: bool,
     goaway_acked: bool,
     shut: Shut,
     last_input: Instant,
@@ -157,6 +164,7 @@ impl ServerConn {
         Hello::ours(cfg.max_frame).encode(out.vec());
         ServerConn {
             pending: IdSet::with_capacity(cfg.max_in_flight.min(64)),
+            answering: IdSet::with_capacity(cfg.max_in_flight.min(64)),
             hello_deadline: Some(now + cfg.hello_timeout),
             cfg,
             state: State::Handshake,
@@ -167,6 +175,7 @@ impl ServerConn {
             sent_ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
             peer_eof: false,
+            hello_done: false,
             goaway_acked: false,
             shut: Shut::No,
             last_input: now,
@@ -253,8 +262,10 @@ impl ServerConn {
         self.last_input = now;
         self.ping_deadline = None;
         match (self.state, frame) {
-            (State::Handshake, Frame::Hello(h)) => self.on_hello(now, h).map(|_| Incoming::None),
-            (State::Handshake, f) => Err(self.violation(
+            (_, Frame::Hello(h)) if !self.hello_done => {
+                self.on_hello(now, h).map(|_| Incoming::None)
+            }
+            (_, f) if !self.hello_done => Err(self.violation(
                 now,
                 ErrorCode::HANDSHAKE,
                 f,
@@ -329,7 +340,7 @@ impl ServerConn {
     /// The socket failed (reset, broken pipe): nothing more can be written or read.
     pub fn handle_transport_error(&mut self, why: &'static str) {
         if self.state != State::Closed {
-            self.finished_answers += self.out.discard();
+            self.discard_out();
             self.error.get_or_insert(ConnError::Lost(why));
             self.state = State::Closed;
         }
@@ -337,15 +348,23 @@ impl ServerConn {
 
     /// Runs the timers due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.hello_deadline.is_some_and(|d| now >= d) && self.state == State::Handshake {
+        if self.hello_deadline.is_some_and(|d| now >= d) {
+            // Cleared whatever the state, so that poll_timeout moves on.
             self.hello_deadline = None;
-            let err = ProtocolError::new(ErrorCode::HANDSHAKE, 0, "HELLO did not arrive in time");
-            self.fail(now, ConnError::Protocol(err), 0);
+            if !self.hello_done && self.wants_frames() {
+                let detail = "HELLO did not arrive in time";
+                let err = ProtocolError::new(ErrorCode::HANDSHAKE, 0, detail);
+                self.fail(now, ConnError::Protocol(err), 0);
+            }
         }
-        if self.ping_deadline.is_some_and(|d| now >= d) && self.wants_frames() {
+        if self.ping_deadline.is_some_and(|d| now >= d) {
+            // Cleared whatever the state, so that poll_timeout moves on.
             self.ping_deadline = None;
-            let err = ProtocolError::new(ErrorCode::TIMEOUT, 0, "PING not answered in time");
-            self.fail(now, ConnError::Protocol(err), 0);
+            if self.wants_frames() {
+                let detail = "PING not answered in time";
+                let err = ProtocolError::new(ErrorCode::TIMEOUT, 0, detail);
+                self.fail(now, ConnError::Protocol(err), 0);
+            }
         }
         if self.state == State::Open
             && self.ping_deadline.is_none()
@@ -386,6 +405,7 @@ impl ServerConn {
         }
         if self.can_answer() {
             Response { id, status, body }.encode(self.out.vec());
+            self.answering.insert(id);
         } else {
             self.finished_answers += 1;
         }
@@ -400,6 +420,7 @@ impl ServerConn {
         }
         if self.can_answer() {
             ShutdownReject { id, reason }.encode(self.out.vec());
+            self.answering.insert(id);
         } else {
             self.finished_answers += 1;
         }
@@ -447,13 +468,12 @@ impl ServerConn {
 
     /// Records that `n` bytes of [`out`](Self::out) were written.
     pub fn written(&mut self, n: usize) {
-        let mut answers = 0;
+        let (answering, finished) = (&mut self.answering, &mut self.finished_answers);
         self.out.consume(n, |head| {
-            if head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0 {
-                answers += 1;
+            if is_app_answer(answering, head) {
+                *finished += 1;
             }
         });
-        self.finished_answers += answers;
         self.out.shrink_if_empty(64 * 1024);
     }
 
@@ -466,8 +486,11 @@ impl ServerConn {
 
     /// The next instant [`handle_timeout`](Self::handle_timeout) must run, if any.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        let idle = (self.state == State::Open && self.ping_deadline.is_none())
-            .then(|| self.last_input + self.cfg.idle_timeout);
+        // The same condition handle_timeout acts on: a connection with requests pending is
+        // never idle, so its idle deadline is not a wake-up (it would stay due and spin).
+        let idle =
+            (self.state == State::Open && self.ping_deadline.is_none() && self.pending.is_empty())
+                .then(|| self.last_input + self.cfg.idle_timeout);
         [
             self.hello_deadline,
             self.ping_deadline,
@@ -491,7 +514,7 @@ impl ServerConn {
             || (self.state == State::Failing && self.shut == Shut::No && flushed)
         {
             // Whatever was not written by now never will be.
-            self.finished_answers += self.out.discard();
+            self.discard_out();
             self.shut = Shut::Done;
             self.linger_deadline = Some(now + self.cfg.linger);
             return Some(CloseAction::ShutdownWrite);
@@ -513,8 +536,19 @@ impl ServerConn {
 
     // ---- internals ----
 
+    /// Drops every byte not yet written; the application's answers among them are finished.
+    fn discard_out(&mut self) {
+        let (answering, finished) = (&mut self.answering, &mut self.finished_answers);
+        self.out.discard(|head| {
+            if is_app_answer(answering, head) {
+                *finished += 1;
+            }
+        });
+    }
+
     fn on_hello(&mut self, now: Instant, h: Hello) -> Result<(), ConnError> {
         self.hello_deadline = None;
+        self.hello_done = true;
         if h.min_version > VERSION || h.max_version < VERSION {
             let err = ProtocolError::new(
                 ErrorCode::UNSUPPORTED_VERSION,
@@ -533,8 +567,10 @@ impl ServerConn {
         }
         // Unknown optional feature bits are ignored.
         self.peer_max_frame = h.max_frame;
-        self.state = State::Open;
-        self.send_ready_if_changed();
+        if self.state == State::Handshake {
+            self.state = State::Open;
+            self.send_ready_if_changed();
+        }
         Ok(())
     }
 
@@ -623,6 +659,15 @@ impl ServerConn {
             self.sent_ready = Some(capacity);
         }
     }
+}
+
+/// Whether the frame with this header is an answer the application gave (and takes it off
+/// `answering`).
+fn is_app_answer(answering: &mut IdSet, head: &[u8; HEADER_LEN]) -> bool {
+    (head[0] == Kind::RESPONSE.0 || head[0] == Kind::SHUTDOWN_REJECT.0)
+        && head[8..16]
+            .try_into()
+            .is_ok_and(|id| answering.remove(u64::from_be_bytes(id)))
 }
 
 const _: () = assert!(HEADER_LEN == 16);
