@@ -15,7 +15,6 @@ pub struct Latency {
     pub p99: u64,
     pub p999: u64,
     pub max: u64,
-    pub count: u64,
 }
 
 impl Latency {
@@ -34,7 +33,6 @@ impl Latency {
             p99: h.value_at_quantile(0.99),
             p999: h.value_at_quantile(0.999),
             max: h.max(),
-            count: h.len(),
         }
     }
 }

@@ -477,6 +477,10 @@ impl Report {
             .raw(
                 "exit_codes",
                 &json_array(self.restarts.iter().map(|r| r.exit_code.to_string())),
+            )
+            .raw(
+                "restarted_nodes",
+                &json_array(self.restarts.iter().map(|r| r.node.to_string())),
             );
         j.finish()
     }

@@ -99,10 +99,6 @@ impl NodeProc {
         }
     }
 
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Sends a signal to this process (and only this one, by its PID).
     pub fn signal(&self, sig: i32) -> io::Result<()> {
         let pid = libc::pid_t::try_from(self.child.id()).map_err(io::Error::other)?;
