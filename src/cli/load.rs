@@ -168,8 +168,8 @@ impl Driver {
         let mut records = Vec::with_capacity(64 * 1024);
         let mut body = vec![0u8; self.spec.payload.max(if self.spec.tokens { 8 } else { 0 })];
         let mut batch = Vec::new();
-        for i in 0..lanes.len() {
-            self.start_call(&mut lanes[i], &mut body);
+        for (i, lane) in lanes.iter_mut().enumerate() {
+            self.start_call(lane, &mut body);
             batch.push(i);
         }
         let mut active = lanes.len();
