@@ -236,7 +236,12 @@ impl CallFuture<'_> {
         if std::mem::take(&mut self.started) {
             self.client.active_calls.fetch_sub(1, Ordering::AcqRel);
         }
-        r
+        match r {
+            // An earlier attempt of this (idempotent) call may have run: an error that says
+            // "it never ran" (closed, rejected everywhere since) would be a lie.
+            Err(e) if self.may_have_run && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            r => r,
+        }
     }
 }
 
