@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use cluster::{RawServer, TestNode, WAIT, client};
 use gracerpc::client::{CallError, CallOptions};
-use gracerpc::proto::frame::Request;
 use gracerpc::proto::HEADER_LEN;
+use gracerpc::proto::frame::Request;
 
 const DEADLINE: Duration = Duration::from_secs(8);
 
@@ -83,7 +83,11 @@ fn lost(how: Drop) {
     let b = b.unwrap_or_else(|e| panic!("idempotent call must be retried elsewhere: {e}"));
     assert_eq!((b.node, &b.body[..]), (spare.addr, &b"B"[..]));
     assert_eq!(spare.rec.count(b"B"), 1);
-    assert_eq!(spare.rec.count(b"A"), 0, "a call that may have run is never replayed");
+    assert_eq!(
+        spare.rec.count(b"A"),
+        0,
+        "a call that may have run is never replayed"
+    );
     assert_eq!(client.stats().retried, 1);
     for (name, at) in [("A", a_at), ("B", b_at)] {
         let took = at - dropped_at;

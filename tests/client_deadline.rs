@@ -7,7 +7,7 @@ mod cluster;
 
 use std::pin::pin;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use cluster::{RawServer, TestNode, WAIT, client, dead_addr, wait_all_ready, wait_until};
@@ -26,7 +26,10 @@ fn timed(client: &Client, method: &str, body: &[u8], deadline: Duration) -> (Cal
 }
 
 fn assert_on_time(took: Duration, deadline: Duration, what: &str) {
-    assert!(took >= deadline, "{what}: returned after {took:?}, before its deadline {deadline:?}");
+    assert!(
+        took >= deadline,
+        "{what}: returned after {took:?}, before its deadline {deadline:?}"
+    );
     assert!(
         took <= deadline + LATE,
         "{what}: returned {:?} after its deadline {deadline:?}",

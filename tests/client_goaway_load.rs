@@ -28,9 +28,7 @@ struct Done {
 
 #[test]
 fn shutdown_under_load_loses_nothing_and_runs_nothing_twice() {
-    let mut nodes: Vec<TestNode> = (0..3)
-        .map(|_| TestNode::start(|b| b.workers(1)))
-        .collect();
+    let mut nodes: Vec<TestNode> = (0..3).map(|_| TestNode::start(|b| b.workers(1))).collect();
     for n in &nodes {
         n.rec.delay_us.store(300, Ordering::Relaxed);
     }
@@ -112,11 +110,7 @@ fn shutdown_under_load_loses_nothing_and_runs_nothing_twice() {
         "{} of {} calls failed, e.g. {:?}",
         failed.len(),
         done.len(),
-        failed
-            .iter()
-            .take(5)
-            .map(|d| &d.result)
-            .collect::<Vec<_>>()
+        failed.iter().take(5).map(|d| &d.result).collect::<Vec<_>>()
     );
 
     // Every token ran exactly once, on the node that answered, and nothing else ran.
@@ -160,7 +154,10 @@ fn shutdown_under_load_loses_nothing_and_runs_nothing_twice() {
         );
         assert_ne!(d.result.as_ref().unwrap().node, victim);
     }
-    assert!(after >= 1000, "only {after} calls after GOAWAY: the test proved little");
+    assert!(
+        after >= 1000,
+        "only {after} calls after GOAWAY: the test proved little"
+    );
     assert!(
         per_node[0].len() > 100 && per_node[2].len() > 100,
         "survivors share the load"

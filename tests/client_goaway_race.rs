@@ -54,7 +54,11 @@ fn race(order: Order, check_ack: bool) {
             // Rule 3: the caller acknowledges and then writes nothing more.
             match c.next()? {
                 Got::GoAwayAck(n) if n == id1 => {}
-                other => return Err(std::io::Error::other(format!("expected ACK, got {other:?}"))),
+                other => {
+                    return Err(std::io::Error::other(format!(
+                        "expected ACK, got {other:?}"
+                    )));
+                }
             }
             match c.next() {
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Ok(()),
@@ -86,7 +90,10 @@ fn race(order: Order, check_ack: bool) {
     go_tx.send(()).unwrap();
 
     let a: Response = a.join().unwrap().expect("A (id 1 ≤ N) must be answered");
-    let b: Response = b.join().unwrap().expect("B (rejected twice) must succeed elsewhere");
+    let b: Response = b
+        .join()
+        .unwrap()
+        .expect("B (rejected twice) must succeed elsewhere");
     assert_eq!((a.node, a.replays, &a.body[..]), (raw.addr, 0, &b"A"[..]));
     assert_eq!(
         (b.node, b.replays, &b.body[..]),
@@ -95,7 +102,11 @@ fn race(order: Order, check_ack: bool) {
     );
     assert_eq!(spare.rec.count(b"B"), 1, "B ran once on the spare");
     assert_eq!(spare.rec.count(b"A"), 0, "A never replayed");
-    assert_eq!(*ran.lock().unwrap(), vec![b"A".to_vec()], "the raw node ran A only");
+    assert_eq!(
+        *ran.lock().unwrap(),
+        vec![b"A".to_vec()],
+        "the raw node ran A only"
+    );
     assert_eq!(client.stats().replayed, 1, "one replay in all");
     if !check_ack {
         return;

@@ -120,8 +120,15 @@ fn overloaded_node_is_not_evicted() {
         }
     }
     let rejected = seen.load(Ordering::Acquire);
-    assert!(rejected >= 20, "the busy node was chosen only {rejected} times");
-    assert_eq!(count_on(&rs, full.addr), rs.len(), "every call succeeds elsewhere");
+    assert!(
+        rejected >= 20,
+        "the busy node was chosen only {rejected} times"
+    );
+    assert_eq!(
+        count_on(&rs, full.addr),
+        rs.len(),
+        "every call succeeds elsewhere"
+    );
     assert_eq!(full.rec.total() as usize, rs.len(), "each ran once");
     assert_eq!(client.stats().replayed as usize, rejected);
     let changes: Vec<_> = events.try_iter().filter(|e| e.addr == busy.addr).collect();
@@ -151,10 +158,19 @@ fn real_overloaded_server_is_not_evicted() {
         count_on(&rs, big.addr),
         client.stats()
     );
-    assert!(client.stats().replayed > 0, "the small node was never overloaded");
-    assert!(changes.is_empty(), "an overloaded node changed state: {changes:?}");
+    assert!(
+        client.stats().replayed > 0,
+        "the small node was never overloaded"
+    );
+    assert!(
+        changes.is_empty(),
+        "an overloaded node changed state: {changes:?}"
+    );
     assert_eq!(state_of(&client, small.addr), Some(NodeState::Ready));
-    assert!(count_on(&rs, small.addr) > 0, "the small node still takes calls");
+    assert!(
+        count_on(&rs, small.addr) > 0,
+        "the small node still takes calls"
+    );
     assert_eq!(
         (small.rec.total() + big.rec.total()) as usize,
         rs.len(),

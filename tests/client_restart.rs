@@ -90,7 +90,11 @@ fn calls_during_a_restart_wait_and_succeed() {
         );
         assert!(*t1 - *t0 <= DEADLINE + Duration::from_millis(200));
     }
-    assert_eq!(tokens.len(), done.len(), "handlers ran tokens no call returned");
+    assert_eq!(
+        tokens.len(),
+        done.len(),
+        "handlers ran tokens no call returned"
+    );
     // Calls in flight while the node was away: they waited for it and finished soon after it
     // came back (the reconnection backoff is capped at 100 ms).
     let waited: Vec<_> = done

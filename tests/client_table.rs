@@ -119,8 +119,8 @@ fn evicted_node_is_never_chosen_after_the_eviction_was_observed() {
                 gens[i].store(2 * rounds + 1, Ordering::Release);
                 spin(rounds * 7 + i as u64);
                 gens[i].store(2 * rounds + 2, Ordering::Release);
-                if rounds % 2 == 0 {
-                    table.set_capacity(&node, if rounds % 4 == 0 { 100 } else { 30 }, now);
+                if rounds.is_multiple_of(2) {
+                    table.set_capacity(&node, if rounds.is_multiple_of(4) { 100 } else { 30 }, now);
                 } else {
                     table.set_state(&node, NodeState::Ready, now);
                 }
@@ -168,8 +168,14 @@ fn evicted_node_is_never_chosen_after_the_eviction_was_observed() {
         "writer rounds {rounds:?}; {opportunities} choices made with a node seen evicted, \
          {checked} of them chose it after its re-admission began"
     );
-    assert!(opportunities > 1000, "too few choices overlapped an eviction");
-    assert!(rounds.iter().all(|&r| r > 100), "writers barely ran: {rounds:?}");
+    assert!(
+        opportunities > 1000,
+        "too few choices overlapped an eviction"
+    );
+    assert!(
+        rounds.iter().all(|&r| r > 100),
+        "writers barely ran: {rounds:?}"
+    );
 }
 
 /// A short busy wait of varying length, so the interleavings vary.

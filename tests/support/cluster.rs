@@ -93,18 +93,18 @@ pub struct Recorder {
 
 impl Recorder {
     fn record(&self, token: &[u8]) {
-        *self.counts.lock().unwrap().entry(token.to_vec()).or_default() += 1;
+        *self
+            .counts
+            .lock()
+            .unwrap()
+            .entry(token.to_vec())
+            .or_default() += 1;
         self.changed.notify_all();
     }
 
     /// How many times `token` ran here.
     pub fn count(&self, token: &[u8]) -> u32 {
-        self.counts
-            .lock()
-            .unwrap()
-            .get(token)
-            .copied()
-            .unwrap_or(0)
+        self.counts.lock().unwrap().get(token).copied().unwrap_or(0)
     }
 
     /// Executions of any token.
