@@ -194,3 +194,24 @@ fn sequential_calls_spread_over_idle_nodes() {
         "600 sequential calls over 3 idle nodes split {shares:?}"
     );
 }
+
+#[test]
+fn overload_everywhere_is_waited_out_not_failed() {
+    // The survivors of a drain can be briefly full: a call they turn away as OVERLOADED (never
+    // run) must be replayed after a pause, within its deadline, not fail after a burst of
+    // instant replays against the same full nodes.
+    let nodes: Vec<TestNode> = (0..2)
+        .map(|_| TestNode::start(|b| b.workers(1).queue(1)))
+        .collect();
+    for n in &nodes {
+        n.rec.delay_us.store(3_000, Ordering::Relaxed);
+    }
+    let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
+    let client = client(&addrs, |b| b);
+    wait_all_ready(&client, &addrs);
+    let rs = load(&client, 12, 360, 0);
+    let ran: u64 = nodes.iter().map(|n| n.rec.total()).sum();
+    eprintln!("{} ok, {:?}", rs.len(), client.stats());
+    assert_eq!(ran as usize, rs.len(), "each call ran once");
+    assert!(client.stats().replayed > 0, "the nodes were never full");
+}
