@@ -130,8 +130,6 @@ fn reject_then_goaway_replays_once() {
 
 /// The same races, also checking that the caller writes GOAWAY_ACK and then closes (rule 3).
 #[test]
-#[ignore = "core bug: ClientConn::end() cuts the queued GOAWAY_ACK when the last answer <= N \
-            is read in the same batch as GOAWAY (fixed on branch wt-sim, commit e067f6f)"]
 fn drained_connection_is_acknowledged_then_closed() {
     race(Order::GoAwayFirst, true);
     race(Order::RejectFirst, true);
