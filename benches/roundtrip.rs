@@ -86,7 +86,10 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     let mut s = raw_connect(addr);
     let mut w = s.try_clone().expect("clone");
     let f = frame(body);
-    let credit = Arc::new((parking_lot::Mutex::new(depth as u64), parking_lot::Condvar::new()));
+    let credit = Arc::new((
+        parking_lot::Mutex::new(depth as u64),
+        parking_lot::Condvar::new(),
+    ));
     let c2 = credit.clone();
     let t = Instant::now();
     let writer = std::thread::spawn(move || {
@@ -210,7 +213,9 @@ fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
                 started += 1;
                 lanes[i] = Some(Box::pin(c.call_ref("echo", &b, &opts)));
             }
-            let Some(fut) = lanes[i].as_mut() else { continue };
+            let Some(fut) = lanes[i].as_mut() else {
+                continue;
+            };
             let mut cx = Context::from_waker(&wakers[i]);
             if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
                 r.expect("call");
@@ -252,7 +257,11 @@ struct Fixture {
 fn fixture() -> Fixture {
     let server = rpc_server();
     let client = rpc_client(server.local_addr());
-    Fixture { raw: raw_server(), _server: server, client }
+    Fixture {
+        raw: raw_server(),
+        _server: server,
+        client,
+    }
 }
 
 fn bench_sequential(c: &mut Criterion) {
@@ -281,7 +290,11 @@ fn bench_pipelined(c: &mut Criterion) {
             b.iter_custom(|n| (0..n).map(|_| raw_pipelined(f.raw, body, 64, BATCH)).sum())
         });
         g.bench_function(BenchmarkId::new("gracerpc", body), |b| {
-            b.iter_custom(|n| (0..n).map(|_| rpc_pipelined(&f.client, body, 64, BATCH)).sum())
+            b.iter_custom(|n| {
+                (0..n)
+                    .map(|_| rpc_pipelined(&f.client, body, 64, BATCH))
+                    .sum()
+            })
         });
         g.finish();
     }
@@ -296,7 +309,11 @@ fn bench_fan_in(c: &mut Criterion) {
         b.iter_custom(|n| (0..n).map(|_| raw_fan_in(f.raw, 32, 4, 16, BATCH)).sum())
     });
     g.bench_function("gracerpc", |b| {
-        b.iter_custom(|n| (0..n).map(|_| rpc_fan_in(&f.client, 32, 4, 16, BATCH)).sum())
+        b.iter_custom(|n| {
+            (0..n)
+                .map(|_| rpc_fan_in(&f.client, 32, 4, 16, BATCH))
+                .sum()
+        })
     });
     g.finish();
 }
@@ -318,7 +335,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 /// Calls per second of `run(n)` measured `rounds` times, raw and gracerpc alternating.
-fn ratio(name: &str, rounds: usize, n: u64, mut raw: impl FnMut(u64) -> Duration, mut ours: impl FnMut(u64) -> Duration) {
+fn ratio(
+    name: &str,
+    rounds: usize,
+    n: u64,
+    mut raw: impl FnMut(u64) -> Duration,
+    mut ours: impl FnMut(u64) -> Duration,
+) {
     let (mut r, mut o) = (Vec::new(), Vec::new());
     raw(n / 10);
     ours(n / 10);
@@ -343,16 +366,28 @@ fn interleaved() {
     println!("\ninterleaved medians of {rounds} rounds (gracerpc / raw, higher is better):");
     for body in [32usize, 4096] {
         let mut raw = raw_connect(f.raw);
-        ratio(&format!("sequential {body}B"), rounds, 20_000, |n| raw_sequential(&mut raw, body, n), |n| {
-            rpc_sequential(&f.client, body, n)
-        });
-        ratio(&format!("pipelined 64 {body}B"), rounds, 50_000, |n| raw_pipelined(f.raw, body, 64, n), |n| {
-            rpc_pipelined(&f.client, body, 64, n)
-        });
+        ratio(
+            &format!("sequential {body}B"),
+            rounds,
+            20_000,
+            |n| raw_sequential(&mut raw, body, n),
+            |n| rpc_sequential(&f.client, body, n),
+        );
+        ratio(
+            &format!("pipelined 64 {body}B"),
+            rounds,
+            50_000,
+            |n| raw_pipelined(f.raw, body, 64, n),
+            |n| rpc_pipelined(&f.client, body, 64, n),
+        );
     }
-    ratio("fan-in 4x16 32B", rounds, 50_000, |n| raw_fan_in(f.raw, 32, 4, 16, n), |n| {
-        rpc_fan_in(&f.client, 32, 4, 16, n)
-    });
+    ratio(
+        "fan-in 4x16 32B",
+        rounds,
+        50_000,
+        |n| raw_fan_in(f.raw, 32, 4, 16, n),
+        |n| rpc_fan_in(&f.client, 32, 4, 16, n),
+    );
 }
 
 fn main() {

@@ -48,6 +48,7 @@ mod link;
 mod slot;
 pub mod table;
 mod waiters;
+mod wake;
 
 pub use call::{CallFuture, CallOptions, Response, block_on};
 pub use discovery::{Discovery, StaticList};
@@ -69,6 +70,7 @@ use parking_lot::Mutex;
 use crate::proto::ClientConnConfig;
 use io_loop::{Ctl, IoLoop};
 use waiters::Waiters;
+use wake::IoWake;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -168,7 +170,7 @@ impl ClientBuilder {
             .discovery
             .unwrap_or_else(|| Box::new(StaticList::new([])));
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), io_loop::WAKER)?);
+        let io_wake = Arc::new(IoWake::new(Waker::new(poll.registry(), io_loop::WAKER)?));
         let table = Arc::new(NodeTable::new());
         let waiters = Arc::new(Waiters::default());
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(4);
@@ -179,6 +181,7 @@ impl ClientBuilder {
             discovery,
             self.cfg.clone(),
             ctl_rx,
+            io_wake.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("gracerpc-client-io".into())
@@ -186,7 +189,7 @@ impl ClientBuilder {
         let inner = ClientInner {
             table,
             waiters,
-            waker,
+            io_wake,
             control: ctl_tx,
             closed: AtomicBool::new(false),
             cfg: self.cfg,
@@ -218,7 +221,7 @@ pub struct ClientStats {
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
     waiters: Arc<Waiters>,
-    waker: Arc<Waker>,
+    io_wake: Arc<IoWake>,
     control: Sender<Ctl>,
     closed: AtomicBool,
     cfg: ClientConfig,
@@ -229,7 +232,7 @@ pub(crate) struct ClientInner {
 
 impl ClientInner {
     fn wake_io(&self) {
-        let _ = self.waker.wake();
+        self.io_wake.wake();
     }
 
     fn stop_io(&self) {

@@ -35,8 +35,12 @@ pub(crate) struct Conn {
 
 /// What a read pass saw.
 pub(crate) enum ReadOutcome {
-    /// Bytes arrived (maybe also EOF after them).
+    /// Bytes arrived and more may be waiting.
     Data,
+    /// Bytes arrived and the socket is drained: a read shorter than the room given means the
+    /// kernel had nothing more, and (edge-triggered) the next arrival raises a new event, so the
+    /// read that would only return `WouldBlock` is skipped.
+    Drained,
     /// Nothing new.
     Nothing,
 }
@@ -76,8 +80,13 @@ impl Conn {
                 ReadOutcome::Nothing
             }
             Ok(n) => {
+                let short = n < room.len();
                 self.input.filled(n);
-                ReadOutcome::Data
+                if short {
+                    ReadOutcome::Drained
+                } else {
+                    ReadOutcome::Data
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,

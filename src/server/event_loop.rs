@@ -147,7 +147,9 @@ impl EventLoop {
                             conn.write_blocked = false;
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_conn(r.slot, now);
+                            // After a FIN, read until the 0 that reports it: no new event comes.
+                            let to_end = event.is_read_closed() || event.is_error();
+                            self.read_conn(r.slot, now, to_end);
                         }
                         self.touched.push(r.slot);
                     }
@@ -218,8 +220,9 @@ impl EventLoop {
 
     // ---- reading and dispatching ----
 
-    /// Reads and handles input until the socket would block or back-pressure stops it.
-    fn read_conn(&mut self, slot: usize, now: Instant) {
+    /// Reads and handles input until the socket is drained or back-pressure stops it. With
+    /// `to_end`, a short read does not count as drained (the peer's FIN may follow the data).
+    fn read_conn(&mut self, slot: usize, now: Instant, to_end: bool) {
         let out_limit = self.cfg.out_limit;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else {
@@ -233,6 +236,8 @@ impl EventLoop {
             conn.read_paused = false;
             match conn.read_some(now) {
                 ReadOutcome::Data => self.handle_input(slot, now),
+                ReadOutcome::Drained if !to_end => return self.handle_input(slot, now),
+                ReadOutcome::Drained => self.handle_input(slot, now),
                 ReadOutcome::Nothing => return,
             }
         }
@@ -485,7 +490,7 @@ impl EventLoop {
                 conn.flush();
             }
             if conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
-                self.read_conn(slot, now);
+                self.read_conn(slot, now, true);
                 if let Some(conn) = self.conns.get_mut(slot)
                     && !conn.write_blocked
                 {
