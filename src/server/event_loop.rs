@@ -75,6 +75,8 @@ struct Drain {
     deadline: Instant,
     /// When everything must be over, forced or not.
     hard_stop: Instant,
+    /// The budget ran out and `report.abandoned_on` was filled in.
+    budget_spent: bool,
     report: DrainReport,
 }
 
@@ -200,7 +202,7 @@ impl EventLoop {
             self.next_generation = self.next_generation.wrapping_add(1);
             let mut core = ServerConn::new(now, self.cfg.conn.clone());
             core.set_ready(self.readiness.capacity());
-            let mut conn = Conn::new(me, stream, core);
+            let mut conn = Conn::new(me, stream, peer, core);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = self
                 .poll
@@ -405,6 +407,7 @@ impl EventLoop {
             started: now,
             deadline: now + budget,
             hard_stop: now + budget + linger + Duration::from_millis(100),
+            budget_spent: false,
             report: DrainReport {
                 goaway_sent,
                 rejected_queued: rejected,
@@ -425,15 +428,6 @@ impl EventLoop {
                 "all in-flight requests answered in {} ms",
                 (now - drain.started).as_millis()
             );
-        }
-        if now >= drain.deadline && drain.report.abandoned_on.is_empty() {
-            for (_, conn) in self.conns.iter() {
-                if conn.core.pending() > 0
-                    && let Ok(peer) = conn.stream.peer_addr()
-                {
-                    drain.report.abandoned_on.push((peer, conn.core.pending()));
-                }
-            }
         }
         let finished = self.conns.is_empty() && in_flight == 0;
         if !finished && now < drain.hard_stop {
@@ -457,9 +451,32 @@ impl EventLoop {
         Some(report)
     }
 
+    /// When the drain budget runs out, records where requests are still pending. It runs before
+    /// the connections' own drain timers end them in this turn: a peer may close within
+    /// microseconds of our FIN, and then neither the connection nor its peer address (the
+    /// socket goes to TCP_CLOSE, getpeername fails) is there to look at afterwards.
+    fn note_budget_spent(&mut self, now: Instant) {
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        if now < drain.deadline || drain.budget_spent {
+            return;
+        }
+        drain.budget_spent = true;
+        for (_, conn) in self.conns.iter() {
+            if conn.core.pending() > 0 {
+                drain
+                    .report
+                    .abandoned_on
+                    .push((conn.peer, conn.core.pending()));
+            }
+        }
+    }
+
     // ---- timers and the end of a turn ----
 
     fn on_tick(&mut self, now: Instant) {
+        self.note_budget_spent(now);
         let mut next = now + Duration::from_millis(250);
         for (slot, conn) in self.conns.iter_mut() {
             if let Some(t) = conn.core.poll_timeout() {
