@@ -113,7 +113,14 @@ fn a_request_id_going_backwards_gets_error_id_order() {
         "{got:?}"
     );
     assert!(
-        matches!(got.last(), Some(OwnedFrame::Error { code: ErrorCode::ID_ORDER, id: 5, .. })),
+        matches!(
+            got.last(),
+            Some(OwnedFrame::Error {
+                code: ErrorCode::ID_ORDER,
+                id: 5,
+                ..
+            })
+        ),
         "{got:?}"
     );
     evil.shutdown_write();
@@ -139,9 +146,18 @@ fn a_request_before_hello_gets_error_handshake() {
     let mut evil = Peer::connect(server.local_addr()).expect("connect");
     evil.send_ok(&frames::request(1, "echo", b"x"), "REQUEST before HELLO");
     let got = evil.read_to_eof(QUICK, "HELLO, ERROR, then FIN");
-    assert!(matches!(got.first(), Some(OwnedFrame::Hello { .. })), "{got:?}");
     assert!(
-        matches!(got.last(), Some(OwnedFrame::Error { code: ErrorCode::HANDSHAKE, .. })),
+        matches!(got.first(), Some(OwnedFrame::Hello { .. })),
+        "{got:?}"
+    );
+    assert!(
+        matches!(
+            got.last(),
+            Some(OwnedFrame::Error {
+                code: ErrorCode::HANDSHAKE,
+                ..
+            })
+        ),
         "{got:?}"
     );
     evil.shutdown_write();

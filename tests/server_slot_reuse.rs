@@ -72,7 +72,9 @@ fn a_completion_for_a_closed_connection_never_reaches_the_connection_reusing_its
             body: b"still-alive".to_vec()
         }
     );
-    wait_until(QUICK, "in-flight counter back to 0", || server.in_flight() == 0);
+    wait_until(QUICK, "in-flight counter back to 0", || {
+        server.in_flight() == 0
+    });
     server.shutdown();
     b.expect_frame(QUICK, "GOAWAY");
     b.close_and_expect_eof(QUICK, "B's close");
