@@ -344,19 +344,26 @@ impl EventLoop {
                 self.begin_drain(now, "signal");
             } else {
                 log::warn!("second signal received: stopping at once");
-                let mut report = self.drain.take().map(|d| d.report).unwrap_or_default();
+                let Some(drain) = self.drain.take() else {
+                    continue;
+                };
+                let mut report = drain.report;
                 report.forced_by_signal = true;
                 report.clean = false;
                 report.abandoned = self.stats.in_flight.load(Ordering::Acquire);
-                report.total = self.drain_started().map_or(Duration::ZERO, |s| now - s);
+                report.total = now - drain.started;
+                if !drain.budget_spent {
+                    report.abandoned_on = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.core.pending() > 0)
+                        .map(|(_, c)| (c.peer, c.core.pending()))
+                        .collect();
+                }
                 return Some(report);
             }
         }
         None
-    }
-
-    fn drain_started(&self) -> Option<Instant> {
-        self.drain.as_ref().map(|d| d.started)
     }
 
     fn apply_readiness(&mut self, now: Instant) {
