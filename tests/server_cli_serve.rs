@@ -326,3 +326,101 @@ fn serve_help_documents_every_flag_and_exit_code() {
         );
     }
 }
+
+// ---- measurement (not a timed assertion) ----
+
+/// Runs `n` SIGTERM→exit measurements of an idle node and of one under load and prints the
+/// medians. Run it with:
+/// `cargo test --release --test server_cli_serve -- --ignored --nocapture sigterm_to_exit`.
+///
+/// Timing starts just before `kill -TERM` is spawned (so it includes the ~1 ms of spawning
+/// `kill`) and ends when `waitpid` returns. Under load: 4 callers, each keeping 8 `work` calls
+/// (`--work-ms 5`) in flight; on GOAWAY each ACKs, waits for its ids ≤ N, and closes.
+#[test]
+#[ignore = "measurement: prints SIGTERM→exit times, asserts nothing about them"]
+fn sigterm_to_exit_times() {
+    const RUNS: usize = 7;
+    let mut idle = Vec::new();
+    let mut loaded = Vec::new();
+    let mut answered = 0;
+    for _ in 0..RUNS {
+        let mut node = Node::start(&["--workers", "4"]);
+        idle.push(term_and_time(&mut node));
+    }
+    for _ in 0..RUNS {
+        let mut node = Node::start(&["--workers", "4", "--work-ms", "5"]);
+        let callers: Vec<_> = (0..4)
+            .map(|_| {
+                let addr = node.addr;
+                std::thread::spawn(move || loaded_caller(addr, 8))
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(300)); // load builds up
+        loaded.push(term_and_time(&mut node));
+        for c in callers {
+            answered += c.join().expect("caller thread");
+        }
+    }
+    let median = |v: &mut Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    println!(
+        "SIGTERM->exit, median of {RUNS}: idle {:?} (all: {idle:?}); under load {:?} (all: \
+         {loaded:?}); {answered} calls answered in all",
+        median(&mut idle.clone()),
+        median(&mut loaded.clone()),
+    );
+}
+
+fn term_and_time(node: &mut Node) -> Duration {
+    let t0 = Instant::now();
+    node.signal_term();
+    let st = node.child.wait().expect("waitpid");
+    let took = t0.elapsed();
+    assert_eq!(st.code(), Some(0), "exit status {st}");
+    took
+}
+
+/// A well-behaved caller keeping `depth` `work` calls in flight until GOAWAY; returns how many
+/// RESPONSEs it got. Panics on a reset, a lost answer, or an answer twice.
+fn loaded_caller(addr: SocketAddr, depth: usize) -> usize {
+    let mut p = connect_ready(addr);
+    let mut outstanding = std::collections::HashSet::new();
+    let mut next = 1u64;
+    let mut goaway = None;
+    let mut responses = 0;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        assert!(Instant::now() < deadline, "caller ran for 30 s");
+        while goaway.is_none() && outstanding.len() < depth {
+            p.send_request(next, "work", b"x");
+            outstanding.insert(next);
+            next += 1;
+        }
+        match p.next_frame(QUICK) {
+            Ok(OwnedFrame::Response { id, status, .. }) => {
+                assert_eq!(status, Status::OK);
+                assert!(outstanding.remove(&id), "answer for {id} twice or unasked");
+                responses += 1;
+            }
+            Ok(OwnedFrame::Reject { id, reason }) => {
+                assert_eq!(reason, RejectReason::SHUTTING_DOWN);
+                assert!(outstanding.remove(&id), "answer for {id} twice or unasked");
+            }
+            Ok(OwnedFrame::GoAway { last_accepted, .. }) => {
+                goaway = Some(last_accepted);
+                p.send_ok(&frames::goaway_ack(last_accepted), "GOAWAY_ACK");
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(e) => panic!("caller: {e}; outstanding {outstanding:?}"),
+        }
+        if let Some(n) = goaway
+            && outstanding.iter().all(|&id| id > n)
+        {
+            break; // ids above N resolve as Rejected by the GOAWAY rule
+        }
+    }
+    p.close_and_expect_eof(QUICK, "caller's close");
+    responses
+}
