@@ -136,6 +136,24 @@ fn send_accepted(p: &mut Peer, id: u64, method: &str, body: &[u8]) {
     p.expect_matching(QUICK, "PONG", |f| *f == OwnedFrame::Pong(id));
 }
 
+/// Like [`send_accepted`], then gives a worker time to take the call off the queue. Nothing
+/// outside the process shows that a handler started, so this is the one place a sleep stands in
+/// for an event: accepted-but-queued work is rightly rejected at the drain (rule 2), and the
+/// tests that follow need the call *running* when SIGTERM arrives.
+fn send_started(p: &mut Peer, id: u64, method: &str, body: &[u8]) {
+    send_accepted(p, id, method, body);
+    std::thread::sleep(Duration::from_millis(300));
+}
+
+/// Fails clearly if a call meant to be running was rejected as queued.
+fn assert_not_rejected_as_queued(f: &OwnedFrame) {
+    assert!(
+        !matches!(f, OwnedFrame::Reject { .. }),
+        "the call was still queued 300 ms after it was accepted (machine overloaded?), so the \
+         drain rejected it: {f:?}"
+    );
+}
+
 fn expect_goaway(p: &mut Peer, n: u64) {
     match p.expect_matching(QUICK, "GOAWAY", |f| matches!(f, OwnedFrame::GoAway { .. })) {
         OwnedFrame::GoAway { last_accepted, .. } => assert_eq!(last_accepted, n),
@@ -168,12 +186,13 @@ fn sigterm_with_an_idle_caller_exits_0_once_it_closes() {
 fn sigterm_during_a_long_call_exits_0_after_answering_it() {
     let mut node = Node::start(&["--work-ms", "1000", "--workers", "2"]);
     let mut p = connect_ready(node.addr);
-    send_accepted(&mut p, 1, "work", b"payload");
+    send_started(&mut p, 1, "work", b"payload");
     let t0 = Instant::now();
     node.signal_term();
     expect_goaway(&mut p, 1);
     p.send_ok(&frames::goaway_ack(1), "GOAWAY_ACK");
     let got = p.collect_answers(&[1], Duration::from_secs(1) + QUICK);
+    assert_not_rejected_as_queued(&got[&1]);
     assert_eq!(
         got[&1],
         OwnedFrame::Response {
@@ -193,7 +212,7 @@ fn sigterm_during_a_long_call_exits_0_after_answering_it() {
 fn a_call_longer_than_the_drain_budget_exits_3() {
     let mut node = Node::start(&["--work-ms", "6000", "--drain-timeout", "1"]);
     let mut p = connect_ready(node.addr);
-    send_accepted(&mut p, 1, "work", b"slow");
+    send_started(&mut p, 1, "work", b"slow");
     let t0 = Instant::now();
     node.signal_term();
     expect_goaway(&mut p, 1);
@@ -201,7 +220,11 @@ fn a_call_longer_than_the_drain_budget_exits_3() {
     // No answer can come in time: at the budget the server shuts its side (clean EOF).
     match p.next_frame(Duration::from_secs(1) + QUICK) {
         Err(PeerError::Eof) => {}
-        other => panic!("expected a clean EOF at the budget, got {other:?}"),
+        Ok(f) => {
+            assert_not_rejected_as_queued(&f);
+            panic!("expected a clean EOF at the budget, got {f:?}");
+        }
+        Err(e) => panic!("expected a clean EOF at the budget, got {e}"),
     }
     let eof = t0.elapsed();
     assert!(eof >= Duration::from_millis(950), "EOF after {eof:?}");
@@ -219,7 +242,7 @@ fn a_call_longer_than_the_drain_budget_exits_3() {
 fn a_second_sigterm_during_the_drain_exits_4_at_once() {
     let mut node = Node::start(&["--work-ms", "10000"]);
     let mut p = connect_ready(node.addr);
-    send_accepted(&mut p, 1, "work", b"long");
+    send_started(&mut p, 1, "work", b"long");
     let t0 = Instant::now();
     node.signal_term();
     expect_goaway(&mut p, 1);
