@@ -437,7 +437,10 @@ impl EventLoop {
             );
         }
         let finished = self.conns.is_empty() && in_flight == 0;
-        if !finished && now < drain.hard_stop {
+        // Past the budget, requests still running can never be answered: once every connection
+        // is gone there is nothing left to wait for.
+        let given_up = self.conns.is_empty() && now >= drain.deadline;
+        if !finished && !given_up && now < drain.hard_stop {
             return None;
         }
         let mut report = std::mem::take(&mut drain.report);
