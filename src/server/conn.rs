@@ -2,7 +2,7 @@
 //! input buffer, and the run-or-reject states of its requests on worker threads.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ const KEEP_BUF: usize = 16 * 1024;
 
 pub(crate) struct Conn {
     pub me: ConnRef,
+    /// The peer's address, kept from `accept`: `getpeername` fails once the socket has closed.
+    pub peer: SocketAddr,
     pub stream: TcpStream,
     pub core: ServerConn,
     pub input: InBuf,
@@ -46,9 +48,10 @@ pub(crate) enum ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(me: ConnRef, stream: TcpStream, core: ServerConn) -> Conn {
+    pub fn new(me: ConnRef, stream: TcpStream, peer: SocketAddr, core: ServerConn) -> Conn {
         Conn {
             me,
+            peer,
             stream,
             core,
             input: InBuf::new(),

@@ -22,7 +22,8 @@ use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
 use super::workers::{Answer, Completion, Job, JobState, LoopWaker};
 use crate::proto::{
-    Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
+    Accepted, Frame, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status,
+    decode,
 };
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
@@ -42,7 +43,8 @@ pub(crate) struct LoopConfig {
 /// Counters shared with the handle.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    /// Requests accepted and not yet answered-and-written.
+    /// Requests received and not yet answered-and-written: accepted ones, and those the core
+    /// rejected on arrival until their SHUTDOWN_REJECT is written.
     pub in_flight: AtomicUsize,
     /// Connections open.
     pub connections: AtomicUsize,
@@ -73,6 +75,8 @@ struct Drain {
     deadline: Instant,
     /// When everything must be over, forced or not.
     hard_stop: Instant,
+    /// The budget ran out and `report.abandoned_on` was filled in.
+    budget_spent: bool,
     report: DrainReport,
 }
 
@@ -200,7 +204,7 @@ impl EventLoop {
             self.next_generation = self.next_generation.wrapping_add(1);
             let mut core = ServerConn::new(now, self.cfg.conn.clone());
             core.set_ready(self.readiness.capacity());
-            let mut conn = Conn::new(me, stream, core);
+            let mut conn = Conn::new(me, stream, peer, core);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = self
                 .poll
@@ -264,8 +268,16 @@ impl EventLoop {
         while core.wants_frames() {
             match decode(input.data(), core.max_frame()) {
                 Ok(Some((frame, used))) => {
+                    let is_request = matches!(frame, Frame::Request(_));
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
+                        Ok(Incoming::None) if is_request => {
+                            // The core answered it itself with SHUTDOWN_REJECT (draining, not
+                            // ready, deadline 0, per-connection limit). That answer is reported
+                            // by `take_finished_answers` once written, like any other, so it is
+                            // in flight until then; uncounted, the counter would wrap below 0.
+                            ctx.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+                        }
                         Ok(Incoming::Cancel(id)) => {
                             if jobs.get(&id).is_some_and(|s| s.try_reject()) {
                                 jobs.remove(&id);
@@ -337,19 +349,26 @@ impl EventLoop {
                 self.begin_drain(now, "signal");
             } else {
                 log::warn!("second signal received: stopping at once");
-                let mut report = self.drain.take().map(|d| d.report).unwrap_or_default();
+                let Some(drain) = self.drain.take() else {
+                    continue;
+                };
+                let mut report = drain.report;
                 report.forced_by_signal = true;
                 report.clean = false;
                 report.abandoned = self.stats.in_flight.load(Ordering::Acquire);
-                report.total = self.drain_started().map_or(Duration::ZERO, |s| now - s);
+                report.total = now - drain.started;
+                if !drain.budget_spent {
+                    report.abandoned_on = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.core.pending() > 0)
+                        .map(|(_, c)| (c.peer, c.core.pending()))
+                        .collect();
+                }
                 return Some(report);
             }
         }
         None
-    }
-
-    fn drain_started(&self) -> Option<Instant> {
-        self.drain.as_ref().map(|d| d.started)
     }
 
     fn apply_readiness(&mut self, now: Instant) {
@@ -400,6 +419,7 @@ impl EventLoop {
             started: now,
             deadline: now + budget,
             hard_stop: now + budget + linger + Duration::from_millis(100),
+            budget_spent: false,
             report: DrainReport {
                 goaway_sent,
                 rejected_queued: rejected,
@@ -421,17 +441,11 @@ impl EventLoop {
                 (now - drain.started).as_millis()
             );
         }
-        if now >= drain.deadline && drain.report.abandoned_on.is_empty() {
-            for (_, conn) in self.conns.iter() {
-                if conn.core.pending() > 0
-                    && let Ok(peer) = conn.stream.peer_addr()
-                {
-                    drain.report.abandoned_on.push((peer, conn.core.pending()));
-                }
-            }
-        }
         let finished = self.conns.is_empty() && in_flight == 0;
-        if !finished && now < drain.hard_stop {
+        // Past the budget, requests still running can never be answered: once every connection
+        // is gone there is nothing left to wait for.
+        let given_up = self.conns.is_empty() && now >= drain.deadline;
+        if !finished && !given_up && now < drain.hard_stop {
             return None;
         }
         let mut report = std::mem::take(&mut drain.report);
@@ -452,9 +466,32 @@ impl EventLoop {
         Some(report)
     }
 
+    /// When the drain budget runs out, records where requests are still pending. It runs before
+    /// the connections' own drain timers end them in this turn: a peer may close within
+    /// microseconds of our FIN, and then neither the connection nor its peer address (the
+    /// socket goes to TCP_CLOSE, getpeername fails) is there to look at afterwards.
+    fn note_budget_spent(&mut self, now: Instant) {
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        if now < drain.deadline || drain.budget_spent {
+            return;
+        }
+        drain.budget_spent = true;
+        for (_, conn) in self.conns.iter() {
+            if conn.core.pending() > 0 {
+                drain
+                    .report
+                    .abandoned_on
+                    .push((conn.peer, conn.core.pending()));
+            }
+        }
+    }
+
     // ---- timers and the end of a turn ----
 
     fn on_tick(&mut self, now: Instant) {
+        self.note_budget_spent(now);
         let mut next = now + Duration::from_millis(250);
         for (slot, conn) in self.conns.iter_mut() {
             if let Some(t) = conn.core.poll_timeout() {

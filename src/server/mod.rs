@@ -350,7 +350,8 @@ impl ServerHandle {
         &self.ready
     }
 
-    /// Requests accepted and not yet answered-and-written.
+    /// Requests received and not yet answered-and-written (a request rejected on arrival counts
+    /// until its SHUTDOWN_REJECT is written).
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::Acquire)
     }
