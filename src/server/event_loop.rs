@@ -22,8 +22,7 @@ use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
 use super::workers::{Answer, Completion, Job, JobState, LoopWaker};
 use crate::proto::{
-    Accepted, Frame, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status,
-    decode,
+    Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
 };
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
@@ -43,8 +42,7 @@ pub(crate) struct LoopConfig {
 /// Counters shared with the handle.
 #[derive(Debug, Default)]
 pub(crate) struct Stats {
-    /// Requests received and not yet answered-and-written: accepted ones, and those the core
-    /// rejected on arrival until their SHUTDOWN_REJECT is written.
+    /// Requests accepted and not yet answered-and-written.
     pub in_flight: AtomicUsize,
     /// Connections open.
     pub connections: AtomicUsize,
@@ -268,16 +266,8 @@ impl EventLoop {
         while core.wants_frames() {
             match decode(input.data(), core.max_frame()) {
                 Ok(Some((frame, used))) => {
-                    let is_request = matches!(frame, Frame::Request(_));
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
-                        Ok(Incoming::None) if is_request => {
-                            // The core answered it itself with SHUTDOWN_REJECT (draining, not
-                            // ready, deadline 0, per-connection limit). That answer is reported
-                            // by `take_finished_answers` once written, like any other, so it is
-                            // in flight until then; uncounted, the counter would wrap below 0.
-                            ctx.stats.in_flight.fetch_add(1, Ordering::AcqRel);
-                        }
                         Ok(Incoming::Cancel(id)) => {
                             if jobs.get(&id).is_some_and(|s| s.try_reject()) {
                                 jobs.remove(&id);

@@ -350,8 +350,7 @@ impl ServerHandle {
         &self.ready
     }
 
-    /// Requests received and not yet answered-and-written (a request rejected on arrival counts
-    /// until its SHUTDOWN_REJECT is written).
+    /// Requests accepted and not yet answered-and-written.
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::Acquire)
     }
