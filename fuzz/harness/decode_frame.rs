@@ -31,12 +31,18 @@ pub fn run(data: &[u8]) {
     let mut out = Vec::new();
     frame.encode(&mut out);
     assert_eq!(out, canonical(&frame, input), "re-encoding {frame:?}");
-    // The re-encoded bytes decode to the same frame, using all of them.
+    // The re-encoded bytes decode, using all of them, to the same frame (for an ERROR whose
+    // message was cut, to the frame with the cut message), which encodes to the same bytes.
     let (again, used_again) = decode(&out, MAX_BODY)
         .expect("re-encoded frame decodes")
         .expect("re-encoded frame is whole");
-    assert_eq!(again, frame);
     assert_eq!(used_again, out.len());
+    if out.len() == used {
+        assert_eq!(again, frame);
+    }
+    let mut out_again = Vec::new();
+    again.encode(&mut out_again);
+    assert_eq!(out_again, out);
     // One byte less is never an error: the header is the same, only the body is short.
     assert_eq!(decode(&input[..used - 1], MAX_BODY), Ok(None));
 }
