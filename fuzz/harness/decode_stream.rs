@@ -78,7 +78,7 @@ pub fn decode_pieces(stream: &[u8], sizes: &[u8]) -> Decoded {
         let chunk = &stream[at..(at + size).min(stream.len())];
         at += chunk.len();
         // Alternate between the two ways a driver fills the buffer.
-        if reads % 2 == 0 {
+        if reads.is_multiple_of(2) {
             buf.extend(chunk);
         } else {
             let room = buf.spare(chunk.len(), usize::MAX);
