@@ -517,3 +517,57 @@ fn two_frames_back_to_back() {
     assert_eq!(second, Frame::Ready(Ready { capacity: 100 }));
     assert_eq!(used + used2, bytes.len());
 }
+
+// ---- protocol.md itself ----
+
+#[test]
+fn every_hex_example_in_protocol_md_is_checked_here() {
+    // Every code block of protocol.md made only of hex digits and spaces is a frame example;
+    // each must appear (as bytes) among this file's vectors, so the spec and the tests cannot
+    // drift apart.
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol.md"))
+        .expect("protocol.md at the repository root");
+    let this = include_str!("vectors.rs");
+    let ours: Vec<Vec<u8>> = this
+        .split('"')
+        .filter(|s| {
+            let t = s.trim();
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace())
+        })
+        .filter(|s| s.split_whitespace().count() > 1)
+        .map(hex)
+        .collect();
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut examples = 0;
+    for block in spec.split("```text\n").skip(1) {
+        let block = block.split("```").next().unwrap_or("");
+        let is_hex = !block.trim().is_empty()
+            && block
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b.is_ascii_whitespace());
+        if !is_hex {
+            continue;
+        }
+        let bytes = hex(block);
+        let mut at = 0;
+        while at < bytes.len() {
+            let (frame, used) = decode(&bytes[at..], MAX)
+                .expect("example decodes")
+                .expect("example is whole frames");
+            let mut out = Vec::new();
+            frame.encode(&mut out);
+            assert_eq!(out, bytes[at..at + used], "example re-encodes: {frame:?}");
+            assert!(
+                ours.iter().any(|v| *v == bytes[at..at + used]),
+                "protocol.md example not in tests/vectors.rs: {frame:?}"
+            );
+            kinds.insert(frame.kind());
+            examples += 1;
+            at += used;
+        }
+    }
+    assert_eq!(kinds.len(), 11, "an example for every kind: {kinds:?}");
+    assert!(examples >= 18, "{examples} examples");
+}
