@@ -1,7 +1,6 @@
-//! Suspected bugs in the connection state machines, found while writing protocol.md and the
-//! fuzz harness. Each test states what protocol.md requires and fails today; they are
-//! `#[ignore]`d until `server_conn.rs` / `client_conn.rs` are fixed. Run them with
-//! `cargo test --test known_issues -- --ignored`.
+//! Regressions: bugs in the connection state machines found while writing protocol.md and the
+//! fuzz harness (and, independently, by the simulation). Each test states what protocol.md
+//! requires; each failed before its fix.
 
 use std::time::{Duration, Instant};
 
@@ -26,7 +25,6 @@ fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
 /// handed to the driver (NOT_READY, DEADLINE, OVERLOADED, SHUTTING_DOWN): the driver's counter
 /// goes below zero.
 #[test]
-#[ignore = "known issue: server_conn.rs counts its own rejects as finished answers"]
 fn finished_answers_count_only_requests_the_driver_accepted() {
     let now = Instant::now();
     let mut s = ServerConn::new(now, ServerConnConfig::default());
@@ -55,7 +53,6 @@ fn finished_answers_count_only_requests_the_driver_accepted() {
 /// `start_drain` is allowed in Handshake, but then the caller's HELLO (which it always sends
 /// first) hits the `(_, f)` arm in Draining and fails the connection with UNEXPECTED_FRAME.
 #[test]
-#[ignore = "known issue: server_conn.rs refuses the caller's HELLO after an early start_drain"]
 fn hello_after_early_drain_is_not_an_error() {
     let now = Instant::now();
     let mut s = ServerConn::new(now, ServerConnConfig::default());
@@ -83,7 +80,6 @@ fn open_client(now: Instant) -> ClientConn {
 /// connection), `on_goaway` queues the ACK and `maybe_finish_drain` → `end` cuts every frame
 /// not started — the ACK with them — so it is never written.
 #[test]
-#[ignore = "known issue: client_conn.rs drops its GOAWAY_ACK when nothing is outstanding"]
 fn goaway_ack_is_written_on_an_idle_connection() {
     let now = Instant::now();
     let mut c = open_client(now);
@@ -101,7 +97,6 @@ fn goaway_ack_is_written_on_an_idle_connection() {
 /// REQUEST frame stays in the output buffer and is written later: the server reads it with a
 /// fresh budget and may run it (a non-idempotent replay would then run twice).
 #[test]
-#[ignore = "known issue: client_conn.rs still writes a REQUEST resolved DeadlineExceeded{sent:false}"]
 fn a_request_resolved_as_not_sent_is_never_written() {
     let now = Instant::now();
     let mut c = open_client(now);
