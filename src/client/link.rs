@@ -342,14 +342,26 @@ impl Link {
                 }
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
-                    self.detach();
-                    table.set_state(&self.node, NodeState::Draining, now);
-                }
-                ClientEvent::NodeHint(reason) => {
-                    if reason == RejectReason::OVERLOADED {
-                        table.penalize(&self.node, now);
+                    // (A newer connection already current is a restarted node: leave it be.)
+                    if self.detach() || self.node.current.lock().is_none() {
+                        table.set_state(&self.node, NodeState::Draining, now);
                     }
                 }
+                ClientEvent::NodeHint(reason) => match reason {
+                    RejectReason::OVERLOADED | RejectReason::NOT_READY => {
+                        // Busy (or not ready yet): a lower weight for a while, never an eviction,
+                        // or a drain that shifts load onto the survivors would evict them too.
+                        table.penalize(&self.node, now)
+                    }
+                    RejectReason::SHUTTING_DOWN => {
+                        // Normally its GOAWAY came first; either way, stop choosing the node
+                        // now — unless a newer connection (a restarted node) is already current.
+                        if self.detach() {
+                            table.set_state(&self.node, NodeState::Draining, now);
+                        }
+                    }
+                    _ => {}
+                },
                 ClientEvent::Resolved { id, outcome, .. } => {
                     if let Some(slot) = g.slots.remove(&id) {
                         self.node.sub_outstanding();
