@@ -353,12 +353,10 @@ impl Link {
                         // or a drain that shifts load onto the survivors would evict them too.
                         table.penalize(&self.node, now)
                     }
-                    RejectReason::SHUTTING_DOWN => {
-                        // Normally its GOAWAY came first; either way, stop choosing the node
-                        // now — unless a newer connection (a restarted node) is already current.
-                        if self.detach() {
-                            table.set_state(&self.node, NodeState::Draining, now);
-                        }
+                    // Normally its GOAWAY came first; either way, stop choosing the node now —
+                    // unless a newer connection (a restarted node) is already current.
+                    RejectReason::SHUTTING_DOWN if self.detach() => {
+                        table.set_state(&self.node, NodeState::Draining, now);
                     }
                     _ => {}
                 },
