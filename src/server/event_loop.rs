@@ -64,6 +64,8 @@ pub(crate) struct EventLoop {
     pub readiness: Readiness,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
+    /// The shared read buffer (see `Conn::read_some`).
+    scratch: Vec<u8>,
     drain: Option<Drain>,
     next_tick: Instant,
 }
@@ -111,6 +113,7 @@ impl EventLoop {
             stats,
             readiness,
             touched: Vec::new(),
+            scratch: vec![0; super::conn::SCRATCH],
             drain: None,
             next_tick: Instant::now(),
         }
@@ -236,19 +239,37 @@ impl EventLoop {
                 return;
             }
             conn.read_paused = false;
-            match conn.read_some(now) {
-                ReadOutcome::Data => self.handle_input(slot, now),
-                ReadOutcome::Drained if !to_end => return self.handle_input(slot, now),
-                ReadOutcome::Drained => self.handle_input(slot, now),
+            let outcome = conn.read_some(now, &mut self.scratch);
+            let drained = outcome.drained();
+            match outcome {
+                ReadOutcome::Scratch { n, .. } => {
+                    let scratch = std::mem::take(&mut self.scratch);
+                    let used = self.handle_input(slot, now, Some(&scratch[..n]));
+                    if let Some(conn) = self.conns.get_mut(slot)
+                        && used < n
+                        && conn.core.wants_frames()
+                    {
+                        // A partial frame: it waits in the connection's own buffer.
+                        conn.input.extend(&scratch[used..n]);
+                    }
+                    self.scratch = scratch;
+                }
+                ReadOutcome::Buffered { .. } => {
+                    self.handle_input(slot, now, None);
+                }
                 ReadOutcome::Nothing => return,
+            }
+            if drained && !to_end {
+                return;
             }
         }
     }
 
-    /// Decodes and handles every complete frame in a connection's input buffer.
-    fn handle_input(&mut self, slot: usize, now: Instant) {
+    /// Decodes and handles every complete frame in `data` (or, if `None`, in the connection's
+    /// input buffer, consuming what it decodes). Returns the bytes of `data` used.
+    fn handle_input(&mut self, slot: usize, now: Instant, data: Option<&[u8]>) -> usize {
         let Some(conn) = self.conns.get_mut(slot) else {
-            return;
+            return 0;
         };
         let ctx = Dispatch {
             registry: &self.registry,
@@ -263,9 +284,11 @@ impl EventLoop {
             stream,
             ..
         } = conn;
+        let buf = data.unwrap_or_else(|| input.data());
+        let mut used = 0;
         while core.wants_frames() {
-            match decode(input.data(), core.max_frame()) {
-                Ok(Some((frame, used))) => {
+            match decode(&buf[used..], core.max_frame()) {
+                Ok(Some((frame, n))) => {
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
                         Ok(Incoming::Cancel(id)) => {
@@ -277,7 +300,7 @@ impl EventLoop {
                         Ok(Incoming::None) => {}
                         Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
                     }
-                    input.consume(used);
+                    used += n;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -288,8 +311,12 @@ impl EventLoop {
             }
         }
         if !core.wants_frames() {
-            input.consume(usize::MAX);
+            used = buf.len();
         }
+        if data.is_none() {
+            input.consume(used);
+        }
+        used
     }
 
     // ---- completions and control ----
