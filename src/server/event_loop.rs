@@ -20,7 +20,7 @@ use super::handler::{Placement, Registry, Request, run_handler};
 use super::readiness::Readiness;
 use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Answer, Completion, Job, JobState, LoopWaker};
+use super::workers::{Answer, Completion, Job, JobState, LoopWaker, Pools};
 use crate::proto::{
     Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
 };
@@ -66,6 +66,7 @@ pub(crate) struct EventLoop {
     touched: Vec<usize>,
     /// The shared read buffer (see `Conn::read_some`).
     scratch: Vec<u8>,
+    pools: Pools,
     drain: Option<Drain>,
     next_tick: Instant,
 }
@@ -114,6 +115,7 @@ impl EventLoop {
             readiness,
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
+            pools: Pools::default(),
             drain: None,
             next_tick: Instant::now(),
         }
@@ -271,10 +273,11 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return 0;
         };
-        let ctx = Dispatch {
+        let mut ctx = Dispatch {
             registry: &self.registry,
             jobs: &self.jobs,
             stats: &self.stats,
+            pools: &mut self.pools,
             me: conn.me,
         };
         let Conn {
@@ -293,7 +296,9 @@ impl EventLoop {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
                         Ok(Incoming::Cancel(id)) => {
                             if jobs.get(&id).is_some_and(|s| s.try_reject()) {
-                                jobs.remove(&id);
+                                if let Some(state) = jobs.remove(&id) {
+                                    ctx.pools.release_state(state);
+                                }
                                 let _ = core.reject(id, RejectReason::CANCELLED);
                             }
                         }
@@ -335,6 +340,7 @@ impl EventLoop {
     }
 
     fn complete(&mut self, c: Completion) {
+        self.pools.release_buf(c.buf);
         let conn = match self.conns.get_mut(c.conn.slot) {
             Some(conn) if conn.me == c.conn => conn,
             _ => {
@@ -343,7 +349,9 @@ impl EventLoop {
                 return;
             }
         };
-        conn.jobs.remove(&c.id);
+        if let Some(state) = conn.jobs.remove(&c.id) {
+            self.pools.release_state(state);
+        }
         let res = match c.result {
             Answer::Ran(Ok(body)) => conn.core.respond(c.id, Status::OK, &body),
             Answer::Ran(Err(f)) => conn.core.respond(c.id, f.status, &f.body),
@@ -592,13 +600,14 @@ struct Dispatch<'a> {
     registry: &'a Registry,
     jobs: &'a Sender<Job>,
     stats: &'a Stats,
+    pools: &'a mut Pools,
     me: ConnRef,
 }
 
 impl Dispatch<'_> {
     /// Runs an accepted request inline, or hands it to a worker, or answers it at once.
     fn dispatch(
-        &self,
+        &mut self,
         core: &mut ServerConn,
         jobs: &mut crate::proto::IdMap<Arc<JobState>>,
         acc: Accepted<'_>,
@@ -622,12 +631,12 @@ impl Dispatch<'_> {
             };
             return;
         }
-        let state = Arc::new(JobState::default());
+        let state = self.pools.state();
         let job = Job {
             conn: self.me,
             id: acc.id,
             method: reg.name.clone(),
-            body: acc.body.to_vec(),
+            body: self.pools.buf(acc.body),
             deadline: acc.deadline,
             idempotent: acc.idempotent,
             handler: reg.handler.clone(),
@@ -637,9 +646,12 @@ impl Dispatch<'_> {
             Ok(()) => {
                 jobs.insert(acc.id, state);
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                 // Never started: the caller may send it elsewhere.
                 let _ = core.reject(acc.id, RejectReason::OVERLOADED);
+                self.pools.release_buf(job.body);
+                drop(job.state);
+                self.pools.release_state(state);
             }
         }
     }

@@ -252,7 +252,9 @@ impl Builder {
         };
         let waker = Arc::new(LoopWaker::new(Waker::new(poll.registry(), token::WAKER)?));
         let (job_tx, job_rx) = crossbeam_channel::bounded(self.queue);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        // Every queued or running job sends at most one completion, so this bound is never
+        // reached; bounded, the channel is an array that allocates nothing per message.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
         workers::spawn(self.workers, job_rx, done_tx, waker.clone())?;
         let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
