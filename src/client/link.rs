@@ -267,7 +267,11 @@ impl Link {
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
                     self.detach();
-                    table.set_state(&self.node, NodeState::Draining, now);
+                    // A node discovery removed (a registry withdraws a node before its GOAWAY)
+                    // stays removed: Draining would have it reconnected.
+                    if self.node.state() != NodeState::Removed {
+                        table.set_state(&self.node, NodeState::Draining, now);
+                    }
                 }
                 ClientEvent::NodeHint(reason) => {
                     if reason == RejectReason::OVERLOADED {
