@@ -99,6 +99,12 @@ impl EtcdRegistrar {
 impl Registrar for EtcdRegistrar {
     fn register(&mut self, addr: SocketAddr) -> io::Result<()> {
         let addr = self.advertise.unwrap_or(addr);
+        if addr.ip().is_unspecified() {
+            log::warn!(
+                "registry: registering {addr}, which callers cannot connect to; \
+                 give the address to publish (EtcdRegistrar::advertise, serve --advertise)"
+            );
+        }
         let keeper = Keeper {
             etcd: self.service.etcd(),
             key: self.service.key(addr),
