@@ -9,6 +9,11 @@
 //! | Rejected (any reason)            | replays on another node (unless replay is off)       |
 //! | Unknown                          | retries if idempotent, else `CallError::OutcomeUnknown` |
 //! | DeadlineExceeded                 | `CallError::DeadlineExceeded { may_have_run }`       |
+//!
+//! A node that turns a request away as busy (OVERLOADED, NOT_READY) may be the only one, or all
+//! nodes may be full (the survivors of a drain): after the first such replay, the next ones wait
+//! a short, doubling pause ([`BUSY_PAUSE_MIN`] to [`BUSY_PAUSE_MAX`]) within the deadline instead
+//! of spending the call's replays in a burst.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -24,7 +29,12 @@ use super::error::CallError;
 use super::link::{Link, SendFail};
 use super::slot::Slot;
 use super::table::Node;
-use crate::proto::{Outcome, Status};
+use crate::proto::{Outcome, RejectReason, Rejection, Status};
+
+/// The first pause before replaying a request a node turned away as busy.
+const BUSY_PAUSE_MIN: Duration = Duration::from_millis(1);
+/// The longest such pause.
+const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
 
 /// Per-call options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -89,6 +99,10 @@ pub struct CallFuture<'a> {
     avoid: Option<usize>,
     may_have_run: bool,
     started: bool,
+    /// Busy rejections (OVERLOADED, NOT_READY) in a row.
+    busy: u32,
+    /// Do not send again before this (a pause after busy rejections).
+    pause_until: Option<Instant>,
 }
 
 impl<'a> CallFuture<'a> {
@@ -113,6 +127,8 @@ impl<'a> CallFuture<'a> {
             avoid: None,
             may_have_run: false,
             started: true,
+            busy: 0,
+            pause_until: None,
         }
     }
 
@@ -126,7 +142,7 @@ impl<'a> CallFuture<'a> {
                 replays: self.replays,
             })),
             Outcome::Completed { status, body } => Some(Err(CallError::Status { status, body })),
-            Outcome::Rejected(_) => {
+            Outcome::Rejected(why) => {
                 if !cfg.replay {
                     return Some(Err(CallError::Rejected));
                 }
@@ -136,6 +152,17 @@ impl<'a> CallFuture<'a> {
                     return Some(Err(CallError::Rejected));
                 }
                 self.avoid = Some(node.index());
+                let busy = matches!(
+                    why,
+                    Rejection::Server(RejectReason::OVERLOADED | RejectReason::NOT_READY)
+                );
+                self.busy = if busy { self.busy + 1 } else { 0 };
+                if self.busy >= 2 {
+                    let pause = BUSY_PAUSE_MIN
+                        .saturating_mul(1 << (self.busy - 2).min(16))
+                        .min(BUSY_PAUSE_MAX);
+                    self.pause_until = Some(Instant::now() + pause);
+                }
                 None
             }
             Outcome::Unknown => {
@@ -213,6 +240,16 @@ impl Future for CallFuture<'_> {
                 };
                 return Poll::Ready(this.finish(Err(err)));
             }
+            if let Some(until) = this.pause_until {
+                if now < until {
+                    this.client
+                        .waiters
+                        .register(cx.waker(), until.min(this.deadline));
+                    this.client.wake_io();
+                    return Poll::Pending;
+                }
+                this.pause_until = None;
+            }
             // Read the epoch before choosing, so a node that becomes ready in between wakes us.
             let epoch = this.client.table.ready_epoch.load(Ordering::Acquire);
             match this.try_send(now) {
@@ -236,7 +273,12 @@ impl CallFuture<'_> {
         if std::mem::take(&mut self.started) {
             self.client.active_calls.fetch_sub(1, Ordering::AcqRel);
         }
-        r
+        match r {
+            // An earlier attempt of this (idempotent) call may have run: an error that says
+            // "it never ran" (closed, rejected everywhere since) would be a lie.
+            Err(e) if self.may_have_run && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            r => r,
+        }
     }
 }
 

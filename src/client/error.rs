@@ -24,7 +24,8 @@ pub enum CallError {
         body: Vec<u8>,
     },
     /// The connection ended after the request was written and before its answer: it may or may
-    /// not have run. Only idempotent calls are retried in this case.
+    /// not have run. Only idempotent calls are retried in this case; an idempotent call whose
+    /// retry then could not complete (client closed, rejected everywhere) also ends here.
     OutcomeUnknown,
     /// Every replay the call was allowed was rejected (overload or shutdown everywhere). It never
     /// ran.
@@ -84,7 +85,7 @@ impl fmt::Display for CallError {
             }
             CallError::OutcomeUnknown => f.write_str(
                 "connection lost after the request was sent: it may or may not have run \
-                 (not retried: the call is not idempotent)",
+                 (retried only if the call is idempotent)",
             ),
             CallError::Rejected => {
                 f.write_str("every node rejected the request (it did not run); try again later")

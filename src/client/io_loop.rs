@@ -15,6 +15,7 @@ use super::discovery::Discovery;
 use super::link::{Deliveries, Link, deliver};
 use super::table::{Node, NodeState, NodeTable, random_below};
 use super::waiters::Waiters;
+use super::wake::IoWake;
 use crate::proto::ClientConn;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -41,6 +42,7 @@ pub(crate) struct IoLoop {
     pub discovery: Box<dyn Discovery>,
     pub cfg: ClientConfig,
     pub control: Receiver<Ctl>,
+    pub io: Arc<IoWake>,
     links: Slab<Arc<Link>>,
     generation: u32,
     retry: Vec<Retry>,
@@ -55,6 +57,7 @@ impl IoLoop {
         discovery: Box<dyn Discovery>,
         cfg: ClientConfig,
         control: Receiver<Ctl>,
+        io: Arc<IoWake>,
     ) -> IoLoop {
         IoLoop {
             poll,
@@ -63,6 +66,7 @@ impl IoLoop {
             discovery,
             cfg,
             control,
+            io,
             links: Slab::new(),
             generation: 0,
             retry: Vec::new(),
@@ -73,8 +77,11 @@ impl IoLoop {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut deliveries = Deliveries::with_capacity(64);
-        let mut timeout = Duration::ZERO;
+        let mut next_tick = Instant::now();
         loop {
+            let now = Instant::now();
+            self.io.sleeping_until(next_tick);
+            let timeout = next_tick.saturating_duration_since(now);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -84,9 +91,12 @@ impl IoLoop {
                     return;
                 }
             }
+            self.io.clear();
             let now = Instant::now();
+            let mut woken = false;
             for event in events.iter() {
                 if event.token() == WAKER {
+                    woken = true;
                     continue;
                 }
                 let slot = event.token().0 & ((1 << SLOT_BITS) - 1);
@@ -97,21 +107,41 @@ impl IoLoop {
                     continue; // stale: that connection is gone
                 }
                 let link = link.clone();
-                if link.on_ready(&self.table, now, &mut deliveries) {
+                let to_end = event.is_read_closed() || event.is_error();
+                if link.on_ready(&self.table, now, to_end, &mut deliveries) {
                     self.remove(slot, now);
                 }
                 deliver(deliveries.drain(..));
             }
-            if self.control.try_recv().is_ok() {
-                self.shutdown(&mut deliveries);
-                return;
+            if woken {
+                if self.control.try_recv().is_ok() {
+                    self.shutdown(&mut deliveries);
+                    return;
+                }
+                self.flush_wanted(now, &mut deliveries);
             }
-            timeout = self.tick(now, &mut deliveries);
+            if woken || now >= next_tick {
+                next_tick = self.tick(now, &mut deliveries);
+            }
         }
     }
 
-    /// Timers, discovery and reconnection. Returns how long the loop may sleep.
-    fn tick(&mut self, now: Instant, deliveries: &mut Deliveries) -> Duration {
+    /// Writes what calling threads left for this thread, one `write` per connection.
+    fn flush_wanted(&mut self, now: Instant, deliveries: &mut Deliveries) {
+        let mut finished = Vec::new();
+        for (slot, link) in self.links.iter() {
+            if link.flush_if_wanted(&self.table, now, deliveries) {
+                finished.push(slot);
+            }
+        }
+        deliver(deliveries.drain(..));
+        for slot in finished {
+            self.remove(slot, now);
+        }
+    }
+
+    /// Timers, discovery and reconnection. Returns when to run next.
+    fn tick(&mut self, now: Instant, deliveries: &mut Deliveries) -> Instant {
         if let Some(addrs) = self.discovery.poll() {
             self.apply_discovery(addrs, now);
         }
@@ -144,8 +174,7 @@ impl IoLoop {
         if let Some(t) = self.waiters.wake_expired(now) {
             next = next.min(t);
         }
-        next.saturating_duration_since(Instant::now())
-            .max(Duration::from_micros(200))
+        next.max(now + Duration::from_micros(200))
     }
 
     fn apply_discovery(&mut self, addrs: Vec<std::net::SocketAddr>, now: Instant) {
@@ -220,7 +249,13 @@ impl IoLoop {
             Interest::READABLE | Interest::WRITABLE,
         )?;
         let core = ClientConn::new(now, self.cfg.conn.clone());
-        let link = Arc::new(Link::new(node.clone(), token, stream, core));
+        let link = Arc::new(Link::new(
+            node.clone(),
+            token,
+            stream,
+            core,
+            self.io.clone(),
+        ));
         entry.insert(link.clone());
         *node.current.lock() = Some(link);
         if node.state() != NodeState::Draining {

@@ -12,8 +12,10 @@ use mio::Token;
 use mio::net::TcpStream;
 use parking_lot::Mutex;
 
+use super::cork;
 use super::slot::Slot;
 use super::table::{Node, NodeState, NodeTable};
+use super::wake::IoWake;
 use crate::proto::{
     ApiMisuse, ClientConn, ClientEvent, IdMap, InBuf, Outcome, RejectReason, decode, id_map,
 };
@@ -27,6 +29,7 @@ pub(crate) struct Link {
     pub node: Arc<Node>,
     pub token: Token,
     pub inner: Mutex<LinkInner>,
+    io: Arc<IoWake>,
 }
 
 pub(crate) struct LinkInner {
@@ -36,6 +39,10 @@ pub(crate) struct LinkInner {
     pub slots: IdMap<Arc<Slot>>,
     pub connected: bool,
     pub read_done: bool,
+    /// Output waits for the I/O thread to write it (it was asked to).
+    pub flush_wanted: bool,
+    /// Output waits for a calling thread's cork to end.
+    pub corked: bool,
 }
 
 /// Why a send did not happen.
@@ -47,7 +54,13 @@ pub(crate) enum SendFail {
 }
 
 impl Link {
-    pub fn new(node: Arc<Node>, token: Token, stream: TcpStream, core: ClientConn) -> Link {
+    pub fn new(
+        node: Arc<Node>,
+        token: Token,
+        stream: TcpStream,
+        core: ClientConn,
+        io: Arc<IoWake>,
+    ) -> Link {
         let inner = LinkInner {
             core,
             stream,
@@ -55,16 +68,22 @@ impl Link {
             slots: id_map(16),
             connected: false,
             read_done: false,
+            flush_wanted: false,
+            corked: false,
         };
         Link {
             node,
             token,
             inner: Mutex::new(inner),
+            io,
         }
     }
 
-    /// Serializes a request and writes it from the calling thread when the connection's output
-    /// is otherwise empty; the I/O thread finishes a write that would block.
+    /// Serializes a request. On an idle connection the calling thread writes it at once (the
+    /// latency path: no hand-off). When other requests are outstanding, an answer is on its way
+    /// and the I/O thread will be awake for it: the frame is left for the I/O thread, which
+    /// writes every frame queued meanwhile in one `write` (the throughput path), and is woken
+    /// once per batch in case it sleeps.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         self: &Arc<Self>,
@@ -77,9 +96,10 @@ impl Link {
         slot: &Arc<Slot>,
     ) -> Result<u64, SendFail> {
         let mut deliveries = Deliveries::new();
+        let mut wake = false;
         let res = {
             let mut g = self.inner.lock();
-            let was_empty = g.core.out_len() == 0;
+            let idle = g.core.out_len() == 0 && g.core.outstanding() == 0;
             match g
                 .core
                 .send_request(now, method, body, deadline, idempotent, 0)
@@ -87,8 +107,13 @@ impl Link {
                 Ok(id) => {
                     g.slots.insert(id, slot.clone());
                     self.node.add_outstanding();
-                    if was_empty && g.connected {
+                    if cork::hold(self, &mut g.corked) {
+                        // The calling thread writes it when its cork ends, with the rest.
+                    } else if idle && g.connected {
                         self.flush(&mut g, table, now, &mut deliveries);
+                    } else if !g.flush_wanted {
+                        g.flush_wanted = true;
+                        wake = true;
                     }
                     Ok(id)
                 }
@@ -98,8 +123,43 @@ impl Link {
                 Err(e) => Err(SendFail::Invalid(e)),
             }
         };
+        if wake {
+            self.io.wake();
+        } else if res.is_ok() {
+            self.io.wake_before(deadline);
+        }
         deliver(deliveries);
         res
+    }
+
+    /// A calling thread's cork ended: write what it queued here, from that thread.
+    pub(crate) fn uncork(self: &Arc<Self>, table: &NodeTable) {
+        let mut deliveries = Deliveries::new();
+        {
+            let mut g = self.inner.lock();
+            g.corked = false;
+            if g.connected {
+                self.flush(&mut g, table, Instant::now(), &mut deliveries);
+            } else if !g.flush_wanted {
+                g.flush_wanted = true;
+                self.io.wake();
+            }
+        }
+        deliver(deliveries);
+    }
+
+    /// Writes output a calling thread left for the I/O thread.
+    pub fn flush_if_wanted(
+        self: &Arc<Self>,
+        table: &NodeTable,
+        now: Instant,
+        deliveries: &mut Deliveries,
+    ) -> bool {
+        let mut g = self.inner.lock();
+        if g.flush_wanted && g.connected {
+            self.flush(&mut g, table, now, deliveries);
+        }
+        self.finish(&mut g)
     }
 
     /// The caller gave up on `id` (its future was dropped): forget it and send CANCEL.
@@ -125,6 +185,7 @@ impl Link {
         self: &Arc<Self>,
         table: &NodeTable,
         now: Instant,
+        to_end: bool,
         deliveries: &mut Deliveries,
     ) -> bool {
         let mut g = self.inner.lock();
@@ -143,7 +204,7 @@ impl Link {
                 }
             }
         }
-        self.read(&mut g, table, now, deliveries);
+        self.read(&mut g, table, now, to_end, deliveries);
         self.flush(&mut g, table, now, deliveries);
         self.finish(&mut g)
     }
@@ -177,7 +238,14 @@ impl Link {
         self.inner.lock().core.poll_timeout()
     }
 
-    fn read(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+    fn read(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        to_end: bool,
+        d: &mut Deliveries,
+    ) {
         let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
         while !g.read_done {
             let room = g.input.spare(READ_CHUNK, limit.max(READ_CHUNK));
@@ -190,6 +258,9 @@ impl Link {
                     g.core.handle_eof("server closed the connection");
                 }
                 Ok(n) => {
+                    // A short read drained the socket (see the server's `ReadOutcome`), unless a
+                    // FIN may follow: then read on to see it.
+                    let drained = n < room.len() && !to_end;
                     g.input.filled(n);
                     let LinkInner { core, input, .. } = g;
                     loop {
@@ -209,6 +280,10 @@ impl Link {
                             }
                         }
                     }
+                    if drained {
+                        self.process(g, table, now, d);
+                        break;
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -227,6 +302,7 @@ impl Link {
     }
 
     fn flush(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+        g.flush_wanted = false;
         while !g.core.out().is_empty() {
             match g.stream.write(g.core.out()) {
                 Ok(n) => g.core.written(n),
@@ -266,18 +342,29 @@ impl Link {
                 }
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
-                    self.detach();
+                    // (A newer connection already current is a restarted node: leave it be.)
+                    let was_current = self.detach();
                     // A node discovery removed (a registry withdraws a node before its GOAWAY)
                     // stays removed: Draining would have it reconnected.
-                    if self.node.state() != NodeState::Removed {
+                    if (was_current || self.node.current.lock().is_none())
+                        && self.node.state() != NodeState::Removed
+                    {
                         table.set_state(&self.node, NodeState::Draining, now);
                     }
                 }
-                ClientEvent::NodeHint(reason) => {
-                    if reason == RejectReason::OVERLOADED {
-                        table.penalize(&self.node, now);
+                ClientEvent::NodeHint(reason) => match reason {
+                    RejectReason::OVERLOADED | RejectReason::NOT_READY => {
+                        // Busy (or not ready yet): a lower weight for a while, never an eviction,
+                        // or a drain that shifts load onto the survivors would evict them too.
+                        table.penalize(&self.node, now)
                     }
-                }
+                    // Normally its GOAWAY came first; either way, stop choosing the node now —
+                    // unless a newer connection (a restarted node) is already current.
+                    RejectReason::SHUTTING_DOWN if self.detach() => {
+                        table.set_state(&self.node, NodeState::Draining, now);
+                    }
+                    _ => {}
+                },
                 ClientEvent::Resolved { id, outcome, .. } => {
                     if let Some(slot) = g.slots.remove(&id) {
                         self.node.sub_outstanding();

@@ -41,6 +41,7 @@
 //! request whose outcome is unknown is retried only if the call is idempotent.
 
 mod call;
+mod cork;
 mod discovery;
 mod error;
 mod io_loop;
@@ -48,8 +49,10 @@ mod link;
 mod slot;
 pub mod table;
 mod waiters;
+mod wake;
 
 pub use call::{CallFuture, CallOptions, Response, block_on};
+pub use cork::Cork;
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
 pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
@@ -69,6 +72,7 @@ use parking_lot::Mutex;
 use crate::proto::ClientConnConfig;
 use io_loop::{Ctl, IoLoop};
 use waiters::Waiters;
+use wake::IoWake;
 
 /// Client settings.
 #[derive(Clone, Debug)]
@@ -168,7 +172,7 @@ impl ClientBuilder {
             .discovery
             .unwrap_or_else(|| Box::new(StaticList::new([])));
         let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), io_loop::WAKER)?);
+        let io_wake = Arc::new(IoWake::new(Waker::new(poll.registry(), io_loop::WAKER)?));
         let table = Arc::new(NodeTable::new());
         let waiters = Arc::new(Waiters::default());
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(4);
@@ -179,6 +183,7 @@ impl ClientBuilder {
             discovery,
             self.cfg.clone(),
             ctl_rx,
+            io_wake.clone(),
         );
         let thread = std::thread::Builder::new()
             .name("gracerpc-client-io".into())
@@ -186,7 +191,7 @@ impl ClientBuilder {
         let inner = ClientInner {
             table,
             waiters,
-            waker,
+            io_wake,
             control: ctl_tx,
             closed: AtomicBool::new(false),
             cfg: self.cfg,
@@ -218,7 +223,7 @@ pub struct ClientStats {
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
     waiters: Arc<Waiters>,
-    waker: Arc<Waker>,
+    io_wake: Arc<IoWake>,
     control: Sender<Ctl>,
     closed: AtomicBool,
     cfg: ClientConfig,
@@ -229,7 +234,7 @@ pub(crate) struct ClientInner {
 
 impl ClientInner {
     fn wake_io(&self) {
-        let _ = self.waker.wake();
+        self.io_wake.wake();
     }
 
     fn stop_io(&self) {
@@ -314,6 +319,13 @@ impl Client {
             Cow::Owned(body),
             &opts,
         )
+    }
+
+    /// Holds the writes of the calls this thread sends until the returned guard is dropped,
+    /// then writes them together (one `write` per connection). For a loop that polls many call
+    /// futures at once: cork, poll every ready future, drop the cork. Corks nest.
+    pub fn cork(&self) -> Cork {
+        Cork::new(self.inner.table.clone())
     }
 
     /// The node table (states, capacities, outstanding calls).

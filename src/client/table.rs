@@ -337,7 +337,10 @@ impl NodeTable {
             1 => get(picks[0]).cloned(),
             _ => {
                 let (a, b) = (get(picks[0])?, get(picks[1])?);
-                let pick = if self.load(a, now) <= self.load(b, now) {
+                // Ties (idle nodes, a caller with one call at a time) are broken at random:
+                // favouring the first sample would send every such caller to the same node.
+                let (la, lb) = (self.load(a, now), self.load(b, now));
+                let pick = if la < lb || (la == lb && random_below(2) == 0) {
                     a
                 } else {
                     b

@@ -12,10 +12,13 @@ pub(crate) struct Waiters {
 }
 
 impl Waiters {
+    /// Wakes `waker` when a node becomes choosable, or at `deadline` at the latest. A waker
+    /// registered twice keeps the earlier of its deadlines.
     pub fn register(&self, waker: &Waker, deadline: Instant) {
         let mut list = self.list.lock();
-        if !list.iter().any(|(w, _)| w.will_wake(waker)) {
-            list.push((waker.clone(), deadline));
+        match list.iter_mut().find(|(w, _)| w.will_wake(waker)) {
+            Some((_, d)) => *d = (*d).min(deadline),
+            None => list.push((waker.clone(), deadline)),
         }
     }
 

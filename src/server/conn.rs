@@ -2,7 +2,7 @@
 //! input buffer, and the run-or-reject states of its requests on worker threads.
 
 use std::io::{self, Read, Write};
-use std::net::Shutdown;
+use std::net::{Shutdown, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,6 +20,8 @@ const KEEP_BUF: usize = 16 * 1024;
 
 pub(crate) struct Conn {
     pub me: ConnRef,
+    /// The peer's address, kept from `accept`: `getpeername` fails once the socket has closed.
+    pub peer: SocketAddr,
     pub stream: TcpStream,
     pub core: ServerConn,
     pub input: InBuf,
@@ -35,16 +37,21 @@ pub(crate) struct Conn {
 
 /// What a read pass saw.
 pub(crate) enum ReadOutcome {
-    /// Bytes arrived (maybe also EOF after them).
+    /// Bytes arrived and more may be waiting.
     Data,
+    /// Bytes arrived and the socket is drained: a read shorter than the room given means the
+    /// kernel had nothing more, and (edge-triggered) the next arrival raises a new event, so the
+    /// read that would only return `WouldBlock` is skipped.
+    Drained,
     /// Nothing new.
     Nothing,
 }
 
 impl Conn {
-    pub fn new(me: ConnRef, stream: TcpStream, core: ServerConn) -> Conn {
+    pub fn new(me: ConnRef, stream: TcpStream, peer: SocketAddr, core: ServerConn) -> Conn {
         Conn {
             me,
+            peer,
             stream,
             core,
             input: InBuf::new(),
@@ -76,8 +83,13 @@ impl Conn {
                 ReadOutcome::Nothing
             }
             Ok(n) => {
+                let short = n < room.len();
                 self.input.filled(n);
-                ReadOutcome::Data
+                if short {
+                    ReadOutcome::Drained
+                } else {
+                    ReadOutcome::Data
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,

@@ -78,6 +78,8 @@ struct Drain {
     deadline: Instant,
     /// When everything must be over, forced or not.
     hard_stop: Instant,
+    /// The budget ran out and `report.abandoned_on` was filled in.
+    budget_spent: bool,
     report: DrainReport,
 }
 
@@ -154,7 +156,9 @@ impl EventLoop {
                             conn.write_blocked = false;
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.read_conn(r.slot, now);
+                            // After a FIN, read until the 0 that reports it: no new event comes.
+                            let to_end = event.is_read_closed() || event.is_error();
+                            self.read_conn(r.slot, now, to_end);
                         }
                         self.touched.push(r.slot);
                     }
@@ -205,7 +209,7 @@ impl EventLoop {
             self.next_generation = self.next_generation.wrapping_add(1);
             let mut core = ServerConn::new(now, self.cfg.conn.clone());
             core.set_ready(self.readiness.capacity());
-            let mut conn = Conn::new(me, stream, core);
+            let mut conn = Conn::new(me, stream, peer, core);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = self
                 .poll
@@ -225,8 +229,9 @@ impl EventLoop {
 
     // ---- reading and dispatching ----
 
-    /// Reads and handles input until the socket would block or back-pressure stops it.
-    fn read_conn(&mut self, slot: usize, now: Instant) {
+    /// Reads and handles input until the socket is drained or back-pressure stops it. With
+    /// `to_end`, a short read does not count as drained (the peer's FIN may follow the data).
+    fn read_conn(&mut self, slot: usize, now: Instant, to_end: bool) {
         let out_limit = self.cfg.out_limit;
         loop {
             let Some(conn) = self.conns.get_mut(slot) else {
@@ -240,6 +245,8 @@ impl EventLoop {
             conn.read_paused = false;
             match conn.read_some(now) {
                 ReadOutcome::Data => self.handle_input(slot, now),
+                ReadOutcome::Drained if !to_end => return self.handle_input(slot, now),
+                ReadOutcome::Drained => self.handle_input(slot, now),
                 ReadOutcome::Nothing => return,
             }
         }
@@ -340,19 +347,32 @@ impl EventLoop {
                 self.begin_drain(now, "signal");
             } else {
                 log::warn!("second signal received: stopping at once");
-                let mut report = self.drain.take().map(|d| d.report).unwrap_or_default();
+                let Some(drain) = self.drain.take() else {
+                    // Still withdrawing from the registry: stop at once, before any GOAWAY.
+                    return Some(DrainReport {
+                        forced_by_signal: true,
+                        clean: false,
+                        abandoned: self.stats.in_flight.load(Ordering::Acquire),
+                        ..Default::default()
+                    });
+                };
+                let mut report = drain.report;
                 report.forced_by_signal = true;
                 report.clean = false;
                 report.abandoned = self.stats.in_flight.load(Ordering::Acquire);
-                report.total = self.drain_started().map_or(Duration::ZERO, |s| now - s);
+                report.total = now - drain.started;
+                if !drain.budget_spent {
+                    report.abandoned_on = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| c.core.pending() > 0)
+                        .map(|(_, c)| (c.peer, c.core.pending()))
+                        .collect();
+                }
                 return Some(report);
             }
         }
         None
-    }
-
-    fn drain_started(&self) -> Option<Instant> {
-        self.drain.as_ref().map(|d| d.started)
     }
 
     fn apply_readiness(&mut self, now: Instant) {
@@ -421,6 +441,7 @@ impl EventLoop {
             started: now,
             deadline: now + budget,
             hard_stop: now + budget + linger + Duration::from_millis(100),
+            budget_spent: false,
             report: DrainReport {
                 goaway_sent,
                 rejected_queued: rejected,
@@ -449,17 +470,11 @@ impl EventLoop {
                 (now - drain.started).as_millis()
             );
         }
-        if now >= drain.deadline && drain.report.abandoned_on.is_empty() {
-            for (_, conn) in self.conns.iter() {
-                if conn.core.pending() > 0
-                    && let Ok(peer) = conn.stream.peer_addr()
-                {
-                    drain.report.abandoned_on.push((peer, conn.core.pending()));
-                }
-            }
-        }
         let finished = self.conns.is_empty() && in_flight == 0;
-        if !finished && now < drain.hard_stop {
+        // Past the budget, requests still running can never be answered: once every connection
+        // is gone there is nothing left to wait for.
+        let given_up = self.conns.is_empty() && now >= drain.deadline;
+        if !finished && !given_up && now < drain.hard_stop {
             return None;
         }
         let mut report = std::mem::take(&mut drain.report);
@@ -480,9 +495,32 @@ impl EventLoop {
         Some(report)
     }
 
+    /// When the drain budget runs out, records where requests are still pending. It runs before
+    /// the connections' own drain timers end them in this turn: a peer may close within
+    /// microseconds of our FIN, and then neither the connection nor its peer address (the
+    /// socket goes to TCP_CLOSE, getpeername fails) is there to look at afterwards.
+    fn note_budget_spent(&mut self, now: Instant) {
+        let Some(drain) = self.drain.as_mut() else {
+            return;
+        };
+        if now < drain.deadline || drain.budget_spent {
+            return;
+        }
+        drain.budget_spent = true;
+        for (_, conn) in self.conns.iter() {
+            if conn.core.pending() > 0 {
+                drain
+                    .report
+                    .abandoned_on
+                    .push((conn.peer, conn.core.pending()));
+            }
+        }
+    }
+
     // ---- timers and the end of a turn ----
 
     fn on_tick(&mut self, now: Instant) {
+        self.note_budget_spent(now);
         let mut next = now + Duration::from_millis(250);
         for (slot, conn) in self.conns.iter_mut() {
             if let Some(t) = conn.core.poll_timeout() {
@@ -522,7 +560,7 @@ impl EventLoop {
                 conn.flush();
             }
             if conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
-                self.read_conn(slot, now);
+                self.read_conn(slot, now, true);
                 if let Some(conn) = self.conns.get_mut(slot)
                     && !conn.write_blocked
                 {

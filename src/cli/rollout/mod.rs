@@ -83,6 +83,9 @@ pub struct RolloutArgs {
     /// Node drain budget in seconds.
     #[arg(long, default_value_t = 10.0)]
     drain_timeout: f64,
+    /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
     /// Discover the nodes through a registry started for the run, instead of a static list.
     #[arg(long, value_enum)]
     registry: Option<RegistryKind>,
@@ -146,6 +149,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         warmup_ms: args.warmup_ms,
         drain_timeout_s: args.drain_timeout,
         naive: args.mode == Mode::Naive,
+        workers: args.workers,
         dir: dir.clone(),
         register: service_url.clone(),
     };

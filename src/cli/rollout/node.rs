@@ -15,6 +15,7 @@ pub struct NodeSpec {
     pub warmup_ms: u64,
     pub drain_timeout_s: f64,
     pub naive: bool,
+    pub workers: usize,
     pub dir: PathBuf,
     /// `serve --register URL`: the node registers itself in this registry.
     pub register: Option<String>,
@@ -42,6 +43,7 @@ impl NodeProc {
             .args(["--work-ms", &spec.work_ms.to_string()])
             .args(["--warmup-ms", &spec.warmup_ms.to_string()])
             .args(["--drain-timeout", &spec.drain_timeout_s.to_string()])
+            .args(["--workers", &spec.workers.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
