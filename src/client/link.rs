@@ -343,7 +343,12 @@ impl Link {
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
                     // (A newer connection already current is a restarted node: leave it be.)
-                    if self.detach() || self.node.current.lock().is_none() {
+                    let was_current = self.detach();
+                    // A node discovery removed (a registry withdraws a node before its GOAWAY)
+                    // stays removed: Draining would have it reconnected.
+                    if (was_current || self.node.current.lock().is_none())
+                        && self.node.state() != NodeState::Removed
+                    {
                         table.set_state(&self.node, NodeState::Draining, now);
                     }
                 }

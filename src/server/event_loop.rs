@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use super::announce::{Announcer, Withdrawal};
 use super::conn::{Conn, ReadOutcome};
 use super::handler::{Placement, Registry, Request, run_handler};
 use super::readiness::Readiness;
@@ -62,6 +63,10 @@ pub(crate) struct EventLoop {
     pub waker: Arc<LoopWaker>,
     pub stats: Arc<Stats>,
     pub readiness: Readiness,
+    /// The registry hook (see `announce.rs`), if the server registers itself.
+    pub announcer: Option<Announcer>,
+    /// The close sequence was asked for (and why) and waits for the registry withdrawal.
+    withdrawing: Option<String>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
     /// The shared read buffer (see `Conn::read_some`).
@@ -113,6 +118,8 @@ impl EventLoop {
             waker,
             stats,
             readiness,
+            announcer: None,
+            withdrawing: None,
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
@@ -337,6 +344,7 @@ impl EventLoop {
             }
         }
         self.apply_readiness(now);
+        self.resume_drain(now);
     }
 
     fn complete(&mut self, c: Completion) {
@@ -369,13 +377,19 @@ impl EventLoop {
             got = signals.pending().count();
         }
         for _ in 0..got {
-            if self.drain.is_none() {
+            if self.drain.is_none() && self.withdrawing.is_none() {
                 log::info!("signal received: starting the close sequence");
                 self.begin_drain(now, "signal");
             } else {
                 log::warn!("second signal received: stopping at once");
                 let Some(drain) = self.drain.take() else {
-                    continue;
+                    // Still withdrawing from the registry: stop at once, before any GOAWAY.
+                    return Some(DrainReport {
+                        forced_by_signal: true,
+                        clean: false,
+                        abandoned: self.stats.in_flight.load(Ordering::Acquire),
+                        ..Default::default()
+                    });
                 };
                 let mut report = drain.report;
                 report.forced_by_signal = true;
@@ -403,6 +417,14 @@ impl EventLoop {
                 self.touched.push(slot);
             }
         }
+        // Registered only once READY, and never after the close sequence began.
+        if let Some(a) = self.announcer.as_mut()
+            && self.readiness.capacity().is_some()
+            && self.drain.is_none()
+            && self.withdrawing.is_none()
+        {
+            a.ready();
+        }
     }
 
     // ---- the close sequence ----
@@ -411,6 +433,16 @@ impl EventLoop {
         if self.drain.is_some() {
             return;
         }
+        // Step 0: withdraw from the registry before GOAWAY, waiting (through the waker, never
+        // blocking this thread) at most the withdrawal timeout. Until then the node serves on.
+        if let Some(a) = self.announcer.as_mut()
+            && let Withdrawal::Wait(until) = a.withdraw(now)
+        {
+            self.withdrawing.get_or_insert_with(|| why.to_owned());
+            self.next_tick = self.next_tick.min(until);
+            return;
+        }
+        self.withdrawing = None;
         // Step 1: refuse new connections at once rather than leave them in the backlog.
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -452,6 +484,13 @@ impl EventLoop {
             },
         });
         self.next_tick = now;
+    }
+
+    /// Goes on with a close sequence that waited for the registry, once it may.
+    fn resume_drain(&mut self, now: Instant) {
+        if let Some(why) = self.withdrawing.clone() {
+            self.begin_drain(now, &why);
+        }
     }
 
     /// Ends the loop when the drain is over: every connection closed and every answer written,
@@ -529,8 +568,12 @@ impl EventLoop {
             }
         }
         self.apply_readiness(now);
+        self.resume_drain(now);
         if let Some(t) = self.readiness.next_change() {
             next = next.min(t);
+        }
+        if self.withdrawing.is_some() {
+            next = now; // waiting for the registry: check its timeout every tick
         }
         if let Some(d) = &self.drain {
             next = next.min(if now < d.deadline {

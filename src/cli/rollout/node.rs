@@ -17,6 +17,8 @@ pub struct NodeSpec {
     pub naive: bool,
     pub workers: usize,
     pub dir: PathBuf,
+    /// `serve --register URL`: the node registers itself in this registry.
+    pub register: Option<String>,
 }
 
 /// A running node process. Dropping it kills the process if it is still running.
@@ -47,6 +49,9 @@ impl NodeProc {
             .stderr(Stdio::from(log));
         if spec.naive {
             cmd.arg("--naive");
+        }
+        if let Some(url) = &spec.register {
+            cmd.args(["--register", url]);
         }
         let mut child = cmd.spawn()?;
         let stdout = child
