@@ -273,7 +273,7 @@ impl Future for CallFuture<'_> {
 impl CallFuture<'_> {
     fn finish(&mut self, r: Result<Response, CallError>) -> Result<Response, CallError> {
         if std::mem::take(&mut self.started) {
-            self.client.active_calls.fetch_sub(1, Ordering::AcqRel);
+            self.client.call_ended();
         }
         match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
@@ -290,7 +290,7 @@ impl Drop for CallFuture<'_> {
             f.link.cancel(&self.client.table, f.id);
         }
         if self.started {
-            self.client.active_calls.fetch_sub(1, Ordering::AcqRel);
+            self.client.call_ended();
         }
         if let Some(slot) = self.slot.take() {
             super::slot::return_pooled(slot);

@@ -197,6 +197,7 @@ impl ClientBuilder {
             cfg: self.cfg,
             stats: Stats::default(),
             active_calls: AtomicUsize::new(0),
+            idle: (Mutex::new(()), parking_lot::Condvar::new()),
             thread: Mutex::new(Some(thread)),
         };
         Ok(Client {
@@ -229,10 +230,22 @@ pub(crate) struct ClientInner {
     cfg: ClientConfig,
     stats: Stats,
     active_calls: AtomicUsize,
+    /// Signalled when the last active call of a closing client ends.
+    idle: (Mutex<()>, parking_lot::Condvar),
     thread: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ClientInner {
+    /// A call future finished or was dropped.
+    fn call_ended(&self) {
+        if self.active_calls.fetch_sub(1, Ordering::AcqRel) == 1
+            && self.closed.load(Ordering::Acquire)
+        {
+            let _g = self.idle.0.lock();
+            self.idle.1.notify_all();
+        }
+    }
+
     fn wake_io(&self) {
         self.io_wake.wake();
     }
@@ -378,9 +391,14 @@ impl Client {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.waiters.wake_all();
         let end = Instant::now() + timeout;
-        while self.inner.active_calls.load(Ordering::Acquire) > 0 && Instant::now() < end {
-            std::thread::sleep(Duration::from_millis(1));
+        let (lock, cv) = &self.inner.idle;
+        let mut g = lock.lock();
+        while self.inner.active_calls.load(Ordering::Acquire) > 0 {
+            if cv.wait_until(&mut g, end).timed_out() {
+                break;
+            }
         }
+        drop(g);
         self.inner.stop_io();
     }
 }
