@@ -23,7 +23,9 @@ mkdir -p "$OUT"
 
 cd "$(dirname "$0")/.."
 nice -n 10 cargo build --release --bin gracerpc || exit 1
-BIN=$PWD/target/release/gracerpc
+# A copy: rollout restarts nodes from its own executable, which a rebuild must not replace.
+cp target/release/gracerpc "$OUT/gracerpc" || exit 1
+BIN=$OUT/gracerpc
 
 echo "soak: ${DURATION}s of rollout, $NODES nodes, $CONCURRENCY callers, mode $MODE; output in $OUT"
 # --rounds is only a ceiling: --duration ends the run at a round boundary.
