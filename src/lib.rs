@@ -6,8 +6,12 @@
 //! * [`client`]: the caller: a lock-free node table, balancing, eviction on GOAWAY, safe replay.
 //! * [`server`]: the provider: a mio event loop, a worker pool, and the graceful close and start
 //!   sequences.
+//! * `etcd` (feature `etcd`): etcd as the service registry — nodes register once READY and
+//!   deregister before GOAWAY; callers list and watch.
 #![deny(missing_docs)]
 
 pub mod client;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 pub mod proto;
 pub mod server;

@@ -20,8 +20,12 @@ enum Method {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Comma-separated node addresses (host:port).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "discover")]
     nodes: Vec<std::net::SocketAddr>,
+    /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
+    /// feature).
+    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
+    discover: Option<String>,
     /// Calls kept in flight.
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
@@ -50,17 +54,29 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> i32 {
     crate::logger::init("");
-    let client = match Client::builder()
-        .nodes(args.nodes.clone())
-        .replay(!args.no_replay)
-        .build()
-    {
+    let builder = match &args.discover {
+        Some(url) => match super::registry::discover(Client::builder(), url) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("gracerpc bench: {e}");
+                return 2;
+            }
+        },
+        None => Client::builder().nodes(args.nodes.clone()),
+    };
+    let client = match builder.replay(!args.no_replay).build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gracerpc bench: {e}");
             return 1;
         }
     };
+    if let Some(url) = &args.discover
+        && !super::registry::wait_discovered(&client, Duration::from_secs(10))
+    {
+        eprintln!("gracerpc bench: no node of {url} became ready in 10 s");
+        return 1;
+    }
     for addr in &args.nodes {
         if !client.wait_ready(*addr, Duration::from_secs(5)) {
             eprintln!("gracerpc bench: node {addr} is not ready");

@@ -10,8 +10,12 @@ use gracerpc::client::{CallOptions, Client};
 #[derive(Args, Debug)]
 pub struct CallArgs {
     /// Comma-separated node addresses (host:port).
-    #[arg(long, value_delimiter = ',', required = true)]
+    #[arg(long, value_delimiter = ',', required_unless_present = "discover")]
     nodes: Vec<std::net::SocketAddr>,
+    /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
+    /// feature).
+    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
+    discover: Option<String>,
     /// The method to call.
     method: String,
     /// The request body (UTF-8 text).
@@ -26,7 +30,17 @@ pub struct CallArgs {
 
 pub fn run(args: CallArgs) -> i32 {
     crate::logger::init("");
-    let client = match Client::builder().nodes(args.nodes).build() {
+    let builder = match &args.discover {
+        Some(url) => match super::registry::discover(Client::builder(), url) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("gracerpc call: {e}");
+                return 2;
+            }
+        },
+        None => Client::builder().nodes(args.nodes),
+    };
+    let client = match builder.build() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gracerpc call: {e}");

@@ -24,6 +24,10 @@ pub const EXIT_FORCED: i32 = 4;
 /// Prints `ready <addr>` on stdout once it takes requests. On SIGTERM or SIGINT it runs the close
 /// sequence (GOAWAY, answer what was accepted, wait for callers to close) and exits.
 ///
+/// With --register etcd://HOST:PORT/SERVICE the node registers itself in etcd under a lease once
+/// it is ready, and on SIGTERM revokes the lease before sending GOAWAY (waiting for etcd at most
+/// 500 ms). Needs a build with `--features etcd`.
+///
 /// Exit codes: 0 drained cleanly; 1 could not start; 2 bad arguments; 3 the drain budget ran out
 /// (requests abandoned or callers did not close in time); 4 a second SIGTERM/SIGINT forced the
 /// exit. With --naive, SIGTERM kills the process at once (no exit code of its own).
@@ -50,6 +54,16 @@ pub struct ServeArgs {
     /// Exit at once on SIGTERM: no GOAWAY, no drain. Exists only to show the contrast.
     #[arg(long)]
     naive: bool,
+    /// Register in a registry once ready, deregister before GOAWAY:
+    /// etcd://HOST:PORT/SERVICE (needs the `etcd` feature).
+    #[arg(long, value_name = "URL")]
+    register: Option<String>,
+    /// Lease TTL in seconds for --register: how long a crashed node stays listed.
+    #[arg(long, default_value_t = 5, value_name = "SECS")]
+    register_ttl: u64,
+    /// The address to register, if callers must not use the listening one (e.g. 0.0.0.0).
+    #[arg(long, value_name = "ADDR")]
+    advertise: Option<std::net::SocketAddr>,
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -102,6 +116,15 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     }
     if !args.naive {
         builder = builder.handle_signals();
+    }
+    if let Some(url) = &args.register {
+        builder = super::registry::register(
+            builder,
+            url,
+            Duration::from_secs(args.register_ttl.max(1)),
+            args.advertise,
+        )
+        .map_err(std::io::Error::other)?;
     }
     let report = builder.run_with(|handle| {
         handle.ready().set_ready();

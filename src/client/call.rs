@@ -92,7 +92,8 @@ pub struct CallFuture<'a> {
     body: Cow<'a, [u8]>,
     idempotent: bool,
     deadline: Instant,
-    slot: Arc<Slot>,
+    /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
+    slot: Option<Arc<Slot>>,
     inflight: Option<InFlight>,
     replays: u32,
     retries: u32,
@@ -120,7 +121,7 @@ impl<'a> CallFuture<'a> {
             body,
             idempotent: opts.idempotent,
             deadline,
-            slot: Arc::new(Slot::default()),
+            slot: Some(super::slot::take_pooled()),
             inflight: None,
             replays: 0,
             retries: 0,
@@ -197,7 +198,7 @@ impl<'a> CallFuture<'a> {
                 &self.body,
                 self.deadline,
                 self.idempotent,
-                &self.slot,
+                self.slot.as_ref().expect("slot present until drop"),
             ) {
                 Ok(id) => {
                     self.inflight = Some(InFlight { link, node, id });
@@ -218,7 +219,8 @@ impl Future for CallFuture<'_> {
         let this = &mut *self;
         loop {
             if let Some(f) = &this.inflight {
-                let outcome = match this.slot.poll(cx) {
+                let slot = this.slot.as_ref().expect("slot present until drop");
+                let outcome = match slot.poll(cx) {
                     Poll::Pending => return Poll::Pending,
                     Poll::Ready(o) => o,
                 };
@@ -289,6 +291,9 @@ impl Drop for CallFuture<'_> {
         }
         if self.started {
             self.client.active_calls.fetch_sub(1, Ordering::AcqRel);
+        }
+        if let Some(slot) = self.slot.take() {
+            super::slot::return_pooled(slot);
         }
     }
 }

@@ -12,6 +12,7 @@ use mio::Token;
 use mio::net::TcpStream;
 use parking_lot::Mutex;
 
+use super::cork;
 use super::slot::Slot;
 use super::table::{Node, NodeState, NodeTable};
 use super::wake::IoWake;
@@ -40,6 +41,8 @@ pub(crate) struct LinkInner {
     pub read_done: bool,
     /// Output waits for the I/O thread to write it (it was asked to).
     pub flush_wanted: bool,
+    /// Output waits for a calling thread's cork to end.
+    pub corked: bool,
 }
 
 /// Why a send did not happen.
@@ -66,6 +69,7 @@ impl Link {
             connected: false,
             read_done: false,
             flush_wanted: false,
+            corked: false,
         };
         Link {
             node,
@@ -103,7 +107,9 @@ impl Link {
                 Ok(id) => {
                     g.slots.insert(id, slot.clone());
                     self.node.add_outstanding();
-                    if idle && g.connected {
+                    if cork::hold(self, &mut g.corked) {
+                        // The calling thread writes it when its cork ends, with the rest.
+                    } else if idle && g.connected {
                         self.flush(&mut g, table, now, &mut deliveries);
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
@@ -124,6 +130,22 @@ impl Link {
         }
         deliver(deliveries);
         res
+    }
+
+    /// A calling thread's cork ended: write what it queued here, from that thread.
+    pub(crate) fn uncork(self: &Arc<Self>, table: &NodeTable) {
+        let mut deliveries = Deliveries::new();
+        {
+            let mut g = self.inner.lock();
+            g.corked = false;
+            if g.connected {
+                self.flush(&mut g, table, Instant::now(), &mut deliveries);
+            } else if !g.flush_wanted {
+                g.flush_wanted = true;
+                self.io.wake();
+            }
+        }
+        deliver(deliveries);
     }
 
     /// Writes output a calling thread left for the I/O thread.
@@ -320,14 +342,29 @@ impl Link {
                 }
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
-                    self.detach();
-                    table.set_state(&self.node, NodeState::Draining, now);
-                }
-                ClientEvent::NodeHint(reason) => {
-                    if reason == RejectReason::OVERLOADED {
-                        table.penalize(&self.node, now);
+                    // (A newer connection already current is a restarted node: leave it be.)
+                    let was_current = self.detach();
+                    // A node discovery removed (a registry withdraws a node before its GOAWAY)
+                    // stays removed: Draining would have it reconnected.
+                    if (was_current || self.node.current.lock().is_none())
+                        && self.node.state() != NodeState::Removed
+                    {
+                        table.set_state(&self.node, NodeState::Draining, now);
                     }
                 }
+                ClientEvent::NodeHint(reason) => match reason {
+                    RejectReason::OVERLOADED | RejectReason::NOT_READY => {
+                        // Busy (or not ready yet): a lower weight for a while, never an eviction,
+                        // or a drain that shifts load onto the survivors would evict them too.
+                        table.penalize(&self.node, now)
+                    }
+                    // Normally its GOAWAY came first; either way, stop choosing the node now —
+                    // unless a newer connection (a restarted node) is already current.
+                    RejectReason::SHUTTING_DOWN if self.detach() => {
+                        table.set_state(&self.node, NodeState::Draining, now);
+                    }
+                    _ => {}
+                },
                 ClientEvent::Resolved { id, outcome, .. } => {
                     if let Some(slot) = g.slots.remove(&id) {
                         self.node.sub_outstanding();

@@ -1,5 +1,7 @@
 //! The one-shot place where a call's answer lands, and the waker of whoever waits for it.
 
+use std::cell::RefCell;
+use std::sync::Arc;
 use std::task::{Context, Poll, Waker};
 
 use parking_lot::Mutex;
@@ -19,13 +21,15 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// Stores the outcome and wakes the waiter.
-    pub fn complete(&self, outcome: Outcome) {
+    /// Stores the outcome and wakes the waiter. The deliverer's reference is dropped before the
+    /// wake, so the woken call holds the only one and can reuse the slot.
+    pub fn complete(self: Arc<Self>, outcome: Outcome) {
         let waker = {
             let mut g = self.inner.lock();
             g.outcome = Some(outcome);
             g.waker.take()
         };
+        drop(self);
         if let Some(w) = waker {
             w.wake();
         }
@@ -43,4 +47,33 @@ impl Slot {
         }
         Poll::Pending
     }
+}
+
+/// Slots kept per thread for reuse, at most.
+const POOL: usize = 256;
+
+thread_local! {
+    static POOLED: RefCell<Vec<Arc<Slot>>> = const { RefCell::new(Vec::new()) };
+}
+
+/// A slot for a new call: a pooled one of this thread's, or a new one.
+pub(crate) fn take_pooled() -> Arc<Slot> {
+    POOLED.with(|p| p.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Gives a finished call's slot back to this thread's pool — only if nothing else holds it (a
+/// connection still delivering to it keeps it, and it is then simply dropped).
+pub(crate) fn return_pooled(mut slot: Arc<Slot>) {
+    let Some(s) = Arc::get_mut(&mut slot) else {
+        return;
+    };
+    let inner = s.inner.get_mut();
+    inner.outcome = None;
+    inner.waker = None;
+    POOLED.with(|p| {
+        let mut p = p.borrow_mut();
+        if p.len() < POOL {
+            p.push(slot);
+        }
+    });
 }

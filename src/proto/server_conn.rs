@@ -404,6 +404,16 @@ impl ServerConn {
             return Err(ApiMisuse::NotPending(id));
         }
         if self.can_answer() {
+            // A frame never exceeds what the peer announced it accepts (rule 7 on its side):
+            // an answer too large for it becomes an INTERNAL status the caller can read.
+            let (status, body) = if 2 + body.len() > self.peer_max_frame as usize {
+                (
+                    Status::INTERNAL,
+                    &b"response exceeds the caller's max_frame"[..],
+                )
+            } else {
+                (status, body)
+            };
             Response { id, status, body }.encode(self.out.vec());
             self.answering.insert(id);
         } else {

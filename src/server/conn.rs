@@ -12,11 +12,11 @@ use super::token::ConnRef;
 use super::workers::JobState;
 use crate::proto::{CloseAction, IdMap, InBuf, ServerConn, id_map};
 
-/// Bytes asked of each `read`.
+/// Bytes asked of each `read` into a connection's own buffer.
 const READ_CHUNK: usize = 16 * 1024;
 
-/// Buffers above this size are freed when they run empty, so idle connections stay small.
-const KEEP_BUF: usize = 16 * 1024;
+/// Size of the loop's shared read buffer.
+pub(crate) const SCRATCH: usize = 64 * 1024;
 
 pub(crate) struct Conn {
     pub me: ConnRef,
@@ -37,14 +37,24 @@ pub(crate) struct Conn {
 
 /// What a read pass saw.
 pub(crate) enum ReadOutcome {
-    /// Bytes arrived and more may be waiting.
-    Data,
-    /// Bytes arrived and the socket is drained: a read shorter than the room given means the
-    /// kernel had nothing more, and (edge-triggered) the next arrival raises a new event, so the
-    /// read that would only return `WouldBlock` is skipped.
-    Drained,
+    /// `n` bytes arrived in the loop's scratch buffer (this connection had nothing buffered).
+    Scratch { n: usize, drained: bool },
+    /// Bytes arrived in the connection's own input buffer (a partial frame was waiting).
+    Buffered { drained: bool },
     /// Nothing new.
     Nothing,
+}
+
+impl ReadOutcome {
+    /// A read shorter than the room given means the kernel had nothing more; edge-triggered,
+    /// the next arrival raises a new event, so the read that would only return `WouldBlock` is
+    /// skipped.
+    pub fn drained(&self) -> bool {
+        match self {
+            ReadOutcome::Scratch { drained, .. } | ReadOutcome::Buffered { drained } => *drained,
+            ReadOutcome::Nothing => true,
+        }
+    }
 }
 
 impl Conn {
@@ -62,17 +72,25 @@ impl Conn {
         }
     }
 
-    /// Reads once into the input buffer. EOF and failures are handed to the core.
-    pub fn read_some(&mut self, now: Instant) -> ReadOutcome {
+    /// Reads once. With nothing buffered, into the loop's `scratch` buffer, so an idle
+    /// connection holds no input buffer of its own; a partial frame left over is then copied to
+    /// the connection's buffer, and later reads go there until it is consumed. EOF and failures
+    /// are handed to the core.
+    pub fn read_some(&mut self, now: Instant, scratch: &mut [u8]) -> ReadOutcome {
         if self.read_done {
             return ReadOutcome::Nothing;
         }
-        let limit = self.core.max_frame() as usize + crate::proto::HEADER_LEN;
         if !self.core.wants_frames() {
             // Failing or closing: read and discard, only to see the peer's close (rule 4).
             self.input.consume(usize::MAX);
         }
-        let room = self.input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+        let limit = self.core.max_frame() as usize + crate::proto::HEADER_LEN;
+        let buffered = !self.input.is_empty();
+        let room = if buffered {
+            self.input.spare(READ_CHUNK, limit.max(READ_CHUNK))
+        } else {
+            scratch
+        };
         if room.is_empty() {
             return ReadOutcome::Nothing;
         }
@@ -83,16 +101,18 @@ impl Conn {
                 ReadOutcome::Nothing
             }
             Ok(n) => {
-                let short = n < room.len();
-                self.input.filled(n);
-                if short {
-                    ReadOutcome::Drained
+                let drained = n < room.len();
+                if buffered {
+                    self.input.filled(n);
+                    ReadOutcome::Buffered { drained }
                 } else {
-                    ReadOutcome::Data
+                    ReadOutcome::Scratch { n, drained }
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => ReadOutcome::Nothing,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => ReadOutcome::Data,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                ReadOutcome::Buffered { drained: false }
+            }
             Err(e) => {
                 log::debug!("read from {:?} failed: {e}", self.stream.peer_addr());
                 self.read_done = true;
@@ -125,7 +145,8 @@ impl Conn {
             }
         }
         self.write_blocked = false;
-        self.input.shrink_if_empty(KEEP_BUF);
+        // An idle connection holds no input buffer: reads go to the loop's scratch buffer.
+        self.input.shrink_if_empty(0);
     }
 
     /// Applies the core's close decisions to the socket. Returns true when the connection is

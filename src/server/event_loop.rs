@@ -15,12 +15,13 @@ use mio::{Events, Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use super::announce::{Announcer, Withdrawal};
 use super::conn::{Conn, ReadOutcome};
 use super::handler::{Placement, Registry, Request, run_handler};
 use super::readiness::Readiness;
 use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Answer, Completion, Job, JobState, LoopWaker};
+use super::workers::{Answer, Completion, Job, JobState, LoopWaker, Pools};
 use crate::proto::{
     Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
 };
@@ -62,8 +63,15 @@ pub(crate) struct EventLoop {
     pub waker: Arc<LoopWaker>,
     pub stats: Arc<Stats>,
     pub readiness: Readiness,
+    /// The registry hook (see `announce.rs`), if the server registers itself.
+    pub announcer: Option<Announcer>,
+    /// The close sequence was asked for (and why) and waits for the registry withdrawal.
+    withdrawing: Option<String>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
+    /// The shared read buffer (see `Conn::read_some`).
+    scratch: Vec<u8>,
+    pools: Pools,
     drain: Option<Drain>,
     next_tick: Instant,
 }
@@ -110,7 +118,11 @@ impl EventLoop {
             waker,
             stats,
             readiness,
+            announcer: None,
+            withdrawing: None,
             touched: Vec::new(),
+            scratch: vec![0; super::conn::SCRATCH],
+            pools: Pools::default(),
             drain: None,
             next_tick: Instant::now(),
         }
@@ -236,24 +248,43 @@ impl EventLoop {
                 return;
             }
             conn.read_paused = false;
-            match conn.read_some(now) {
-                ReadOutcome::Data => self.handle_input(slot, now),
-                ReadOutcome::Drained if !to_end => return self.handle_input(slot, now),
-                ReadOutcome::Drained => self.handle_input(slot, now),
+            let outcome = conn.read_some(now, &mut self.scratch);
+            let drained = outcome.drained();
+            match outcome {
+                ReadOutcome::Scratch { n, .. } => {
+                    let scratch = std::mem::take(&mut self.scratch);
+                    let used = self.handle_input(slot, now, Some(&scratch[..n]));
+                    if let Some(conn) = self.conns.get_mut(slot)
+                        && used < n
+                        && conn.core.wants_frames()
+                    {
+                        // A partial frame: it waits in the connection's own buffer.
+                        conn.input.extend(&scratch[used..n]);
+                    }
+                    self.scratch = scratch;
+                }
+                ReadOutcome::Buffered { .. } => {
+                    self.handle_input(slot, now, None);
+                }
                 ReadOutcome::Nothing => return,
+            }
+            if drained && !to_end {
+                return;
             }
         }
     }
 
-    /// Decodes and handles every complete frame in a connection's input buffer.
-    fn handle_input(&mut self, slot: usize, now: Instant) {
+    /// Decodes and handles every complete frame in `data` (or, if `None`, in the connection's
+    /// input buffer, consuming what it decodes). Returns the bytes of `data` used.
+    fn handle_input(&mut self, slot: usize, now: Instant, data: Option<&[u8]>) -> usize {
         let Some(conn) = self.conns.get_mut(slot) else {
-            return;
+            return 0;
         };
-        let ctx = Dispatch {
+        let mut ctx = Dispatch {
             registry: &self.registry,
             jobs: &self.jobs,
             stats: &self.stats,
+            pools: &mut self.pools,
             me: conn.me,
         };
         let Conn {
@@ -263,21 +294,25 @@ impl EventLoop {
             stream,
             ..
         } = conn;
+        let buf = data.unwrap_or_else(|| input.data());
+        let mut used = 0;
         while core.wants_frames() {
-            match decode(input.data(), core.max_frame()) {
-                Ok(Some((frame, used))) => {
+            match decode(&buf[used..], core.max_frame()) {
+                Ok(Some((frame, n))) => {
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
                         Ok(Incoming::Cancel(id)) => {
                             if jobs.get(&id).is_some_and(|s| s.try_reject()) {
-                                jobs.remove(&id);
+                                if let Some(state) = jobs.remove(&id) {
+                                    ctx.pools.release_state(state);
+                                }
                                 let _ = core.reject(id, RejectReason::CANCELLED);
                             }
                         }
                         Ok(Incoming::None) => {}
                         Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
                     }
-                    input.consume(used);
+                    used += n;
                 }
                 Ok(None) => break,
                 Err(e) => {
@@ -288,8 +323,12 @@ impl EventLoop {
             }
         }
         if !core.wants_frames() {
-            input.consume(usize::MAX);
+            used = buf.len();
         }
+        if data.is_none() {
+            input.consume(used);
+        }
+        used
     }
 
     // ---- completions and control ----
@@ -305,9 +344,11 @@ impl EventLoop {
             }
         }
         self.apply_readiness(now);
+        self.resume_drain(now);
     }
 
     fn complete(&mut self, c: Completion) {
+        self.pools.release_buf(c.buf);
         let conn = match self.conns.get_mut(c.conn.slot) {
             Some(conn) if conn.me == c.conn => conn,
             _ => {
@@ -316,7 +357,9 @@ impl EventLoop {
                 return;
             }
         };
-        conn.jobs.remove(&c.id);
+        if let Some(state) = conn.jobs.remove(&c.id) {
+            self.pools.release_state(state);
+        }
         let res = match c.result {
             Answer::Ran(Ok(body)) => conn.core.respond(c.id, Status::OK, &body),
             Answer::Ran(Err(f)) => conn.core.respond(c.id, f.status, &f.body),
@@ -334,13 +377,19 @@ impl EventLoop {
             got = signals.pending().count();
         }
         for _ in 0..got {
-            if self.drain.is_none() {
+            if self.drain.is_none() && self.withdrawing.is_none() {
                 log::info!("signal received: starting the close sequence");
                 self.begin_drain(now, "signal");
             } else {
                 log::warn!("second signal received: stopping at once");
                 let Some(drain) = self.drain.take() else {
-                    continue;
+                    // Still withdrawing from the registry: stop at once, before any GOAWAY.
+                    return Some(DrainReport {
+                        forced_by_signal: true,
+                        clean: false,
+                        abandoned: self.stats.in_flight.load(Ordering::Acquire),
+                        ..Default::default()
+                    });
                 };
                 let mut report = drain.report;
                 report.forced_by_signal = true;
@@ -368,6 +417,14 @@ impl EventLoop {
                 self.touched.push(slot);
             }
         }
+        // Registered only once READY, and never after the close sequence began.
+        if let Some(a) = self.announcer.as_mut()
+            && self.readiness.capacity().is_some()
+            && self.drain.is_none()
+            && self.withdrawing.is_none()
+        {
+            a.ready();
+        }
     }
 
     // ---- the close sequence ----
@@ -376,6 +433,16 @@ impl EventLoop {
         if self.drain.is_some() {
             return;
         }
+        // Step 0: withdraw from the registry before GOAWAY, waiting (through the waker, never
+        // blocking this thread) at most the withdrawal timeout. Until then the node serves on.
+        if let Some(a) = self.announcer.as_mut()
+            && let Withdrawal::Wait(until) = a.withdraw(now)
+        {
+            self.withdrawing.get_or_insert_with(|| why.to_owned());
+            self.next_tick = self.next_tick.min(until);
+            return;
+        }
+        self.withdrawing = None;
         // Step 1: refuse new connections at once rather than leave them in the backlog.
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
@@ -417,6 +484,13 @@ impl EventLoop {
             },
         });
         self.next_tick = now;
+    }
+
+    /// Goes on with a close sequence that waited for the registry, once it may.
+    fn resume_drain(&mut self, now: Instant) {
+        if let Some(why) = self.withdrawing.clone() {
+            self.begin_drain(now, &why);
+        }
     }
 
     /// Ends the loop when the drain is over: every connection closed and every answer written,
@@ -500,8 +574,12 @@ impl EventLoop {
             }
         }
         self.apply_readiness(now);
+        self.resume_drain(now);
         if let Some(t) = self.readiness.next_change() {
             next = next.min(t);
+        }
+        if self.withdrawing.is_some() {
+            next = now; // waiting for the registry: check its timeout every tick
         }
         if let Some(d) = &self.drain {
             next = next.min(if now < d.deadline {
@@ -571,13 +649,14 @@ struct Dispatch<'a> {
     registry: &'a Registry,
     jobs: &'a Sender<Job>,
     stats: &'a Stats,
+    pools: &'a mut Pools,
     me: ConnRef,
 }
 
 impl Dispatch<'_> {
     /// Runs an accepted request inline, or hands it to a worker, or answers it at once.
     fn dispatch(
-        &self,
+        &mut self,
         core: &mut ServerConn,
         jobs: &mut crate::proto::IdMap<Arc<JobState>>,
         acc: Accepted<'_>,
@@ -601,12 +680,12 @@ impl Dispatch<'_> {
             };
             return;
         }
-        let state = Arc::new(JobState::default());
+        let state = self.pools.state();
         let job = Job {
             conn: self.me,
             id: acc.id,
             method: reg.name.clone(),
-            body: acc.body.to_vec(),
+            body: self.pools.buf(acc.body),
             deadline: acc.deadline,
             idempotent: acc.idempotent,
             handler: reg.handler.clone(),
@@ -616,9 +695,12 @@ impl Dispatch<'_> {
             Ok(()) => {
                 jobs.insert(acc.id, state);
             }
-            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
                 // Never started: the caller may send it elsewhere.
                 let _ = core.reject(acc.id, RejectReason::OVERLOADED);
+                self.pools.release_buf(job.body);
+                drop(job.state);
+                self.pools.release_state(state);
             }
         }
     }

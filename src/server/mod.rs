@@ -26,9 +26,14 @@
 //! connection closes once its caller has closed (never with an RST); the drain report says
 //! whether it all finished within the budget. A second signal stops at once.
 //!
+//! With a [`Registrar`] ([`Builder::registrar`]), the node is published in a service registry
+//! once READY, and the close sequence starts by withdrawing it — then GOAWAY, as above. The
+//! GOAWAY waits for the registry at most [`Builder::registry_timeout`] (default 500 ms).
+//!
 //! The library never exits the process: signal handling is opt-in, and even then the server only
 //! returns its report.
 
+mod announce;
 mod conn;
 mod event_loop;
 mod handler;
@@ -37,6 +42,7 @@ mod report;
 mod token;
 mod workers;
 
+pub use announce::Registrar;
 pub use handler::{Failure, Handler, Placement, Reply, Request};
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
@@ -82,6 +88,8 @@ pub struct Builder {
     manual_ready: bool,
     warmup: Duration,
     registry: Registry,
+    registrar: Option<Box<dyn Registrar>>,
+    registry_timeout: Duration,
 }
 
 impl Default for Builder {
@@ -99,6 +107,8 @@ impl Default for Builder {
             manual_ready: false,
             warmup: Duration::ZERO,
             registry: Registry::default(),
+            registrar: None,
+            registry_timeout: Duration::from_millis(500),
         }
     }
 }
@@ -205,6 +215,20 @@ impl Builder {
         self
     }
 
+    /// Publish the node in a service registry: registered once READY, withdrawn at the start of
+    /// the close sequence, before GOAWAY. The registrar runs on a thread of its own.
+    pub fn registrar(mut self, r: impl Registrar) -> Self {
+        self.registrar = Some(Box::new(r));
+        self
+    }
+
+    /// How long the close sequence waits for the registry to confirm the withdrawal before it
+    /// sends GOAWAY anyway (default 500 ms).
+    pub fn registry_timeout(mut self, timeout: Duration) -> Self {
+        self.registry_timeout = timeout;
+        self
+    }
+
     /// Binds, starts the workers and the event loop on a thread of its own, and returns a
     /// handle.
     pub fn spawn(self) -> io::Result<ServerHandle> {
@@ -252,7 +276,9 @@ impl Builder {
         };
         let waker = Arc::new(LoopWaker::new(Waker::new(poll.registry(), token::WAKER)?));
         let (job_tx, job_rx) = crossbeam_channel::bounded(self.queue);
-        let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        // Every queued or running job sends at most one completion, so this bound is never
+        // reached; bounded, the channel is an array that allocates nothing per message.
+        let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
         workers::spawn(self.workers, job_rx, done_tx, waker.clone())?;
         let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
@@ -265,7 +291,7 @@ impl Builder {
             drain_budget: self.drain_budget,
             out_limit: self.out_limit,
         };
-        let el = EventLoop::new(
+        let mut el = EventLoop::new(
             poll,
             listener,
             signals,
@@ -278,6 +304,14 @@ impl Builder {
             stats.clone(),
             readiness,
         );
+        if let Some(r) = self.registrar {
+            el.announcer = Some(announce::Announcer::spawn(
+                r,
+                local_addr,
+                self.registry_timeout,
+                waker.clone(),
+            )?);
+        }
         let ready = ReadyHandle::new(target, waker.clone());
         Ok((
             el,

@@ -41,6 +41,51 @@ impl JobState {
     }
 }
 
+/// Job states and request buffers kept by the loop for reuse, so handing a request to a worker
+/// allocates nothing once the pools are warm.
+#[derive(Default)]
+pub(crate) struct Pools {
+    states: Vec<Arc<JobState>>,
+    bufs: Vec<Vec<u8>>,
+}
+
+/// Items kept per pool, at most.
+const POOL: usize = 1024;
+/// Request buffers larger than this are freed rather than kept.
+const POOL_BUF: usize = 64 * 1024;
+
+impl Pools {
+    /// A fresh job state (queued).
+    pub fn state(&mut self) -> Arc<JobState> {
+        self.states.pop().unwrap_or_default()
+    }
+
+    /// Takes back a job state the loop is done with; kept only if no worker still holds it.
+    pub fn release_state(&mut self, mut state: Arc<JobState>) {
+        if let Some(s) = Arc::get_mut(&mut state)
+            && self.states.len() < POOL
+        {
+            *s.0.get_mut() = QUEUED;
+            self.states.push(state);
+        }
+    }
+
+    /// A buffer holding a copy of `bytes`.
+    pub fn buf(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut b = self.bufs.pop().unwrap_or_default();
+        b.clear();
+        b.extend_from_slice(bytes);
+        b
+    }
+
+    /// Takes back a request buffer.
+    pub fn release_buf(&mut self, b: Vec<u8>) {
+        if b.capacity() <= POOL_BUF && self.bufs.len() < POOL {
+            self.bufs.push(b);
+        }
+    }
+}
+
 /// A request handed to a worker.
 pub(crate) struct Job {
     pub conn: ConnRef,
@@ -58,6 +103,8 @@ pub(crate) struct Completion {
     pub conn: ConnRef,
     pub id: u64,
     pub result: Answer,
+    /// The request's buffer, back for reuse.
+    pub buf: Vec<u8>,
 }
 
 pub(crate) enum Answer {
@@ -117,25 +164,38 @@ fn work(jobs: Receiver<Job>, done: Sender<Completion>, waker: Arc<LoopWaker>) {
         if !job.state.try_start() {
             continue; // the loop rejected it and answered already
         }
-        let result = if Instant::now() >= job.deadline {
+        // Only the loop holds the state from here on, so it can reuse it once answered.
+        let Job {
+            conn,
+            id,
+            method,
+            body,
+            deadline,
+            idempotent,
+            handler,
+            state,
+        } = job;
+        drop(state);
+        let result = if Instant::now() >= deadline {
             // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
             // "running", but only this worker can answer it now, and it answers with a reject.
             Answer::Rejected(RejectReason::DEADLINE)
         } else {
             let req = Request {
-                id: job.id,
-                method: &job.method,
-                body: &job.body,
-                deadline: job.deadline,
-                idempotent: job.idempotent,
+                id,
+                method: &method,
+                body: &body,
+                deadline,
+                idempotent,
             };
-            Answer::Ran(run_handler(job.handler.as_ref(), &req))
+            Answer::Ran(run_handler(handler.as_ref(), &req))
         };
         if done
             .send(Completion {
-                conn: job.conn,
-                id: job.id,
+                conn,
+                id,
                 result,
+                buf: body,
             })
             .is_err()
         {

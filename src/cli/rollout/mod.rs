@@ -87,6 +87,21 @@ pub struct RolloutArgs {
     /// runs: `--rounds` large, `--duration` the real bound).
     #[arg(long)]
     duration: Option<f64>,
+    /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Discover the nodes through a registry started for the run, instead of a static list.
+    #[arg(long, value_enum)]
+    registry: Option<RegistryKind>,
+}
+
+/// Where the callers find the nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RegistryKind {
+    /// A local etcd started for the run (needs `etcd` on the PATH and the `etcd` feature):
+    /// nodes register once READY and deregister before GOAWAY; the callers get no address list
+    /// and discover every node through etcd.
+    Etcd,
 }
 
 /// One restart, in seconds since the load started.
@@ -126,13 +141,21 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         super::bench::token_base() >> 32
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Declared before the nodes, so it is stopped (by its PID) after them.
+    let registry = match args.registry {
+        Some(RegistryKind::Etcd) => Some(super::registry::LocalRegistry::start(&dir.join("etcd"))?),
+        None => None,
+    };
+    let service_url = registry.as_ref().map(|r| r.url("rollout"));
     let spec = NodeSpec {
         exe,
         work_ms: args.work_ms,
         warmup_ms: args.warmup_ms,
         drain_timeout_s: args.drain_timeout,
         naive: args.mode == Mode::Naive,
+        workers: args.workers,
         dir: dir.clone(),
+        register: service_url.clone(),
     };
     let n = args.nodes.max(1);
     let mut nodes: Vec<NodeProc> = Vec::with_capacity(n);
@@ -140,8 +163,12 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         nodes.push(NodeProc::start(&spec, i, "127.0.0.1:0").map_err(|e| e.to_string())?);
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|p| p.addr).collect();
-    let client = Client::builder()
-        .nodes(addrs.clone())
+    let builder = match &service_url {
+        // The callers get no list: every node is found through the registry.
+        Some(url) => super::registry::discover(Client::builder(), url)?,
+        None => Client::builder().nodes(addrs.clone()),
+    };
+    let client = builder
         .replay(args.mode != Mode::Naive)
         .build()
         .map_err(|e| e.to_string())?;
@@ -229,7 +256,10 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
             .find(|e| {
                 matches!(
                     e.state,
-                    NodeState::Draining | NodeState::Down | NodeState::Connecting
+                    NodeState::Draining
+                        | NodeState::Down
+                        | NodeState::Connecting
+                        | NodeState::Removed
                 )
             })
             .map(|e| (e.at - term).as_micros() as u64);
@@ -265,7 +295,8 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let runs = audit::read_executions(&files).map_err(|e| format!("reading audit files: {e}"))?;
     let found = audit::audit(&calls, &runs, never_ended);
 
-    let report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
+    let mut report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
+    report.registry = service_url.as_ref().map_or("static", |_| "etcd");
     print!("{}", report.table());
     if let Some(path) = &args.json {
         std::fs::write(path, report.json() + "\n")
@@ -282,6 +313,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         plot::write(path, &calls, &restarts, &title).map_err(|e| format!("plot: {e}"))?;
         println!("timeline written to {}", path.display());
     }
+    drop(registry);
     if restarts
         .iter()
         .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful)
@@ -343,6 +375,8 @@ fn spawn_progress(
 
 struct Report {
     mode: Mode,
+    /// Where callers found the nodes: `static` or `etcd`.
+    registry: &'static str,
     nodes: usize,
     counts: Counts,
     all: Latency,
@@ -374,6 +408,7 @@ impl Report {
         counts.sent += never_ended;
         Report {
             mode,
+            registry: "static",
             nodes,
             counts,
             all: Latency::of(calls),
@@ -401,6 +436,7 @@ impl Report {
         let mut s = String::new();
         let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<22} {v}\n"));
         line("mode", self.mode.name().into());
+        line("discovery", self.registry.into());
         line(
             "nodes / restarts",
             format!("{} / {}", self.nodes, self.restarts.len()),
@@ -462,6 +498,7 @@ impl Report {
         let kinds: BTreeMap<&str, u64> = c.failed_by_kind.iter().map(|(k, v)| (*k, *v)).collect();
         let mut j = Json::new();
         j.str("mode", self.mode.name())
+            .str("discovery", self.registry)
             .num("nodes", self.nodes)
             .num("restarts", self.restarts.len())
             .num("sent", c.sent)

@@ -15,7 +15,10 @@ pub struct NodeSpec {
     pub warmup_ms: u64,
     pub drain_timeout_s: f64,
     pub naive: bool,
+    pub workers: usize,
     pub dir: PathBuf,
+    /// `serve --register URL`: the node registers itself in this registry.
+    pub register: Option<String>,
 }
 
 /// A running node process. Dropping it kills the process if it is still running.
@@ -40,11 +43,15 @@ impl NodeProc {
             .args(["--work-ms", &spec.work_ms.to_string()])
             .args(["--warmup-ms", &spec.warmup_ms.to_string()])
             .args(["--drain-timeout", &spec.drain_timeout_s.to_string()])
+            .args(["--workers", &spec.workers.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
         if spec.naive {
             cmd.arg("--naive");
+        }
+        if let Some(url) = &spec.register {
+            cmd.args(["--register", url]);
         }
         let mut child = cmd.spawn()?;
         let stdout = child

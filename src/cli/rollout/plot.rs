@@ -100,6 +100,31 @@ pub fn write(
         "client sees the node ready again",
     )?;
 
+    // Above each restart, how many calls failed until the next one: the number a reader wants.
+    for (k, r) in restarts.iter().enumerate() {
+        let until = restarts.get(k + 1).map_or(f64::MAX, |n| n.term_s);
+        let failed = calls
+            .iter()
+            .filter(|c| c.result.is_err())
+            .map(|c| (c.start_us + c.latency_us) as f64 / 1e6)
+            .filter(|&t| t >= r.term_s && t < until)
+            .count();
+        let color = if failed == 0 {
+            RGBColor(0, 120, 0)
+        } else {
+            RGBColor(200, 0, 0)
+        };
+        let y = y_max * if k % 2 == 0 { 0.95 } else { 0.89 };
+        let label = format!("node {}: {failed} failed", r.node);
+        chart
+            .draw_series(std::iter::once(Text::new(
+                label,
+                (r.term_s, y),
+                ("sans-serif", 13).into_font().color(&color),
+            )))
+            .map_err(|e| e.to_string())?;
+    }
+
     let line = |v: &[u64]| -> Vec<(f64, f64)> {
         v.iter()
             .enumerate()

@@ -1,0 +1,8 @@
+//! Fuzz target `decode_frame`: the logic lives in `fuzz/harness/decode_frame.rs`, which `tests/fuzz_corpus.rs`
+//! also runs on every committed corpus and regression input.
+#![no_main]
+
+#[path = "../harness/decode_frame.rs"]
+mod harness;
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| harness::run(data));
