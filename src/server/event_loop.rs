@@ -519,11 +519,17 @@ impl EventLoop {
         if report.clean {
             log::info!("drained cleanly in {} ms", report.total.as_millis());
         } else {
+            let on: Vec<String> = report
+                .abandoned_on
+                .iter()
+                .map(|(peer, n)| format!("{peer} ({n})"))
+                .collect();
             log::warn!(
-                "drain budget spent after {} ms: {} requests abandoned on {} connections",
+                "drain budget spent after {} ms: {} requests abandoned on {} connections: [{}]",
                 report.total.as_millis(),
                 report.abandoned,
-                report.abandoned_on.len()
+                report.abandoned_on.len(),
+                on.join(", ")
             );
         }
         self.conns.clear();

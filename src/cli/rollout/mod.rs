@@ -83,6 +83,10 @@ pub struct RolloutArgs {
     /// Node drain budget in seconds.
     #[arg(long, default_value_t = 10.0)]
     drain_timeout: f64,
+    /// Stop restarting once this many seconds have passed, at the end of a round (for soak
+    /// runs: `--rounds` large, `--duration` the real bound).
+    #[arg(long)]
+    duration: Option<f64>,
     /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
     #[arg(long, default_value_t = 16)]
     workers: usize,
@@ -177,8 +181,11 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let order = restart_order(n, args.rounds, args.seed);
     let tty = std::io::stdout().is_terminal();
     if !tty {
+        let until = args
+            .duration
+            .map_or(String::new(), |d| format!(" (rounds stop after {d} s)"));
         println!(
-            "rollout: {} nodes, {} restarts, {} callers of `record`, mode {}",
+            "rollout: {} nodes, {} restarts{until}, {} callers of `record`, mode {}",
             n,
             order.len(),
             args.concurrency,
@@ -211,6 +218,13 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let mut restarts = Vec::new();
     let mut all_events: Vec<NodeEvent> = Vec::new();
     for (k, &i) in order.iter().enumerate() {
+        if k % n == 0
+            && args
+                .duration
+                .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
+        {
+            break;
+        }
         *progress.status.lock() = format!("restarting node {i} ({}/{})", k + 1, order.len());
         let addr = addrs[i];
         let term = Instant::now();
