@@ -94,9 +94,11 @@ impl Target {
     /// Waits until every connection is gone and nothing is in flight.
     pub fn settles(&self) {
         let s = self.server();
-        peer::wait_until(QUICK, "connections() and in_flight() to return to 0", || {
-            s.connections() == 0 && s.in_flight() == 0
-        });
+        peer::wait_until(
+            QUICK,
+            "connections() and in_flight() to return to 0",
+            || s.connections() == 0 && s.in_flight() == 0,
+        );
     }
 
     /// Ends a case: the server still serves, settles to zero, and then drains cleanly.

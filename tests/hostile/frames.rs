@@ -34,7 +34,11 @@ fn reserved_flags_get_malformed() {
         p.send_ok(&bytes, what);
         expect_error_close(&mut p, ErrorCode::MALFORMED, Some(0));
     }
-    assert_eq!(t.runs.total(), 0, "the REQUEST with a reserved flag never runs");
+    assert_eq!(
+        t.runs.total(),
+        0,
+        "the REQUEST with a reserved flag never runs"
+    );
     t.finish();
 }
 

@@ -117,7 +117,10 @@ fn hello_with_a_wider_version_range_works() {
 fn hello_with_unknown_optional_feature_bits_works() {
     let t = Target::start();
     let mut p = t.raw();
-    p.send_ok(&hello_with(1, 1, 0x0000_ffff, 1 << 20), "HELLO features 0xffff");
+    p.send_ok(
+        &hello_with(1, 1, 0x0000_ffff, 1 << 20),
+        "HELLO features 0xffff",
+    );
     p.wait_ready(QUICK);
     echo_ok(&mut p, 1, b"optional bits ignored");
     p.close_and_expect_eof(QUICK, "close");
@@ -156,7 +159,10 @@ fn request_before_hello_gets_handshake_and_never_runs() {
     p.send_ok(&frames::request(1, "count", b"x"), "REQUEST first");
     // The ERROR names the request it concerns.
     let before = expect_error_close(&mut p, ErrorCode::HANDSHAKE, Some(1));
-    assert!(matches!(before.as_slice(), [OwnedFrame::Hello { .. }]), "{before:?}");
+    assert!(
+        matches!(before.as_slice(), [OwnedFrame::Hello { .. }]),
+        "{before:?}"
+    );
     assert_eq!(t.runs.total(), 0);
     t.finish();
 }
@@ -209,7 +215,11 @@ fn a_header_cut_short_after_hello_times_out_with_timeout() {
     let mut p = t.peer();
     p.send_ok(&frames::request(1, "count", b"x")[..9], "9 header bytes");
     let before = expect_error_close(&mut p, ErrorCode::TIMEOUT, Some(0));
-    assert_eq!(before, vec![OwnedFrame::Ping(0)], "PING, then ERROR TIMEOUT");
+    assert_eq!(
+        before,
+        vec![OwnedFrame::Ping(0)],
+        "PING, then ERROR TIMEOUT"
+    );
     assert_eq!(t.runs.total(), 0);
     t.finish();
 }
@@ -224,7 +234,11 @@ fn a_body_cut_short_times_out_with_timeout_and_never_runs() {
     let req = frames::request(1, "count", &[7u8; 200]);
     p.send_ok(&req[..16 + 100], "header and half the body");
     let before = expect_error_close(&mut p, ErrorCode::TIMEOUT, Some(0));
-    assert_eq!(before, vec![OwnedFrame::Ping(0)], "PING, then ERROR TIMEOUT");
+    assert_eq!(
+        before,
+        vec![OwnedFrame::Ping(0)],
+        "PING, then ERROR TIMEOUT"
+    );
     assert_eq!(t.runs.total(), 0, "half a request never runs");
     t.finish();
 }

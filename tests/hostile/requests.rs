@@ -89,7 +89,10 @@ fn an_empty_method_name_gets_malformed() {
 fn a_method_name_longer_than_the_body_gets_malformed() {
     let t = Target::start();
     let mut p = t.peer();
-    p.send_ok(&raw_request(1, 0, 200, b"count", b""), "method_len 200, 5 bytes");
+    p.send_ok(
+        &raw_request(1, 0, 200, b"count", b""),
+        "method_len 200, 5 bytes",
+    );
     expect_error_close(&mut p, ErrorCode::MALFORMED, Some(0));
     assert_eq!(t.runs.total(), 0);
     t.finish();
@@ -198,7 +201,13 @@ fn a_deadline_that_passes_in_the_queue_is_rejected_unrun() {
             reason: RejectReason::DEADLINE
         }
     );
-    assert!(matches!(got[&1], OwnedFrame::Response { status: Status::OK, .. }));
+    assert!(matches!(
+        got[&1],
+        OwnedFrame::Response {
+            status: Status::OK,
+            ..
+        }
+    ));
     p.close_and_expect_eof(QUICK, "close");
     assert_eq!(t.runs.total(), 0);
     t.finish();
