@@ -501,3 +501,137 @@ fn caller_silent_server_ends_at_the_deadline() {
     stop_tx.send(()).unwrap();
     s.healthy_node_works();
 }
+
+/// A server announcing the smallest max_frame: a call too large for it is refused locally as
+/// Invalid (never sent, never ran), and a call that fits works.
+#[test]
+fn caller_server_with_a_tiny_max_frame() {
+    let s = Scene::new(|c, _| {
+        match c.next()? {
+            Got::Hello => {}
+            other => return Err(io::Error::other(format!("expected HELLO, got {other:?}"))),
+        }
+        c.send(Frame::Hello(Hello::ours(1024)))?;
+        c.send(Frame::Ready(gracerpc::proto::frame::Ready {
+            capacity: 100,
+        }))?;
+        let (id, _, body, _) = c.next_request()?;
+        c.respond(id, &body)?;
+        c.stream.shutdown(std::net::Shutdown::Both)
+    });
+    s.raw_ready();
+    let (r, took) = s.call(&[b'x'; 2000], CallOptions::new());
+    match &r {
+        Err(e @ CallError::Invalid(_)) => assert!(!e.may_have_run(), "{e:?}"),
+        other => panic!("a body over the server's max_frame: {other:?}"),
+    }
+    prompt(took);
+    let (r, _) = s.call(&[b'y'; 1000], CallOptions::new());
+    assert_eq!(r.expect("a call that fits").body, vec![b'y'; 1000]);
+    s.healthy_node_works();
+}
+
+/// A server that floods PINGs: the client answers every one, in order, and its call works.
+#[test]
+fn caller_ping_flood_from_the_server_is_ponged() {
+    const N: u64 = 10_000;
+    let s = Scene::new(|c, tx| {
+        c.handshake(Some(100))?;
+        let mut flood = Vec::with_capacity(16 * N as usize);
+        for i in 1..=N {
+            flood.extend(frames::ping(i));
+        }
+        write_raw(c, &flood)?;
+        // Read the PONGs (and the request, whenever it comes) by hand.
+        let mut pongs = 0u64;
+        let mut request = None;
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while pongs < N || request.is_none() {
+            let mut at = 0;
+            while let Some((f, used)) =
+                gracerpc::proto::decode(&buf[at..], 1 << 20).map_err(io::Error::other)?
+            {
+                match f {
+                    Frame::Pong(p) => {
+                        pongs += 1;
+                        if p.opaque != pongs {
+                            return Err(io::Error::other(format!(
+                                "PONG {} out of order",
+                                p.opaque
+                            )));
+                        }
+                    }
+                    Frame::Request(r) => request = Some((r.id, r.body.to_vec())),
+                    other => return Err(io::Error::other(format!("unexpected {other:?}"))),
+                }
+                at += used;
+            }
+            buf.drain(..at);
+            if pongs == N && request.is_some() {
+                break;
+            }
+            let n = std::io::Read::read(&mut c.stream, &mut chunk)?;
+            if n == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        let _ = tx.send(Seen::Step("ponged"));
+        let (id, body) = request.expect("request");
+        c.respond(id, &body)?;
+        c.stream.shutdown(std::net::Shutdown::Both)
+    });
+    s.raw_ready();
+    let (r, _) = s.call(b"P", CallOptions::new());
+    assert_eq!(r.expect("the call during a PING flood").body, b"P");
+    s.step("ponged");
+    s.healthy_node_works();
+}
+
+/// A SHUTDOWN_REJECT with a reason code no version defines still means "never ran": the call
+/// is replayed on the healthy node and runs there once.
+#[test]
+fn caller_reject_with_an_unknown_reason_is_replayed() {
+    let s = Scene::new(|c, tx| {
+        c.handshake(Some(100))?;
+        let (id, ..) = c.next_request()?;
+        let _ = tx.send(Seen::Step("read"));
+        c.reject(id, RejectReason(0x00ff))?;
+        c.stream.shutdown(std::net::Shutdown::Both)
+    });
+    s.raw_ready();
+    let call = s.call_bg(b"R", CallOptions::new());
+    s.step("read");
+    s.open_spare();
+    let (r, _) = call.join().unwrap();
+    let r = r.unwrap_or_else(|e| panic!("a rejected call is replayed: {e}"));
+    assert_eq!((r.node, r.replays), (s.spare.addr, 1));
+    assert_eq!(s.spare.rec.count(b"R"), 1);
+    s.healthy_node_works();
+}
+
+/// A server that writes its RESPONSE one byte per write: the call completes.
+#[test]
+fn caller_response_dribbled_byte_by_byte_completes() {
+    let s = Scene::new(|c, _| {
+        c.handshake(Some(100))?;
+        let (id, _, body, _) = c.next_request()?;
+        let mut b = Vec::new();
+        Frame::Response(gracerpc::proto::frame::Response {
+            id,
+            status: gracerpc::proto::Status::OK,
+            body: &body,
+        })
+        .encode(&mut b);
+        for byte in b {
+            write_raw(c, &[byte])?;
+            std::thread::sleep(Duration::from_millis(1)); // pacing: one segment per byte
+        }
+        c.stream.shutdown(std::net::Shutdown::Both)
+    });
+    s.raw_ready();
+    let (r, _) = s.call(b"dribbled", CallOptions::new());
+    assert_eq!(r.expect("a dribbled RESPONSE").body, b"dribbled");
+    s.healthy_node_works();
+}

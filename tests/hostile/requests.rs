@@ -212,3 +212,20 @@ fn a_deadline_that_passes_in_the_queue_is_rejected_unrun() {
     assert_eq!(t.runs.total(), 0);
     t.finish();
 }
+
+/// Garbage while a request runs on a worker: ERROR at once, the request still runs to its end,
+/// its answer goes nowhere (after ERROR no RESPONSE is written), and the counters return to 0.
+#[test]
+fn garbage_while_a_request_runs_drops_its_answer_and_settles() {
+    let t = Target::start();
+    let mut p = t.peer();
+    let mut bytes = frames::request(1, "slow", b"200");
+    bytes.extend_from_slice(&[0xee; 16]);
+    p.send_ok(&bytes, "a slow request, then garbage");
+    let before = expect_error_close(&mut p, ErrorCode::UNKNOWN_KIND, Some(0));
+    assert!(
+        before.is_empty(),
+        "no RESPONSE before or after ERROR: {before:?}"
+    );
+    t.finish();
+}
