@@ -593,21 +593,29 @@ fn caller_ping_flood_from_the_server_is_ponged() {
 /// is replayed on the healthy node and runs there once.
 #[test]
 fn caller_reject_with_an_unknown_reason_is_replayed() {
-    let s = Scene::new(|c, tx| {
+    let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(2);
+    let s = Scene::new(move |c, tx| {
         c.handshake(Some(100))?;
         let (id, ..) = c.next_request()?;
         let _ = tx.send(Seen::Step("read"));
+        go_rx.recv_timeout(WAIT).map_err(io::Error::other)?;
         c.reject(id, RejectReason(0x00ff))?;
+        // Stay connected until told: a node that rejects is not a node that went away (the
+        // replay must go elsewhere because the node turned the call away, not because the
+        // connection ended under it).
+        go_rx.recv_timeout(WAIT).map_err(io::Error::other)?;
         c.stream.shutdown(std::net::Shutdown::Both)
     });
     s.raw_ready();
     let call = s.call_bg(b"R", CallOptions::new());
     s.step("read");
     s.open_spare();
+    go_tx.send(()).unwrap();
     let (r, _) = call.join().unwrap();
     let r = r.unwrap_or_else(|e| panic!("a rejected call is replayed: {e}"));
     assert_eq!((r.node, r.replays), (s.spare.addr, 1));
     assert_eq!(s.spare.rec.count(b"R"), 1);
+    go_tx.send(()).unwrap();
     s.healthy_node_works();
 }
 
