@@ -643,3 +643,10 @@ fn caller_response_dribbled_byte_by_byte_completes() {
     assert_eq!(r.expect("a dribbled RESPONSE").body, b"dribbled");
     s.healthy_node_works();
 }
+
+/// A server that accepts and never says a word: the call ends NoNodeAvailable at its deadline,
+/// and the client gives the connection up at its HELLO timeout with ERROR HANDSHAKE.
+#[test]
+fn caller_server_that_never_sends_hello() {
+    bad_handshake(ErrorCode::HANDSHAKE, |_| Ok(()));
+}
