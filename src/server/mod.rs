@@ -173,6 +173,13 @@ impl Builder {
         self
     }
 
+    /// How long a new connection may take to send its HELLO before it is refused with ERROR
+    /// HANDSHAKE (default 10 s). Bytes that do not complete the HELLO frame do not extend it.
+    pub fn hello_timeout(mut self, timeout: Duration) -> Self {
+        self.conn.hello_timeout = timeout;
+        self
+    }
+
     /// How long to wait for a caller's close after our write side is shut.
     pub fn linger(mut self, linger: Duration) -> Self {
         self.conn.linger = linger;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use gracerpc::client::{Client, ClientBuilder, NodeEvent, NodeState};
 use gracerpc::proto::frame::{GoAway, Hello, Ready, Response, ShutdownReject};
-use gracerpc::proto::{Frame, GoAwayReason, Kind, RejectReason, Status, decode};
+use gracerpc::proto::{ErrorCode, Frame, GoAwayReason, Kind, RejectReason, Status, decode};
 use gracerpc::server::{Builder, DrainReport, Failure, Request, Server, ServerHandle};
 
 /// The longest any helper waits before failing the test.
@@ -295,6 +295,11 @@ pub enum Got {
     },
     Cancel(u64),
     GoAwayAck(u64),
+    /// ERROR from the caller: the rule it says the server broke.
+    Error {
+        id: u64,
+        code: ErrorCode,
+    },
     Other(Kind),
 }
 
@@ -350,6 +355,10 @@ impl RawConn {
                     },
                     Frame::Cancel(c) => Got::Cancel(c.id),
                     Frame::GoAwayAck(a) => Got::GoAwayAck(a.last_accepted),
+                    Frame::Error(e) => Got::Error {
+                        id: e.id,
+                        code: e.code,
+                    },
                     Frame::Ping(p) => {
                         self.buf.drain(..used);
                         self.send(Frame::Pong(p))?;

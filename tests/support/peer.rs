@@ -196,6 +196,12 @@ impl Peer {
         self.stream.local_addr().expect("local_addr")
     }
 
+    /// A second handle on the socket, for a test that writes from one thread while it reads
+    /// with this `Peer` on another (socket options such as non-blocking mode are shared).
+    pub fn try_clone_stream(&self) -> TcpStream {
+        self.stream.try_clone().expect("try_clone")
+    }
+
     /// Writes raw bytes.
     pub fn send(&mut self, bytes: &[u8]) -> Result<(), PeerError> {
         self.stream.write_all(bytes).map_err(PeerError::from_io)
