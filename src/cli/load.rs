@@ -174,8 +174,6 @@ impl Driver {
         }
         let mut active = lanes.len();
         while active > 0 {
-            // Calls started while polling this batch go out in one write per connection.
-            let cork = self.client.cork();
             for &i in &batch {
                 let lane = &mut lanes[i];
                 let Some(fut) = lane.fut.as_mut() else {
@@ -203,7 +201,6 @@ impl Driver {
                     queue.ready.lock().push(i);
                 }
             }
-            drop(cork);
             batch.clear();
             loop {
                 std::mem::swap(&mut batch, &mut *queue.ready.lock());
