@@ -205,8 +205,6 @@ fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
     let (mut started, mut done) = (0u64, 0u64);
     let mut batch: Vec<usize> = (0..depth).collect();
     while done < n {
-        // Cork: every call started in this batch is written in one `write` when it ends.
-        let cork = c.cork();
         for &i in &batch {
             if lanes[i].is_none() {
                 if started == n {
@@ -226,7 +224,6 @@ fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
                 ready.lock().push(i);
             }
         }
-        drop(cork);
         batch.clear();
         loop {
             std::mem::swap(&mut batch, &mut *ready.lock());
@@ -393,26 +390,7 @@ fn interleaved() {
     );
 }
 
-/// `GRACERPC_PROFILE=sequential|pipelined|fanin`: run only gracerpc's side of one case, for a
-/// profiler (callgrind, strace -c) to look at.
-fn profile(case: &str) {
-    let f = fixture();
-    let n = 100_000;
-    let t = match case {
-        "sequential" => rpc_sequential(&f.client, 32, n / 5),
-        "pipelined" => rpc_pipelined(&f.client, 32, 64, n),
-        _ => rpc_fan_in(&f.client, 32, 4, 16, n),
-    };
-    println!(
-        "{case}: {:.1} us per call",
-        t.as_secs_f64() * 1e6 / n as f64
-    );
-}
-
 fn main() {
-    if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
-        return profile(&case);
-    }
     let quick = std::env::args().any(|a| a == "--ratios-only");
     if !quick {
         groups();

@@ -12,7 +12,6 @@ use mio::Token;
 use mio::net::TcpStream;
 use parking_lot::Mutex;
 
-use super::cork;
 use super::slot::Slot;
 use super::table::{Node, NodeState, NodeTable};
 use super::wake::IoWake;
@@ -41,8 +40,6 @@ pub(crate) struct LinkInner {
     pub read_done: bool,
     /// Output waits for the I/O thread to write it (it was asked to).
     pub flush_wanted: bool,
-    /// Output waits for a calling thread's cork to end.
-    pub corked: bool,
 }
 
 /// Why a send did not happen.
@@ -69,7 +66,6 @@ impl Link {
             connected: false,
             read_done: false,
             flush_wanted: false,
-            corked: false,
         };
         Link {
             node,
@@ -107,9 +103,7 @@ impl Link {
                 Ok(id) => {
                     g.slots.insert(id, slot.clone());
                     self.node.add_outstanding();
-                    if cork::hold(self, &mut g.corked) {
-                        // The calling thread writes it when its cork ends, with the rest.
-                    } else if idle && g.connected {
+                    if idle && g.connected {
                         self.flush(&mut g, table, now, &mut deliveries);
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
@@ -130,22 +124,6 @@ impl Link {
         }
         deliver(deliveries);
         res
-    }
-
-    /// A calling thread's cork ended: write what it queued here, from that thread.
-    pub(crate) fn uncork(self: &Arc<Self>, table: &NodeTable) {
-        let mut deliveries = Deliveries::new();
-        {
-            let mut g = self.inner.lock();
-            g.corked = false;
-            if g.connected {
-                self.flush(&mut g, table, Instant::now(), &mut deliveries);
-            } else if !g.flush_wanted {
-                g.flush_wanted = true;
-                self.io.wake();
-            }
-        }
-        deliver(deliveries);
     }
 
     /// Writes output a calling thread left for the I/O thread.

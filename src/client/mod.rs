@@ -41,7 +41,6 @@
 //! request whose outcome is unknown is retried only if the call is idempotent.
 
 mod call;
-mod cork;
 mod discovery;
 mod error;
 mod io_loop;
@@ -52,7 +51,6 @@ mod waiters;
 mod wake;
 
 pub use call::{CallFuture, CallOptions, Response, block_on};
-pub use cork::Cork;
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
 pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
@@ -332,13 +330,6 @@ impl Client {
             Cow::Owned(body),
             &opts,
         )
-    }
-
-    /// Holds the writes of the calls this thread sends until the returned guard is dropped,
-    /// then writes them together (one `write` per connection). For a loop that polls many call
-    /// futures at once: cork, poll every ready future, drop the cork. Corks nest.
-    pub fn cork(&self) -> Cork {
-        Cork::new(self.inner.table.clone())
     }
 
     /// The node table (states, capacities, outstanding calls).
