@@ -390,7 +390,23 @@ fn interleaved() {
     );
 }
 
+/// `GRACERPC_PROFILE=sequential|pipelined|fanin`: run only gracerpc's side of one case, for a
+/// profiler (callgrind, strace -c) to look at.
+fn profile(case: &str) {
+    let f = fixture();
+    let n = 100_000;
+    let t = match case {
+        "sequential" => rpc_sequential(&f.client, 32, n / 5) * 5,
+        "pipelined" => rpc_pipelined(&f.client, 32, 64, n),
+        _ => rpc_fan_in(&f.client, 32, 4, 16, n),
+    };
+    println!("{case}: {:.1} us per call", t.as_secs_f64() * 1e6 / n as f64);
+}
+
 fn main() {
+    if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
+        return profile(&case);
+    }
     let quick = std::env::args().any(|a| a == "--ratios-only");
     if !quick {
         groups();
