@@ -400,7 +400,10 @@ fn profile(case: &str) {
         "pipelined" => rpc_pipelined(&f.client, 32, 64, n),
         _ => rpc_fan_in(&f.client, 32, 4, 16, n),
     };
-    println!("{case}: {:.1} us per call", t.as_secs_f64() * 1e6 / n as f64);
+    println!(
+        "{case}: {:.1} us per call",
+        t.as_secs_f64() * 1e6 / n as f64
+    );
 }
 
 fn main() {

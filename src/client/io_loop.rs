@@ -12,7 +12,7 @@ use slab::Slab;
 
 use super::ClientConfig;
 use super::discovery::Discovery;
-use super::link::{Deliveries, Link, deliver};
+use super::link::{Deliveries, Link, deliver, deliver_batch};
 use super::table::{Node, NodeState, NodeTable, random_below};
 use super::waiters::Waiters;
 use super::wake::IoWake;
@@ -77,6 +77,7 @@ impl IoLoop {
     pub fn run(mut self) {
         let mut events = Events::with_capacity(256);
         let mut deliveries = Deliveries::with_capacity(64);
+        let mut wakers = Vec::with_capacity(64);
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
@@ -111,7 +112,7 @@ impl IoLoop {
                 if link.on_ready(&self.table, now, to_end, &mut deliveries) {
                     self.remove(slot, now);
                 }
-                deliver(deliveries.drain(..));
+                deliver_batch(deliveries.drain(..), &mut wakers);
             }
             if woken {
                 if self.control.try_recv().is_ok() {

@@ -390,6 +390,23 @@ pub(crate) fn deliver(deliveries: impl IntoIterator<Item = (Arc<Slot>, Outcome)>
     }
 }
 
+/// Like [`deliver`], in two passes: every outcome is stored first, then every waiter is woken,
+/// so a thread that polls many calls finds the whole batch ready when it wakes. `wakers` is
+/// the I/O thread's reusable scratch space.
+pub(crate) fn deliver_batch(
+    deliveries: impl IntoIterator<Item = (Arc<Slot>, Outcome)>,
+    wakers: &mut Vec<std::task::Waker>,
+) {
+    wakers.extend(
+        deliveries
+            .into_iter()
+            .filter_map(|(slot, outcome)| slot.fill(outcome)),
+    );
+    for w in wakers.drain(..) {
+        w.wake();
+    }
+}
+
 /// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.
 fn connect_result(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {

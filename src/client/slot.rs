@@ -35,6 +35,14 @@ impl Slot {
         }
     }
 
+    /// Stores the outcome and returns the waker to wake (after the deliverer's reference is
+    /// dropped, as in [`complete`](Self::complete)).
+    pub fn fill(self: Arc<Self>, outcome: Outcome) -> Option<Waker> {
+        let mut g = self.inner.lock();
+        g.outcome = Some(outcome);
+        g.waker.take()
+    }
+
     /// The outcome if it arrived; otherwise registers the waker.
     pub fn poll(&self, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut g = self.inner.lock();
