@@ -381,6 +381,8 @@ struct Report {
     counts: Counts,
     all: Latency,
     roll: Latency,
+    /// Calls while a node drained (signal to exit): the close sequence's own cost.
+    drain: Latency,
     steady: Latency,
     restarts: Vec<RestartRecord>,
     audit: audit::Audit,
@@ -404,6 +406,14 @@ impl Report {
             let (s, e) = (c.start_us, c.start_us + c.latency_us);
             windows.iter().any(|&(a, b)| s <= b && e >= a)
         };
+        let drains: Vec<(u64, u64)> = restarts
+            .iter()
+            .map(|r| ((r.term_s * 1e6) as u64, (r.exit_s * 1e6) as u64))
+            .collect();
+        let in_drain = |c: &CallRecord| {
+            let (s, e) = (c.start_us, c.start_us + c.latency_us);
+            drains.iter().any(|&(a, b)| s <= b && e >= a)
+        };
         let mut counts = Counts::of(calls);
         counts.sent += never_ended;
         Report {
@@ -413,6 +423,7 @@ impl Report {
             counts,
             all: Latency::of(calls),
             roll: Latency::of(calls.iter().filter(|c| in_roll(c))),
+            drain: Latency::of(calls.iter().filter(|c| in_drain(c))),
             steady: Latency::of(calls.iter().filter(|c| !in_roll(c))),
             restarts: restarts.to_vec(),
             audit: audit.clone(),
@@ -470,7 +481,10 @@ impl Report {
         );
         line(
             "p99 steady / rolling",
-            format!("{} / {} us", self.steady.p99, self.roll.p99),
+            format!(
+                "{} / {} us (while draining {} us)",
+                self.steady.p99, self.roll.p99, self.drain.p99
+            ),
         );
         line(
             "evict p50 / max",
@@ -518,6 +532,7 @@ impl Report {
             .num("p999_us", self.all.p999)
             .num("max_us", self.all.max)
             .num("p99_roll_us", self.roll.p99)
+            .num("p99_drain_us", self.drain.p99)
             .num("p99_steady_us", self.steady.p99)
             .num("evict_us_p50", ev50)
             .num("evict_us_max", evmax)
