@@ -110,7 +110,7 @@ impl IoLoop {
                 let link = link.clone();
                 let to_end = event.is_read_closed() || event.is_error();
                 if link.on_ready(&self.table, now, to_end, &mut deliveries) {
-                    self.remove(slot, now);
+                    self.remove(slot);
                 }
                 deliver_batch(deliveries.drain(..), &mut wakers);
             }
@@ -137,7 +137,7 @@ impl IoLoop {
         }
         deliver(deliveries.drain(..));
         for slot in finished {
-            self.remove(slot, now);
+            self.remove(slot);
         }
     }
 
@@ -157,7 +157,7 @@ impl IoLoop {
         }
         deliver(deliveries.drain(..));
         for slot in finished {
-            self.remove(slot, now);
+            self.remove(slot);
         }
         for i in 0..self.retry.len() {
             if let Some(t) = self.maintain(i, now) {
@@ -265,14 +265,15 @@ impl IoLoop {
         Ok(())
     }
 
-    fn remove(&mut self, slot: usize, now: Instant) {
+    /// Forgets a finished link; its socket closes when the last reference (a call still
+    /// holding it) goes.
+    fn remove(&mut self, slot: usize) {
         if !self.links.contains(slot) {
             return;
         }
         let link = self.links.remove(slot);
         let mut g = link.inner.lock();
         let _ = self.poll.registry().deregister(&mut g.stream);
-        let _ = now;
     }
 
     fn shutdown(&mut self, deliveries: &mut Deliveries) {

@@ -680,4 +680,3 @@ fn is_app_answer(answering: &mut IdSet, head: &[u8; HEADER_LEN]) -> bool {
             .is_ok_and(|id| answering.remove(u64::from_be_bytes(id)))
 }
 
-const _: () = assert!(HEADER_LEN == 16);
