@@ -679,4 +679,3 @@ fn is_app_answer(answering: &mut IdSet, head: &[u8; HEADER_LEN]) -> bool {
             .try_into()
             .is_ok_and(|id| answering.remove(u64::from_be_bytes(id)))
 }
-

@@ -9,22 +9,26 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender, TrySendError};
+use crossbeam_channel::{Receiver, Sender};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use super::announce::{Announcer, Withdrawal};
+mod dispatch;
+mod drain;
+
+use dispatch::Dispatch;
+use drain::Drain;
+
+use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
-use super::handler::{Placement, Registry, Request, run_handler};
+use super::handler::Registry;
 use super::readiness::Readiness;
 use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Answer, Completion, Job, JobState, LoopWaker, Pools};
-use crate::proto::{
-    Accepted, GoAwayReason, Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode,
-};
+use super::workers::{Answer, Completion, Job, LoopWaker, Pools};
+use crate::proto::{Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode};
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
 pub(crate) enum Control {
@@ -74,16 +78,6 @@ pub(crate) struct EventLoop {
     pools: Pools,
     drain: Option<Drain>,
     next_tick: Instant,
-}
-
-struct Drain {
-    started: Instant,
-    deadline: Instant,
-    /// When everything must be over, forced or not.
-    hard_stop: Instant,
-    /// The budget ran out and `report.abandoned_on` was filled in.
-    budget_spent: bool,
-    report: DrainReport,
 }
 
 /// How often timers are scanned at most: timeouts are at least this coarse.
@@ -427,137 +421,6 @@ impl EventLoop {
         }
     }
 
-    // ---- the close sequence ----
-
-    fn begin_drain(&mut self, now: Instant, why: &str) {
-        if self.drain.is_some() {
-            return;
-        }
-        // Step 0: withdraw from the registry before GOAWAY, waiting (through the waker, never
-        // blocking this thread) at most the withdrawal timeout. Until then the node serves on.
-        if let Some(a) = self.announcer.as_mut()
-            && let Withdrawal::Wait(until) = a.withdraw(now)
-        {
-            self.withdrawing.get_or_insert_with(|| why.to_owned());
-            self.next_tick = self.next_tick.min(until);
-            return;
-        }
-        self.withdrawing = None;
-        // Step 1: refuse new connections at once rather than leave them in the backlog.
-        if let Some(mut listener) = self.listener.take() {
-            let _ = self.poll.registry().deregister(&mut listener);
-        }
-        // Step 2: GOAWAY on every connection, idle ones included.
-        let budget = self.cfg.drain_budget;
-        let mut rejected = 0;
-        for (slot, conn) in self.conns.iter_mut() {
-            conn.core.start_drain(now, budget, GoAwayReason::SHUTDOWN);
-            // Step 3: queued work no worker has started is rejected; started work is answered.
-            let Conn { core, jobs, .. } = conn;
-            jobs.retain(|&id, state| {
-                if state.try_reject() {
-                    let _ = core.reject(id, RejectReason::SHUTTING_DOWN);
-                    rejected += 1;
-                    false
-                } else {
-                    true
-                }
-            });
-            self.touched.push(slot);
-        }
-        let goaway_sent = self.conns.len();
-        log::info!(
-            "close sequence started ({why}): GOAWAY sent to {goaway_sent} connections, \
-             {rejected} queued requests rejected, {} in flight",
-            self.stats.in_flight.load(Ordering::Acquire)
-        );
-        let linger = self.cfg.conn.linger;
-        self.drain = Some(Drain {
-            started: now,
-            deadline: now + budget,
-            hard_stop: now + budget + linger + Duration::from_millis(100),
-            budget_spent: false,
-            report: DrainReport {
-                goaway_sent,
-                rejected_queued: rejected,
-                ..Default::default()
-            },
-        });
-        self.next_tick = now;
-    }
-
-    /// Goes on with a close sequence that waited for the registry, once it may.
-    fn resume_drain(&mut self, now: Instant) {
-        if let Some(why) = self.withdrawing.clone() {
-            self.begin_drain(now, &why);
-        }
-    }
-
-    /// Ends the loop when the drain is over: every connection closed and every answer written,
-    /// or the hard stop reached.
-    fn drain_done(&mut self, now: Instant) -> Option<DrainReport> {
-        let drain = self.drain.as_mut()?;
-        let in_flight = self.stats.in_flight.load(Ordering::Acquire);
-        if in_flight == 0 && drain.report.answered_in.is_none() {
-            drain.report.answered_in = Some(now - drain.started);
-            log::info!(
-                "all in-flight requests answered in {} ms",
-                (now - drain.started).as_millis()
-            );
-        }
-        let finished = self.conns.is_empty() && in_flight == 0;
-        // Past the budget, requests still running can never be answered: once every connection
-        // is gone there is nothing left to wait for.
-        let given_up = self.conns.is_empty() && now >= drain.deadline;
-        if !finished && !given_up && now < drain.hard_stop {
-            return None;
-        }
-        let mut report = std::mem::take(&mut drain.report);
-        report.total = now - drain.started;
-        report.abandoned = in_flight;
-        report.clean = finished && now < drain.deadline;
-        if report.clean {
-            log::info!("drained cleanly in {} ms", report.total.as_millis());
-        } else {
-            let on: Vec<String> = report
-                .abandoned_on
-                .iter()
-                .map(|(peer, n)| format!("{peer} ({n})"))
-                .collect();
-            log::warn!(
-                "drain budget spent after {} ms: {} requests abandoned on {} connections: [{}]",
-                report.total.as_millis(),
-                report.abandoned,
-                report.abandoned_on.len(),
-                on.join(", ")
-            );
-        }
-        self.conns.clear();
-        Some(report)
-    }
-
-    /// When the drain budget runs out, records where requests are still pending. It runs before
-    /// the connections' own drain timers end them in this turn: a peer may close within
-    /// microseconds of our FIN, and then neither the connection nor its peer address (the
-    /// socket goes to TCP_CLOSE, getpeername fails) is there to look at afterwards.
-    fn note_budget_spent(&mut self, now: Instant) {
-        let Some(drain) = self.drain.as_mut() else {
-            return;
-        };
-        if now < drain.deadline || drain.budget_spent {
-            return;
-        }
-        drain.budget_spent = true;
-        for (_, conn) in self.conns.iter() {
-            if conn.core.pending() > 0 {
-                drain
-                    .report
-                    .abandoned_on
-                    .push((conn.peer, conn.core.pending()));
-            }
-        }
-    }
-
     // ---- timers and the end of a turn ----
 
     fn on_tick(&mut self, now: Instant) {
@@ -640,68 +503,6 @@ impl EventLoop {
             .store(self.conns.len(), Ordering::Relaxed);
         if let Some(err) = conn.core.error() {
             log::debug!("connection {:?} closed: {err}", conn_peer(&conn.stream));
-        }
-    }
-}
-
-/// What dispatching a request needs from the loop.
-struct Dispatch<'a> {
-    registry: &'a Registry,
-    jobs: &'a Sender<Job>,
-    stats: &'a Stats,
-    pools: &'a mut Pools,
-    me: ConnRef,
-}
-
-impl Dispatch<'_> {
-    /// Runs an accepted request inline, or hands it to a worker, or answers it at once.
-    fn dispatch(
-        &mut self,
-        core: &mut ServerConn,
-        jobs: &mut crate::proto::IdMap<Arc<JobState>>,
-        acc: Accepted<'_>,
-    ) {
-        self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
-        let Some(reg) = self.registry.get(acc.method) else {
-            let _ = core.respond(acc.id, Status::UNKNOWN_METHOD, b"unknown method");
-            return;
-        };
-        let req = Request {
-            id: acc.id,
-            method: acc.method,
-            body: acc.body,
-            deadline: acc.deadline,
-            idempotent: acc.idempotent,
-        };
-        if reg.placement == Placement::Inline {
-            let _ = match run_handler(reg.handler.as_ref(), &req) {
-                Ok(body) => core.respond(acc.id, Status::OK, &body),
-                Err(f) => core.respond(acc.id, f.status, &f.body),
-            };
-            return;
-        }
-        let state = self.pools.state();
-        let job = Job {
-            conn: self.me,
-            id: acc.id,
-            method: reg.name.clone(),
-            body: self.pools.buf(acc.body),
-            deadline: acc.deadline,
-            idempotent: acc.idempotent,
-            handler: reg.handler.clone(),
-            state: state.clone(),
-        };
-        match self.jobs.try_send(job) {
-            Ok(()) => {
-                jobs.insert(acc.id, state);
-            }
-            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
-                // Never started: the caller may send it elsewhere.
-                let _ = core.reject(acc.id, RejectReason::OVERLOADED);
-                self.pools.release_buf(job.body);
-                drop(job.state);
-                self.pools.release_state(state);
-            }
         }
     }
 }

@@ -1,0 +1,75 @@
+//! Handing an accepted request to its handler: inline on the loop thread, to a worker, or
+//! answered at once (unknown method, queue full).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use super::Stats;
+use crate::proto::{Accepted, RejectReason, ServerConn, Status};
+use crate::server::handler::{Placement, Registry, Request, run_handler};
+use crate::server::token::ConnRef;
+use crate::server::workers::{Job, JobState, Pools};
+
+/// What dispatching a request needs from the loop.
+pub(super) struct Dispatch<'a> {
+    pub registry: &'a Registry,
+    pub jobs: &'a Sender<Job>,
+    pub stats: &'a Stats,
+    pub pools: &'a mut Pools,
+    pub me: ConnRef,
+}
+
+impl Dispatch<'_> {
+    /// Runs an accepted request inline, or hands it to a worker, or answers it at once.
+    pub fn dispatch(
+        &mut self,
+        core: &mut ServerConn,
+        jobs: &mut crate::proto::IdMap<Arc<JobState>>,
+        acc: Accepted<'_>,
+    ) {
+        self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        let Some(reg) = self.registry.get(acc.method) else {
+            let _ = core.respond(acc.id, Status::UNKNOWN_METHOD, b"unknown method");
+            return;
+        };
+        let req = Request {
+            id: acc.id,
+            method: acc.method,
+            body: acc.body,
+            deadline: acc.deadline,
+            idempotent: acc.idempotent,
+        };
+        if reg.placement == Placement::Inline {
+            let _ = match run_handler(reg.handler.as_ref(), &req) {
+                Ok(body) => core.respond(acc.id, Status::OK, &body),
+                Err(f) => core.respond(acc.id, f.status, &f.body),
+            };
+            return;
+        }
+        let state = self.pools.state();
+        let job = Job {
+            conn: self.me,
+            id: acc.id,
+            method: reg.name.clone(),
+            body: self.pools.buf(acc.body),
+            deadline: acc.deadline,
+            idempotent: acc.idempotent,
+            handler: reg.handler.clone(),
+            state: state.clone(),
+        };
+        match self.jobs.try_send(job) {
+            Ok(()) => {
+                jobs.insert(acc.id, state);
+            }
+            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+                // Never started: the caller may send it elsewhere.
+                let _ = core.reject(acc.id, RejectReason::OVERLOADED);
+                self.pools.release_buf(job.body);
+                drop(job.state);
+                self.pools.release_state(state);
+            }
+        }
+    }
+}
