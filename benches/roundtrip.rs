@@ -151,6 +151,7 @@ fn rpc_server() -> ServerHandle {
     Server::builder()
         .workers(1)
         .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .handler("echo_worker", |r: &Request<'_>| Ok(r.body.to_vec()))
         .spawn()
         .expect("server")
 }
@@ -162,10 +163,14 @@ fn rpc_client(addr: SocketAddr) -> Client {
 }
 
 fn rpc_sequential(c: &Client, body: usize, n: u64) -> Duration {
+    rpc_sequential_to(c, "echo", body, n)
+}
+
+fn rpc_sequential_to(c: &Client, method: &str, body: usize, n: u64) -> Duration {
     let b = vec![0u8; body];
     let t = Instant::now();
     for _ in 0..n {
-        c.call("echo", &b).expect("call");
+        c.call(method, &b).expect("call");
     }
     t.elapsed()
 }
@@ -188,6 +193,10 @@ impl Wake for QueueWaker {
 
 /// `n` calls with `depth` futures in flight, all polled from the calling thread.
 fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
+    rpc_pipelined_to(c, "echo", body, depth, n)
+}
+
+fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
     let b = vec![0u8; body];
     let ready = Arc::new(Mutex::new(Vec::new()));
     let wakers: Vec<Waker> = (0..depth)
@@ -211,7 +220,7 @@ fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
                     continue;
                 }
                 started += 1;
-                lanes[i] = Some(Box::pin(c.call_ref("echo", &b, &opts)));
+                lanes[i] = Some(Box::pin(c.call_ref(method, &b, &opts)));
             }
             let Some(fut) = lanes[i].as_mut() else {
                 continue;
@@ -398,6 +407,8 @@ fn profile(case: &str) {
     let t = match case {
         "sequential" => rpc_sequential(&f.client, 32, n / 5) * 5,
         "pipelined" => rpc_pipelined(&f.client, 32, 64, n),
+        "sequential_worker" => rpc_sequential_to(&f.client, "echo_worker", 32, n / 5) * 5,
+        "pipelined_worker" => rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
         _ => rpc_fan_in(&f.client, 32, 4, 16, n),
     };
     println!(
