@@ -282,12 +282,12 @@ impl Builder {
             None
         };
         let waker = Arc::new(LoopWaker::new(Waker::new(poll.registry(), token::WAKER)?));
-        let (job_tx, job_rx) = crossbeam_channel::bounded(self.queue);
+        let job_queue = workers::JobQueue::new(self.queue, self.workers);
         // Every queued or running job sends at most one completion, so this bound is never
         // reached; bounded, the channel is an array that allocates nothing per message.
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
-        workers::spawn(self.workers, job_rx, done_tx, waker.clone())?;
+        workers::spawn(self.workers, job_queue.clone(), done_tx, waker.clone())?;
         let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
         let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
         readiness.poll_change(std::time::Instant::now());
@@ -304,7 +304,7 @@ impl Builder {
             signals,
             cfg,
             self.registry,
-            job_tx,
+            workers::JobSender(job_queue),
             done_rx,
             ctl_rx,
             waker.clone(),

@@ -10,8 +10,11 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::collections::VecDeque;
+
+use crossbeam_channel::Sender;
 use mio::Waker;
+use parking_lot::{Condvar, Mutex};
 
 use super::handler::{Handler, Reply, Request, run_handler};
 use super::token::ConnRef;
@@ -142,10 +145,95 @@ impl LoopWaker {
     }
 }
 
+/// The bounded work queue between the loop and the workers.
+///
+/// The loop pushes every request of a turn without waking anyone, then wakes as many idle
+/// workers as there is work for, once ([`JobQueue::kick`]); a worker takes its share of the
+/// queue in one lock. On two shared cores a wake-up costs microseconds, so hand-offs are per
+/// batch, not per call.
+pub(crate) struct JobQueue {
+    inner: Mutex<QueueInner>,
+    ready: Condvar,
+    cap: usize,
+    workers: usize,
+}
+
+struct QueueInner {
+    jobs: VecDeque<Job>,
+    idle: usize,
+    closed: bool,
+}
+
+impl JobQueue {
+    pub fn new(cap: usize, workers: usize) -> Arc<JobQueue> {
+        Arc::new(JobQueue {
+            inner: Mutex::new(QueueInner {
+                jobs: VecDeque::with_capacity(cap),
+                idle: 0,
+                closed: false,
+            }),
+            ready: Condvar::new(),
+            cap,
+            workers: workers.max(1),
+        })
+    }
+
+    /// Queues a job, or gives it back if the queue is full. Wakes nobody: see `kick`.
+    pub fn push(&self, job: Job) -> Result<(), Job> {
+        let mut q = self.inner.lock();
+        if q.closed || q.jobs.len() >= self.cap {
+            return Err(job);
+        }
+        q.jobs.push_back(job);
+        Ok(())
+    }
+
+    /// Wakes as many idle workers as there are queued jobs (called once per loop turn).
+    pub fn kick(&self) {
+        let q = self.inner.lock();
+        let n = q.idle.min(q.jobs.len());
+        drop(q);
+        for _ in 0..n {
+            self.ready.notify_one();
+        }
+    }
+
+    /// Stops the workers once the queue is empty.
+    pub fn close(&self) {
+        self.inner.lock().closed = true;
+        self.ready.notify_all();
+    }
+
+    /// Takes this worker's share of the queued jobs, waiting for some; false once closed.
+    fn take(&self, out: &mut Vec<Job>) -> bool {
+        let mut q = self.inner.lock();
+        while q.jobs.is_empty() {
+            if q.closed {
+                return false;
+            }
+            q.idle += 1;
+            self.ready.wait(&mut q);
+            q.idle -= 1;
+        }
+        let share = q.jobs.len().div_ceil(self.workers).max(1);
+        out.extend(q.jobs.drain(..share));
+        true
+    }
+}
+
+/// The loop's end of the queue: dropping it stops the workers.
+pub(crate) struct JobSender(pub Arc<JobQueue>);
+
+impl Drop for JobSender {
+    fn drop(&mut self) {
+        self.0.close();
+    }
+}
+
 /// Starts `n` worker threads.
 pub(crate) fn spawn(
     n: usize,
-    jobs: Receiver<Job>,
+    jobs: Arc<JobQueue>,
     done: Sender<Completion>,
     waker: Arc<LoopWaker>,
 ) -> std::io::Result<Vec<JoinHandle<()>>> {
@@ -154,53 +242,61 @@ pub(crate) fn spawn(
             let (jobs, done, waker) = (jobs.clone(), done.clone(), waker.clone());
             std::thread::Builder::new()
                 .name(format!("gracerpc-worker-{i}"))
-                .spawn(move || work(jobs, done, waker))
+                .spawn(move || work(&jobs, done, waker))
         })
         .collect()
 }
 
-fn work(jobs: Receiver<Job>, done: Sender<Completion>, waker: Arc<LoopWaker>) {
-    while let Ok(job) = jobs.recv() {
-        if !job.state.try_start() {
-            continue; // the loop rejected it and answered already
+fn work(jobs: &JobQueue, done: Sender<Completion>, waker: Arc<LoopWaker>) {
+    let mut batch = Vec::new();
+    while jobs.take(&mut batch) {
+        for job in batch.drain(..) {
+            if let Some(c) = run(job)
+                && done.send(c).is_err()
+            {
+                return; // the loop is gone
+            }
         }
-        // Only the loop holds the state from here on, so it can reuse it once answered.
-        let Job {
-            conn,
-            id,
-            method,
-            body,
-            deadline,
-            idempotent,
-            handler,
-            state,
-        } = job;
-        drop(state);
-        let result = if Instant::now() >= deadline {
-            // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
-            // "running", but only this worker can answer it now, and it answers with a reject.
-            Answer::Rejected(RejectReason::DEADLINE)
-        } else {
-            let req = Request {
-                id,
-                method: &method,
-                body: &body,
-                deadline,
-                idempotent,
-            };
-            Answer::Ran(run_handler(handler.as_ref(), &req))
-        };
-        if done
-            .send(Completion {
-                conn,
-                id,
-                result,
-                buf: body,
-            })
-            .is_err()
-        {
-            return; // the loop is gone
-        }
+        // One wake-up for the whole batch of answers.
         waker.wake();
     }
+}
+
+/// Runs one job unless the loop rejected it first.
+fn run(job: Job) -> Option<Completion> {
+    if !job.state.try_start() {
+        return None; // the loop rejected it and answered already
+    }
+    // Only the loop holds the state from here on, so it can reuse it once answered.
+    let Job {
+        conn,
+        id,
+        method,
+        body,
+        deadline,
+        idempotent,
+        handler,
+        state,
+    } = job;
+    drop(state);
+    let result = if Instant::now() >= deadline {
+        // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
+        // "running", but only this worker can answer it now, and it answers with a reject.
+        Answer::Rejected(RejectReason::DEADLINE)
+    } else {
+        let req = Request {
+            id,
+            method: &method,
+            body: &body,
+            deadline,
+            idempotent,
+        };
+        Answer::Ran(run_handler(handler.as_ref(), &req))
+    };
+    Some(Completion {
+        conn,
+        id,
+        result,
+        buf: body,
+    })
 }

@@ -4,18 +4,16 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use crossbeam_channel::{Sender, TrySendError};
-
 use super::Stats;
 use crate::proto::{Accepted, RejectReason, ServerConn, Status};
 use crate::server::handler::{Placement, Registry, Request, run_handler};
 use crate::server::token::ConnRef;
-use crate::server::workers::{Job, JobState, Pools};
+use crate::server::workers::{Job, JobQueue, JobState, Pools};
 
 /// What dispatching a request needs from the loop.
 pub(super) struct Dispatch<'a> {
     pub registry: &'a Registry,
-    pub jobs: &'a Sender<Job>,
+    pub jobs: &'a JobQueue,
     pub stats: &'a Stats,
     pub pools: &'a mut Pools,
     pub me: ConnRef,
@@ -59,11 +57,11 @@ impl Dispatch<'_> {
             handler: reg.handler.clone(),
             state: state.clone(),
         };
-        match self.jobs.try_send(job) {
+        match self.jobs.push(job) {
             Ok(()) => {
                 jobs.insert(acc.id, state);
             }
-            Err(TrySendError::Full(job)) | Err(TrySendError::Disconnected(job)) => {
+            Err(job) => {
                 // Never started: the caller may send it elsewhere.
                 let _ = core.reject(acc.id, RejectReason::OVERLOADED);
                 self.pools.release_buf(job.body);

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Receiver;
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
@@ -27,7 +27,7 @@ use super::handler::Registry;
 use super::readiness::Readiness;
 use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Answer, Completion, Job, LoopWaker, Pools};
+use super::workers::{Answer, Completion, JobSender, LoopWaker, Pools};
 use crate::proto::{Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode};
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
@@ -61,7 +61,7 @@ pub(crate) struct EventLoop {
     pub next_generation: u32,
     pub cfg: LoopConfig,
     pub registry: Registry,
-    pub jobs: Sender<Job>,
+    pub jobs: JobSender,
     pub completions: Receiver<Completion>,
     pub control: Receiver<Control>,
     pub waker: Arc<LoopWaker>,
@@ -91,7 +91,7 @@ impl EventLoop {
         signals: Option<Signals>,
         cfg: LoopConfig,
         registry: Registry,
-        jobs: Sender<Job>,
+        jobs: JobSender,
         completions: Receiver<Completion>,
         control: Receiver<Control>,
         waker: Arc<LoopWaker>,
@@ -276,7 +276,7 @@ impl EventLoop {
         };
         let mut ctx = Dispatch {
             registry: &self.registry,
-            jobs: &self.jobs,
+            jobs: &self.jobs.0,
             stats: &self.stats,
             pools: &mut self.pools,
             me: conn.me,
@@ -456,6 +456,8 @@ impl EventLoop {
 
     /// Flushes every touched connection once, resumes paused reads, and closes what is done.
     fn finish_turn(&mut self, now: Instant) {
+        // The requests of this turn go to the workers with one round of wake-ups.
+        self.jobs.0.kick();
         while let Some(slot) = self.touched.pop() {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
@@ -483,6 +485,8 @@ impl EventLoop {
                 self.remove(slot);
             }
         }
+        // Reads resumed above may have queued more.
+        self.jobs.0.kick();
     }
 
     fn remove(&mut self, slot: usize) {
