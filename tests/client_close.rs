@@ -91,3 +91,35 @@ fn close_bound_ends_calls_that_outlive_it_as_may_have_run() {
     }
     node.rec.open_gate();
 }
+
+#[test]
+fn close_bound_ends_a_lone_call_whose_thread_reads_its_own_answer() {
+    // One call alone on its connection: its thread waits on the socket itself (no I/O thread
+    // hop), and close's bound must still end that wait.
+    let node = TestNode::start(|b| b.workers(1));
+    let client = client(&[node.addr], |b| b);
+    wait_all_ready(&client, &[node.addr]);
+    let call = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            let opts = CallOptions::new().deadline(Duration::from_secs(8));
+            let r = client.call_with("block", b"lone", &opts);
+            (r, Instant::now())
+        })
+    };
+    wait_until("the call running", WAIT, || {
+        node.rec.blocked.load(Ordering::Acquire) == 1
+    });
+    let bound = Duration::from_millis(200);
+    let t0 = Instant::now();
+    client.close(bound);
+    let (r, at) = call.join().unwrap();
+    let e = r.expect_err("the call outlived close's bound");
+    assert!(e.may_have_run(), "{e:?} says it never ran");
+    assert!(
+        at - t0 < bound + Duration::from_millis(300),
+        "returned {:?} after close began",
+        at - t0
+    );
+    node.rec.open_gate();
+}

@@ -314,6 +314,30 @@ thread_local! {
     static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
 }
 
+impl CallFuture<'_> {
+    /// Runs the call to completion on the calling thread (the blocking API). Unlike
+    /// [`block_on`], while its call is the only one outstanding on its connection the thread
+    /// reads the answer from the socket itself rather than parking until the I/O thread hands
+    /// it over: one thread hop less per call.
+    pub(crate) fn wait(mut self) -> Result<Response, CallError> {
+        THREAD_WAKER.with(|waker| {
+            let mut cx = Context::from_waker(waker);
+            loop {
+                if let Poll::Ready(v) = Pin::new(&mut self).poll(&mut cx) {
+                    return v;
+                }
+                let read = match &self.inflight {
+                    Some(f) => f.link.read_own(&self.client.table, f.id, self.deadline),
+                    None => false,
+                };
+                if !read {
+                    std::thread::park();
+                }
+            }
+        })
+    }
+}
+
 /// Runs a future to completion on the calling thread, parking between polls.
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
-use mio::{Events, Interest, Poll, Token};
+use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
 use super::ClientConfig;
 use super::discovery::Discovery;
-use super::link::{Deliveries, Link, deliver, deliver_batch};
+use super::link::{Deliveries, Link, REGISTERED, deliver, deliver_batch};
 use super::table::{Node, NodeState, NodeTable, random_below};
 use super::waiters::Waiters;
 use super::wake::IoWake;
@@ -43,6 +43,9 @@ pub(crate) struct IoLoop {
     pub cfg: ClientConfig,
     pub control: Receiver<Ctl>,
     pub io: Arc<IoWake>,
+    /// `poll`'s registry, shared with the links (a calling thread that reads its own answer
+    /// takes read interest away meanwhile).
+    registry: Arc<Registry>,
     links: Slab<Arc<Link>>,
     generation: u32,
     retry: Vec<Retry>,
@@ -58,8 +61,9 @@ impl IoLoop {
         cfg: ClientConfig,
         control: Receiver<Ctl>,
         io: Arc<IoWake>,
-    ) -> IoLoop {
-        IoLoop {
+    ) -> io::Result<IoLoop> {
+        let registry = Arc::new(poll.registry().try_clone()?);
+        Ok(IoLoop {
             poll,
             table,
             waiters,
@@ -67,11 +71,12 @@ impl IoLoop {
             cfg,
             control,
             io,
+            registry,
             links: Slab::new(),
             generation: 0,
             retry: Vec::new(),
             last_epoch: 0,
-        }
+        })
     }
 
     pub fn run(mut self) {
@@ -244,11 +249,9 @@ impl IoLoop {
         let entry = self.links.vacant_entry();
         let token = Token(((self.generation as usize) << SLOT_BITS) | entry.key());
         self.generation = self.generation.wrapping_add(1);
-        self.poll.registry().register(
-            &mut stream,
-            token,
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
+        self.poll
+            .registry()
+            .register(&mut stream, token, REGISTERED)?;
         let core = ClientConn::new(now, self.cfg.conn.clone());
         let link = Arc::new(Link::new(
             node.clone(),
@@ -256,6 +259,7 @@ impl IoLoop {
             stream,
             core,
             self.io.clone(),
+            self.registry.clone(),
         ));
         entry.insert(link.clone());
         *node.current.lock() = Some(link);

@@ -3,13 +3,26 @@
 //!
 //! Lock order: a thread holding `Link::inner` may take `Node::current`; nobody takes
 //! `Link::inner` while holding `Node::current`.
+//!
+//! # Who reads
+//! Normally the I/O thread reads every answer and hands it to its call's slot, which wakes the
+//! calling thread: a thread hop per call. A blocking caller whose call is the only one
+//! outstanding reads its answer itself instead ([`Link::read_own`], leader/follower): it takes
+//! read interest away from the I/O thread's poll (`caller_reading`), waits on the socket with
+//! `poll(2)`, and reads and processes frames under the lock through the same code the I/O thread
+//! uses — so GOAWAY, PING, ERROR and EOF are handled by the core exactly as there, and answers
+//! of calls other threads made meanwhile are delivered too. When its answer has come (or a timer
+//! of the core is due, or the connection ends) it gives read interest back; epoll reports
+//! readiness already there when interest is added, so data that came meanwhile is not lost.
 
-use std::io::{self, Read, Write};
+use std::cell::RefCell;
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use mio::Token;
 use mio::net::TcpStream;
+use mio::{Interest, Registry, Token};
 use parking_lot::Mutex;
 
 use super::slot::Slot;
@@ -21,6 +34,14 @@ use crate::proto::{
 
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How long a caller reading its own answer waits in one `recv` (the socket's receive timeout)
+/// before it looks at its call again; it stops reading when a timer of the core (its deadline
+/// among them) is nearer than this, and parks until the I/O thread runs it.
+const WAIT_SLICE: Duration = Duration::from_millis(5);
+
+/// The interest a link is registered with when it connects (writable reports the connect).
+pub(crate) const REGISTERED: Interest = Interest::READABLE.add(Interest::WRITABLE);
+
 /// Answers to hand to their slots once the link's lock is released.
 pub(crate) type Deliveries = Vec<(Arc<Slot>, Outcome)>;
 
@@ -29,6 +50,8 @@ pub(crate) struct Link {
     pub token: Token,
     pub inner: Mutex<LinkInner>,
     io: Arc<IoWake>,
+    /// The I/O thread's poll registry, to change the socket's interest from a calling thread.
+    registry: Arc<Registry>,
 }
 
 pub(crate) struct LinkInner {
@@ -40,6 +63,14 @@ pub(crate) struct LinkInner {
     pub read_done: bool,
     /// Output waits for the I/O thread to write it (it was asked to).
     pub flush_wanted: bool,
+    /// A calling thread waits on the socket and reads it (see [`Link::read_own`]): the I/O
+    /// thread must not read.
+    pub caller_reading: bool,
+    /// The socket is in blocking mode with a receive timeout of [`WAIT_SLICE`] (see
+    /// [`make_blocking`]): a caller can wait in `recv` itself.
+    blocking: bool,
+    /// The interest registered with the I/O thread's poll.
+    interest: Interest,
 }
 
 /// Why a send did not happen.
@@ -57,6 +88,7 @@ impl Link {
         stream: TcpStream,
         core: ClientConn,
         io: Arc<IoWake>,
+        registry: Arc<Registry>,
     ) -> Link {
         let inner = LinkInner {
             core,
@@ -66,12 +98,16 @@ impl Link {
             connected: false,
             read_done: false,
             flush_wanted: false,
+            caller_reading: false,
+            blocking: false,
+            interest: REGISTERED,
         };
         Link {
             node,
             token,
             inner: Mutex::new(inner),
             io,
+            registry,
         }
     }
 
@@ -172,6 +208,13 @@ impl Link {
                 Ok(true) => {
                     g.connected = true;
                     let _ = g.stream.set_nodelay(true);
+                    g.blocking = match make_blocking(g.stream.as_raw_fd()) {
+                        Ok(()) => true,
+                        Err(e) => {
+                            log::debug!("blocking mode for {}: {e}", self.node.addr());
+                            false
+                        }
+                    };
                 }
                 Ok(false) => return false, // still connecting
                 Err(e) => {
@@ -182,7 +225,9 @@ impl Link {
                 }
             }
         }
-        self.read(&mut g, table, now, to_end, deliveries);
+        if !g.caller_reading {
+            self.read(&mut g, table, now, to_end, deliveries);
+        }
         self.flush(&mut g, table, now, deliveries);
         self.finish(&mut g)
     }
@@ -210,12 +255,18 @@ impl Link {
         let mut g = self.inner.lock();
         g.core.handle_eof("client closed");
         self.process(&mut g, table, now, deliveries);
+        if g.caller_reading {
+            // Its call is answered now (as not run or unknown): end the caller's wait.
+            let _ = g.stream.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.inner.lock().core.poll_timeout()
     }
 
+    /// Reads (without waiting) and handles input until the socket is drained. With `to_end`, a
+    /// short read does not count as drained (the peer's FIN may follow the data).
     fn read(
         &self,
         g: &mut LinkInner,
@@ -226,63 +277,81 @@ impl Link {
     ) {
         let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
         while !g.read_done {
+            let fd = g.stream.as_raw_fd();
             let room = g.input.spare(READ_CHUNK, limit.max(READ_CHUNK));
             if room.is_empty() {
                 break;
             }
-            match g.stream.read(room) {
-                Ok(0) => {
-                    g.read_done = true;
-                    g.core.handle_eof("server closed the connection");
-                }
-                Ok(n) => {
-                    // A short read drained the socket (see the server's `ReadOutcome`), unless a
-                    // FIN may follow: then read on to see it.
-                    let drained = n < room.len() && !to_end;
-                    g.input.filled(n);
-                    let LinkInner { core, input, .. } = g;
-                    loop {
-                        match decode(input.data(), core.max_frame()) {
-                            Ok(Some((frame, used))) => {
-                                if let Err(e) = core.handle_frame(now, frame) {
-                                    log::warn!("connection to {}: {e}", self.node.addr());
-                                }
-                                input.consume(used);
-                            }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let e = core.handle_decode_error(e);
-                                log::warn!("connection to {}: {e}", self.node.addr());
-                                input.consume(usize::MAX);
-                                break;
-                            }
-                        }
-                    }
-                    if drained {
-                        self.process(g, table, now, d);
-                        break;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("read from {} failed: {e}", self.node.addr());
-                    g.read_done = true;
-                    g.core.handle_eof("connection reset");
-                }
-            }
-            self.process(g, table, now, d);
-            if g.core.is_closed() {
+            let len = room.len();
+            let res = recv(fd, room, false);
+            if self.received(g, table, now, res, len, to_end, d) || g.core.is_closed() {
                 break;
             }
         }
         g.input.shrink_if_empty(64 * 1024);
     }
 
+    /// Handles the result of one `recv` of at most `room` bytes into `g.input`. Returns true
+    /// when the socket is drained.
+    #[allow(clippy::too_many_arguments)]
+    fn received(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        res: io::Result<usize>,
+        room: usize,
+        to_end: bool,
+        d: &mut Deliveries,
+    ) -> bool {
+        let drained = match res {
+            Ok(0) => {
+                g.read_done = true;
+                g.core.handle_eof("server closed the connection");
+                false
+            }
+            Ok(n) => {
+                // A short read drained the socket (see the server's `ReadOutcome`), unless a
+                // FIN may follow: then read on to see it.
+                let drained = n < room && !to_end;
+                g.input.filled(n);
+                let LinkInner { core, input, .. } = g;
+                loop {
+                    match decode(input.data(), core.max_frame()) {
+                        Ok(Some((frame, used))) => {
+                            if let Err(e) = core.handle_frame(now, frame) {
+                                log::warn!("connection to {}: {e}", self.node.addr());
+                            }
+                            input.consume(used);
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            let e = core.handle_decode_error(e);
+                            log::warn!("connection to {}: {e}", self.node.addr());
+                            input.consume(usize::MAX);
+                            break;
+                        }
+                    }
+                }
+                drained
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+            Err(e) => {
+                log::debug!("read from {} failed: {e}", self.node.addr());
+                g.read_done = true;
+                g.core.handle_eof("connection reset");
+                false
+            }
+        };
+        self.process(g, table, now, d);
+        drained
+    }
+
     fn flush(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
         g.flush_wanted = false;
         while !g.core.out().is_empty() {
-            match g.stream.write(g.core.out()) {
+            match send(g.stream.as_raw_fd(), g.core.out()) {
                 Ok(n) => g.core.written(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -294,7 +363,104 @@ impl Link {
                 }
             }
         }
+        if !g.core.out().is_empty() && !g.interest.is_writable() {
+            // The rest goes out when the socket drains: the I/O thread must hear of it.
+            let want = g.interest.add(Interest::WRITABLE);
+            self.set_interest(g, want);
+        }
         self.process(g, table, now, d);
+    }
+
+    /// Changes the socket's interest in the I/O thread's poll, if it differs.
+    fn set_interest(&self, g: &mut LinkInner, want: Interest) {
+        if g.interest == want {
+            return;
+        }
+        let LinkInner {
+            stream, interest, ..
+        } = g;
+        match self.registry.reregister(stream, self.token, want) {
+            Ok(()) => *interest = want,
+            // Deregistered: the I/O thread has already dropped the link.
+            Err(e) => log::debug!("interest of the link to {}: {e}", self.node.addr()),
+        }
+    }
+
+    /// Waits for the answer to `id` by reading the socket on the calling thread (see the module
+    /// docs), when `id` is the only call outstanding on this link and no one else reads it.
+    /// Returns false when it did not wait (the caller parks until the I/O thread delivers);
+    /// true when it waited: the answer may have been delivered, or a timer of the core is near,
+    /// and the caller polls its call again.
+    pub fn read_own(self: &Arc<Self>, table: &NodeTable, id: u64, deadline: Instant) -> bool {
+        let (fd, limit, mut input) = {
+            let mut g = self.inner.lock();
+            let now = Instant::now();
+            let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
+            if !alone
+                || !g.blocking
+                || g.caller_reading
+                || g.read_done
+                || g.core.is_closed()
+                || g.core.out_len() != 0
+                || next_timer(&g, deadline) < now + WAIT_SLICE
+            {
+                return false;
+            }
+            // Priority data is never sent: the I/O thread only hears of errors and hang-ups.
+            self.set_interest(&mut g, Interest::PRIORITY);
+            if g.interest != Interest::PRIORITY {
+                return false;
+            }
+            g.caller_reading = true;
+            let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
+            // While a caller reads, nobody else touches the input buffer: it is read into
+            // without the lock.
+            (g.stream.as_raw_fd(), limit, std::mem::take(&mut g.input))
+        };
+        let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        loop {
+            let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+            let len = room.len();
+            // Waits for data, at most WAIT_SLICE (the socket's receive timeout).
+            let res = recv(fd, room, true);
+            let mut g = self.inner.lock();
+            g.input = input;
+            let now = Instant::now();
+            let drained = self.received(&mut g, table, now, res, len, false, &mut d);
+            if !drained && !g.read_done && !g.core.is_closed() {
+                self.read(&mut g, table, now, false, &mut d);
+            }
+            self.flush(&mut g, table, now, &mut d);
+            let done = !g.slots.contains_key(&id)
+                || g.read_done
+                || g.core.is_closed()
+                || next_timer(&g, deadline) < now + WAIT_SLICE;
+            if !done {
+                input = std::mem::take(&mut g.input);
+                drop(g);
+                deliver(d.drain(..));
+                continue;
+            }
+            g.caller_reading = false;
+            g.input.shrink_if_empty(64 * 1024);
+            let mut want = Interest::READABLE;
+            if !g.core.out().is_empty() {
+                want = want.add(Interest::WRITABLE);
+            }
+            // Readiness already there is reported again: data that came after the last read
+            // reaches the I/O thread.
+            self.set_interest(&mut g, want);
+            // The I/O thread finishes (and forgets) the link, or writes the rest.
+            let wake_io = g.core.is_closed() || g.read_done || !g.core.out().is_empty();
+            g.flush_wanted |= wake_io;
+            drop(g);
+            if wake_io {
+                self.io.wake();
+            }
+            deliver(d.drain(..));
+            SCRATCH.with(|s| *s.borrow_mut() = d);
+            return true;
+        }
     }
 
     /// Whether the core is done and its output is written (or can no longer be).
@@ -383,6 +549,11 @@ impl Link {
     }
 }
 
+thread_local! {
+    /// A calling thread's deliveries while it reads its own answer (kept to allocate once).
+    static SCRATCH: RefCell<Deliveries> = const { RefCell::new(Vec::new()) };
+}
+
 /// Hands answers to their waiting calls (outside any lock).
 pub(crate) fn deliver(deliveries: impl IntoIterator<Item = (Arc<Slot>, Outcome)>) {
     for (slot, outcome) in deliveries {
@@ -405,6 +576,74 @@ pub(crate) fn deliver_batch(
     for w in wakers.drain(..) {
         w.wake();
     }
+}
+
+/// The earliest of the core's next timer and `deadline`.
+fn next_timer(g: &LinkInner, deadline: Instant) -> Instant {
+    match g.core.poll_timeout() {
+        Some(t) => t.min(deadline),
+        None => deadline,
+    }
+}
+
+/// Puts a connected socket in blocking mode with a receive timeout of [`WAIT_SLICE`]. Only a
+/// caller reading its own answer waits (see [`Link::read_own`]); every other read and write
+/// passes `MSG_DONTWAIT` (see [`recv`] and [`send`]), so the I/O thread never blocks.
+fn make_blocking(fd: RawFd) -> io::Result<()> {
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: WAIT_SLICE.as_micros() as libc::suseconds_t,
+    };
+    // SAFETY: plain fcntl/setsockopt calls on a socket the link owns, with a valid timeval.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVTIMEO,
+            (&tv as *const libc::timeval).cast(),
+            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
+        ) < 0
+        {
+            // Waiting without a timeout could outlive the call: back to non-blocking.
+            let e = io::Error::last_os_error();
+            libc::fcntl(fd, libc::F_SETFL, flags);
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// One `recv` into `buf`: without waiting, or (`wait`) until data comes or the receive timeout
+/// passes (`WouldBlock`).
+fn recv(fd: RawFd, buf: &mut [u8], wait: bool) -> io::Result<usize> {
+    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
+    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// One `send` of `buf`, never waiting (and never raising SIGPIPE).
+fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
+    let n = unsafe {
+        libc::send(
+            fd,
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
 }
 
 /// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.

@@ -182,7 +182,7 @@ impl ClientBuilder {
             self.cfg.clone(),
             ctl_rx,
             io_wake.clone(),
-        );
+        )?;
         let thread = std::thread::Builder::new()
             .name("gracerpc-client-io".into())
             .spawn(move || io.run())?;
@@ -299,7 +299,7 @@ impl Client {
         body: &[u8],
         opts: &CallOptions,
     ) -> Result<Response, CallError> {
-        block_on(self.call_ref(method, body, opts))
+        self.call_ref(method, body, opts).wait()
     }
 
     /// A call as a future that borrows its method and body.
