@@ -397,9 +397,25 @@ fn interleaved() {
         |n| raw_fan_in(f.raw, 32, 4, 16, n),
         |n| rpc_fan_in(&f.client, 32, 4, 16, n),
     );
+    // The same with the handler on a worker thread instead of inline.
+    let mut raw = raw_connect(f.raw);
+    ratio(
+        "sequential 32B worker",
+        rounds,
+        20_000,
+        |n| raw_sequential(&mut raw, 32, n),
+        |n| rpc_sequential_to(&f.client, "echo_worker", 32, n),
+    );
+    ratio(
+        "pipelined 64 32B worker",
+        rounds,
+        50_000,
+        |n| raw_pipelined(f.raw, 32, 64, n),
+        |n| rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
+    );
 }
 
-/// `GRACERPC_PROFILE=sequential|pipelined|fanin`: run only gracerpc's side of one case, for a
+/// `GRACERPC_PROFILE=sequential|pipelined|fanin|sequential_worker|pipelined_worker`: run only gracerpc's side of one case, for a
 /// profiler (callgrind, strace -c) to look at.
 fn profile(case: &str) {
     let f = fixture();
