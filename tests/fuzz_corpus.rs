@@ -1,10 +1,14 @@
 //! Replays every committed fuzz corpus and regression input through the same function the fuzz
 //! target calls, so `cargo test` guards them without cargo-fuzz (see README, "Fuzzing").
 
+#[path = "../fuzz/harness/client_conn.rs"]
+mod client_conn;
 #[path = "../fuzz/harness/decode_frame.rs"]
 mod decode_frame;
 #[path = "../fuzz/harness/decode_stream.rs"]
 mod decode_stream;
+#[path = "../fuzz/harness/node_table.rs"]
+mod node_table;
 #[path = "../fuzz/harness/server_conn.rs"]
 mod server_conn;
 
@@ -45,4 +49,14 @@ fn decode_stream_corpus() {
 #[test]
 fn server_conn_corpus() {
     assert!(replay("server_conn", server_conn::run) > 0, "no corpus");
+}
+
+#[test]
+fn client_conn_corpus() {
+    assert!(replay("client_conn", client_conn::run) > 0, "no corpus");
+}
+
+#[test]
+fn node_table_corpus() {
+    assert!(replay("node_table", node_table::run) > 0, "no corpus");
 }

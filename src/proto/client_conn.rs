@@ -546,9 +546,11 @@ impl ClientConn {
     }
 
     /// Rule 1: an answer for an id never sent is an error; for a sent id that already resolved,
-    /// the caller drops it.
+    /// the caller drops it. "Sent" means written in full, as for GOAWAY (rule 2): the server
+    /// cannot have read a REQUEST still queued, and an answer taken for it would resolve an id
+    /// whose frame is written later (and run) after the caller was told it completed or never ran.
     fn check_sent(&mut self, id: u64) -> Result<(), ConnError> {
-        if id >= self.next_id || id == 0 {
+        if id > self.written_id || id == 0 {
             return self.violation(ErrorCode::UNKNOWN_ID, id, "answer for an id never sent");
         }
         Ok(())
