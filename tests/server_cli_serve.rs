@@ -4,128 +4,29 @@
 
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/serve.rs"]
+mod serve;
 
-use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gracerpc::proto::{RejectReason, Status};
 use peer::{OwnedFrame, Peer, PeerError, QUICK, connect_ready, frames};
+use serve::ServeProc;
 
-/// Bound for a process to print `ready` (a debug build, two busy cores).
-const START: Duration = Duration::from_secs(15);
-
-/// A `gracerpc serve` child. Dropping it kills and reaps the process if it is still running,
-/// and prints its log if the test is failing.
-struct Node {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+/// Starts a `gracerpc serve` node on loopback with `args`.
+fn start(args: &[&str]) -> ServeProc {
+    ServeProc::start("node", args)
 }
 
-impl Node {
-    fn start(args: &[&str]) -> Node {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_gracerpc"))
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn gracerpc serve");
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().expect("stderr");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            let _ = tx.send(lines.next());
-            for _ in lines {} // keep the pipe drained
-        });
-        let mut node = Node {
-            child,
-            addr: "0.0.0.0:0".parse().unwrap(),
-            log,
-        };
-        let line = match rx.recv_timeout(START) {
-            Ok(Some(Ok(line))) => line,
-            other => panic!("no `ready <addr>` line within {START:?}: {other:?}"),
-        };
-        let addr = line
-            .strip_prefix("ready ")
-            .unwrap_or_else(|| panic!("first stdout line is not `ready <addr>`: {line:?}"));
-        node.addr = addr.parse().expect("address in the ready line");
-        node
-    }
-
-    fn pid(&self) -> String {
-        self.child.id().to_string()
-    }
-
-    fn signal_term(&self) {
-        let st = Command::new("kill")
-            .args(["-TERM", &self.pid()])
-            .status()
-            .expect("run kill");
-        assert!(st.success(), "kill -TERM {} failed", self.pid());
-    }
-
-    /// Waits at most `timeout` for the process to exit.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            if let Some(st) = self.child.try_wait().expect("try_wait") {
-                return Some(st);
-            }
-            if Instant::now() >= deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    }
-
-    fn expect_exit(&mut self, timeout: Duration, code: i32, what: &str) -> Duration {
-        let t0 = Instant::now();
-        match self.wait_exit(timeout) {
-            Some(st) => {
-                assert_eq!(st.code(), Some(code), "{what}: exit status {st}");
-                t0.elapsed()
-            }
-            None => panic!("{what}: the process did not exit within {timeout:?}"),
-        }
-    }
-
-    fn still_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        if self.still_running() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-        if std::thread::panicking() {
-            eprintln!("---- gracerpc serve log ----\n{}", self.log.lock().unwrap());
-        }
-    }
+/// Waits at most `timeout` for the node to exit with `code`; returns how long it took.
+fn expect_exit_code(node: &mut ServeProc, timeout: Duration, code: i32, what: &str) -> Duration {
+    let t0 = Instant::now();
+    let st = node.expect_exit(timeout, what);
+    assert_eq!(st.code(), Some(code), "{what}: exit status {st}");
+    t0.elapsed()
 }
 
 /// Sends a request and proves the server has read it (and so accepted it: it is ready) by a
@@ -163,32 +64,32 @@ fn expect_goaway(p: &mut Peer, n: u64) {
 
 #[test]
 fn sigterm_while_idle_exits_0_quickly() {
-    let mut node = Node::start(&[]);
-    node.signal_term();
-    let took = node.expect_exit(QUICK, 0, "SIGTERM while idle");
+    let mut node = start(&[]);
+    node.signal(libc::SIGTERM);
+    let took = expect_exit_code(&mut node, QUICK, 0, "SIGTERM while idle");
     assert!(took < Duration::from_secs(2), "exit took {took:?}");
 }
 
 #[test]
 fn sigterm_with_an_idle_caller_exits_0_once_it_closes() {
-    let mut node = Node::start(&[]);
+    let mut node = start(&[]);
     let mut p = connect_ready(node.addr);
-    node.signal_term();
+    node.signal(libc::SIGTERM);
     expect_goaway(&mut p, 0);
-    assert!(node.still_running(), "exited before its caller closed");
+    assert!(node.running(), "exited before its caller closed");
     p.send_ok(&frames::goaway_ack(0), "GOAWAY_ACK");
     let rest = p.close_and_expect_eof(QUICK, "caller's close");
     assert!(rest.is_empty(), "{rest:?}");
-    node.expect_exit(QUICK, 0, "SIGTERM with an idle caller");
+    expect_exit_code(&mut node, QUICK, 0, "SIGTERM with an idle caller");
 }
 
 #[test]
 fn sigterm_during_a_long_call_exits_0_after_answering_it() {
-    let mut node = Node::start(&["--work-ms", "1000", "--workers", "2"]);
+    let mut node = start(&["--work-ms", "1000", "--workers", "2"]);
     let mut p = connect_ready(node.addr);
     send_started(&mut p, 1, "work", b"payload");
     let t0 = Instant::now();
-    node.signal_term();
+    node.signal(libc::SIGTERM);
     expect_goaway(&mut p, 1);
     p.send_ok(&frames::goaway_ack(1), "GOAWAY_ACK");
     let got = p.collect_answers(&[1], Duration::from_secs(1) + QUICK);
@@ -201,20 +102,20 @@ fn sigterm_during_a_long_call_exits_0_after_answering_it() {
             body: b"payload".to_vec()
         }
     );
-    assert!(node.still_running(), "exited before the caller closed");
+    assert!(node.running(), "exited before the caller closed");
     let rest = p.close_and_expect_eof(QUICK, "caller's close");
     assert!(rest.is_empty(), "{rest:?}");
-    node.expect_exit(QUICK, 0, "SIGTERM during work");
+    expect_exit_code(&mut node, QUICK, 0, "SIGTERM during work");
     assert!(t0.elapsed() < Duration::from_secs(1) + QUICK);
 }
 
 #[test]
 fn a_call_longer_than_the_drain_budget_exits_3() {
-    let mut node = Node::start(&["--work-ms", "6000", "--drain-timeout", "1"]);
+    let mut node = start(&["--work-ms", "6000", "--drain-timeout", "1"]);
     let mut p = connect_ready(node.addr);
     send_started(&mut p, 1, "work", b"slow");
     let t0 = Instant::now();
-    node.signal_term();
+    node.signal(libc::SIGTERM);
     expect_goaway(&mut p, 1);
     p.send_ok(&frames::goaway_ack(1), "GOAWAY_ACK");
     // No answer can come in time: at the budget the server shuts its side (clean EOF).
@@ -231,7 +132,12 @@ fn a_call_longer_than_the_drain_budget_exits_3() {
     p.shutdown_write();
     // The caller closed right after the EOF: with no connection left, nothing is worth waiting
     // for, neither the handler (6 s) nor the linger (2 s by default).
-    node.expect_exit(Duration::from_secs(3) + QUICK, 3, "drain budget spent");
+    expect_exit_code(
+        &mut node,
+        Duration::from_secs(3) + QUICK,
+        3,
+        "drain budget spent",
+    );
     let took = t0.elapsed();
     assert!(
         took < Duration::from_millis(2500),
@@ -242,21 +148,21 @@ fn a_call_longer_than_the_drain_budget_exits_3() {
 
 #[test]
 fn a_second_sigterm_during_the_drain_exits_4_at_once() {
-    let mut node = Node::start(&["--work-ms", "10000"]);
+    let mut node = start(&["--work-ms", "10000"]);
     let mut p = connect_ready(node.addr);
     send_started(&mut p, 1, "work", b"long");
     let t0 = Instant::now();
-    node.signal_term();
+    node.signal(libc::SIGTERM);
     expect_goaway(&mut p, 1);
     // Some drain time before the second signal, so the report's duration has to be real.
     std::thread::sleep(Duration::from_millis(300));
-    assert!(node.still_running());
-    node.signal_term();
-    let took = node.expect_exit(QUICK, 4, "second SIGTERM");
+    assert!(node.running());
+    node.signal(libc::SIGTERM);
+    let took = expect_exit_code(&mut node, QUICK, 4, "second SIGTERM");
     assert!(took < Duration::from_secs(1), "exit took {took:?}");
     let between = t0.elapsed() - took;
     // The drain report is logged as "stopped by a second signal in <ms> ms: ...".
-    let log = node.log.lock().unwrap().clone();
+    let log = node.log();
     let ms: u64 = log
         .split("stopped by a second signal in ")
         .nth(1)
@@ -278,7 +184,7 @@ fn record_appends_exactly_the_tokens_it_ran() {
     .iter()
     .collect();
     let _ = std::fs::remove_file(&path);
-    let mut node = Node::start(&["--workers", "2", "--audit", path.to_str().unwrap()]);
+    let mut node = start(&["--workers", "2", "--audit", path.to_str().unwrap()]);
     let mut p = connect_ready(node.addr);
     let token = |i: u64| (0x5eed_0000_0000_0000u64 + i).to_be_bytes();
     let mut want = Vec::new();
@@ -295,7 +201,7 @@ fn record_appends_exactly_the_tokens_it_ran() {
         );
         want.extend_from_slice(&token(id));
     }
-    node.signal_term();
+    node.signal(libc::SIGTERM);
     expect_goaway(&mut p, 5);
     // Rule 3 says stop writing; a caller that does not is rejected, and nothing is recorded.
     p.send_request(6, "record", &token(6));
@@ -309,7 +215,7 @@ fn record_appends_exactly_the_tokens_it_ran() {
     );
     p.send_ok(&frames::goaway_ack(5), "GOAWAY_ACK");
     p.close_and_expect_eof(QUICK, "caller's close");
-    node.expect_exit(QUICK, 0, "SIGTERM after records");
+    expect_exit_code(&mut node, QUICK, 0, "SIGTERM after records");
     let audit = std::fs::read(&path).expect("audit file");
     let _ = std::fs::remove_file(&path);
     assert_eq!(
@@ -358,9 +264,9 @@ fn serve_help_documents_every_flag_and_exit_code() {
 /// medians. Run it with:
 /// `cargo test --release --test server_cli_serve -- --ignored --nocapture sigterm_to_exit`.
 ///
-/// Timing starts just before `kill -TERM` is spawned (so it includes the ~1 ms of spawning
-/// `kill`) and ends when `waitpid` returns. Under load: 4 callers, each keeping 8 `work` calls
-/// (`--work-ms 5`) in flight; on GOAWAY each ACKs, waits for its ids ≤ N, and closes.
+/// Timing starts just before `kill(2)` sends SIGTERM and ends when `waitpid` returns. Under
+/// load: 4 callers, each keeping 8 `work` calls (`--work-ms 5`) in flight; on GOAWAY each ACKs,
+/// waits for its ids ≤ N, and closes.
 #[test]
 #[ignore = "measurement: prints SIGTERM→exit times, asserts nothing about them"]
 fn sigterm_to_exit_times() {
@@ -369,11 +275,11 @@ fn sigterm_to_exit_times() {
     let mut loaded = Vec::new();
     let mut answered = 0;
     for _ in 0..RUNS {
-        let mut node = Node::start(&["--workers", "4"]);
+        let mut node = start(&["--workers", "4"]);
         idle.push(term_and_time(&mut node));
     }
     for _ in 0..RUNS {
-        let mut node = Node::start(&["--workers", "4", "--work-ms", "5"]);
+        let mut node = start(&["--workers", "4", "--work-ms", "5"]);
         let callers: Vec<_> = (0..4)
             .map(|_| {
                 let addr = node.addr;
@@ -398,10 +304,10 @@ fn sigterm_to_exit_times() {
     );
 }
 
-fn term_and_time(node: &mut Node) -> Duration {
+fn term_and_time(node: &mut ServeProc) -> Duration {
     let t0 = Instant::now();
-    node.signal_term();
-    let st = node.child.wait().expect("waitpid");
+    node.signal(libc::SIGTERM);
+    let st = node.wait();
     let took = t0.elapsed();
     assert_eq!(st.code(), Some(0), "exit status {st}");
     took

@@ -122,6 +122,12 @@ impl ServeProc {
         }
     }
 
+    /// Waits, unbounded, for the exit (a blocking `waitpid`, so the moment it returns is the
+    /// moment of the exit, not of a poll).
+    pub fn wait(&mut self) -> ExitStatus {
+        self.child.wait().expect("waitpid")
+    }
+
     /// Waits for the exit and returns its status; panics naming `what` after `timeout`.
     pub fn expect_exit(&mut self, timeout: Duration, what: &str) -> ExitStatus {
         self.wait_exit(timeout).unwrap_or_else(|| {
