@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use gracerpc::proto::{RejectReason, Status};
 use gracerpc::server::{Request, Server};
 use peer::{
-    Executions, Gate, OwnedFrame, Peer, PeerError, QUICK, connect_ready, frames, wait_report,
+    OwnedFrame, Peer, PeerError, QUICK, connect_ready, frames, gated_server, wait_report,
     wait_until,
 };
 
@@ -167,17 +167,6 @@ fn a_burst_far_above_capacity_is_answered_in_full_in_bounded_memory() {
 
 // ---- each limit ----
 
-fn counted_gate(
-    runs: &Executions,
-    gate: &Gate,
-) -> impl Fn(&Request<'_>) -> gracerpc::server::Reply + Send + Sync + 'static {
-    let (runs, gated) = (runs.clone(), gate.handler());
-    move |req: &Request<'_>| {
-        runs.record(req.id);
-        gated(req)
-    }
-}
-
 /// Proves every frame sent before it was handled: frames are handled in order.
 fn sync(p: &mut Peer, opaque: u64) {
     p.send_ok(&frames::ping(opaque), "PING");
@@ -233,14 +222,8 @@ fn max_connections_closes_the_extra_connection_unanswered() {
 
 #[test]
 fn max_in_flight_per_connection_rejects_a_pipelined_burst_beyond_it_unrun() {
-    let (runs, gate) = (Executions::default(), Gate::new());
-    let server = Server::builder()
-        .workers(8)
-        .queue(256)
-        .max_in_flight_per_connection(4)
-        .handler("block", counted_gate(&runs, &gate))
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) =
+        gated_server(|b| b.workers(8).queue(256).max_in_flight_per_connection(4));
     let mut p = connect_ready(server.local_addr());
     let mut other = connect_ready(server.local_addr());
     // 100 requests in one write: the first 4 are accepted, the other 96 turned away at once,
@@ -289,13 +272,7 @@ fn max_in_flight_per_connection_rejects_a_pipelined_burst_beyond_it_unrun() {
 
 #[test]
 fn the_work_queue_is_one_limit_for_every_connection() {
-    let (runs, gate) = (Executions::default(), Gate::new());
-    let server = Server::builder()
-        .workers(1)
-        .queue(2)
-        .handler("block", counted_gate(&runs, &gate))
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) = gated_server(|b| b.workers(1).queue(2));
     let addr = server.local_addr();
     let mut peers: Vec<Peer> = (0..5).map(|_| connect_ready(addr)).collect();
     peers[0].send_request(1, "block", b"running");

@@ -7,25 +7,11 @@ mod peer;
 use std::time::Duration;
 
 use gracerpc::proto::{RejectReason, Status};
-use gracerpc::server::{Request, Server};
-use peer::{Executions, Gate, OwnedFrame, QUICK, connect_ready, frames};
+use peer::{OwnedFrame, QUICK, connect_ready, frames};
 
 #[test]
 fn expired_requests_are_rejected_as_deadline_and_never_run() {
-    let gate = Gate::new();
-    let runs = Executions::default();
-    let handler = {
-        let (runs, gated) = (runs.clone(), gate.handler());
-        move |req: &Request<'_>| {
-            runs.record(req.id);
-            gated(req)
-        }
-    };
-    let server = Server::builder()
-        .workers(1)
-        .handler("block", handler)
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) = peer::gated_server(|b| b.workers(1));
     let mut p = connect_ready(server.local_addr());
 
     p.send_ok(

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use gracerpc::proto::{RejectReason, Status};
-use gracerpc::server::{Request, Server};
+use gracerpc::server::Server;
 use peer::{
     Executions, Gate, OwnedFrame, PeerError, QUICK, connect_ready, frames, wait_report, wait_until,
 };
@@ -29,19 +29,12 @@ const MAX_REQUESTS: u64 = 400;
 fn a_caller_that_ignores_goaway_gets_every_answer_and_no_reset() {
     let runs = Executions::default();
     let gate = Gate::new();
-    let hold = {
-        let (runs, gated) = (runs.clone(), gate.handler());
-        move |req: &Request<'_>| {
-            runs.record(req.id);
-            gated(req)
-        }
-    };
     let server = Server::builder()
         .workers(HELD as usize)
         .drain_budget(BUDGET)
         .linger(LINGER)
         .handler("count", runs.echo_handler())
-        .handler("hold", hold)
+        .handler("hold", gate.counted_handler(&runs))
         .spawn()
         .expect("spawn");
     let mut p = connect_ready(server.local_addr());

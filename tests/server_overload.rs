@@ -5,19 +5,7 @@
 mod peer;
 
 use gracerpc::proto::{RejectReason, Status};
-use gracerpc::server::{Request, Server};
-use peer::{Executions, Gate, OwnedFrame, QUICK, connect_ready, frames, wait_report, wait_until};
-
-fn counted_gate(
-    runs: &Executions,
-    gate: &Gate,
-) -> impl Fn(&Request<'_>) -> gracerpc::server::Reply + Send + Sync + 'static {
-    let (runs, gated) = (runs.clone(), gate.handler());
-    move |req: &Request<'_>| {
-        runs.record(req.id);
-        gated(req)
-    }
-}
+use peer::{OwnedFrame, QUICK, connect_ready, frames, gated_server, wait_report, wait_until};
 
 fn assert_ok(f: &OwnedFrame, id: u64) {
     assert!(
@@ -28,13 +16,7 @@ fn assert_ok(f: &OwnedFrame, id: u64) {
 
 #[test]
 fn the_per_connection_in_flight_limit_rejects_as_overloaded() {
-    let (runs, gate) = (Executions::default(), Gate::new());
-    let server = Server::builder()
-        .workers(4)
-        .max_in_flight_per_connection(2)
-        .handler("block", counted_gate(&runs, &gate))
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) = gated_server(|b| b.workers(4).max_in_flight_per_connection(2));
     let mut p = connect_ready(server.local_addr());
     let mut other = connect_ready(server.local_addr());
     p.send_request(1, "block", b"1");
@@ -75,13 +57,7 @@ fn the_per_connection_in_flight_limit_rejects_as_overloaded() {
 
 #[test]
 fn a_full_work_queue_rejects_as_overloaded() {
-    let (runs, gate) = (Executions::default(), Gate::new());
-    let server = Server::builder()
-        .workers(1)
-        .queue(1)
-        .handler("block", counted_gate(&runs, &gate))
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) = gated_server(|b| b.workers(1).queue(1));
     let mut p = connect_ready(server.local_addr());
     p.send_request(1, "block", b"running");
     gate.wait_started(b"running", QUICK);

@@ -8,26 +8,11 @@ mod peer;
 use std::time::Duration;
 
 use gracerpc::proto::{RejectReason, Status};
-use gracerpc::server::{Request, Server};
-use peer::{Executions, Gate, OwnedFrame, QUICK, connect_ready, frames, wait_report};
+use peer::{OwnedFrame, QUICK, connect_ready, frames, gated_server, wait_report};
 
 #[test]
 fn queued_work_is_rejected_at_drain_and_never_runs_while_started_work_completes() {
-    let gate = Gate::new();
-    let runs = Executions::default();
-    let handler = {
-        let (runs, gated) = (runs.clone(), gate.handler());
-        move |req: &Request<'_>| {
-            runs.record(req.id);
-            gated(req)
-        }
-    };
-    let server = Server::builder()
-        .workers(1)
-        .drain_budget(Duration::from_secs(10))
-        .handler("block", handler)
-        .spawn()
-        .expect("spawn");
+    let (runs, gate, server) = gated_server(|b| b.workers(1).drain_budget(Duration::from_secs(10)));
     let mut p = connect_ready(server.local_addr());
     p.send_request(1, "block", b"first");
     gate.wait_started(b"first", QUICK);

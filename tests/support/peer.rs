@@ -507,6 +507,18 @@ impl Gate {
         }
     }
 
+    /// Like [`Gate::handler`], recording each execution in `runs` before it blocks.
+    pub fn counted_handler(
+        &self,
+        runs: &Executions,
+    ) -> impl Fn(&Request<'_>) -> Result<Vec<u8>, Failure> + Send + Sync + 'static {
+        let (runs, gated) = (runs.clone(), self.handler());
+        move |req: &Request<'_>| {
+            runs.record(req.id);
+            gated(req)
+        }
+    }
+
     /// Waits until a handler with this body has started.
     pub fn wait_started(&self, key: &[u8], timeout: Duration) {
         self.wait_for(
@@ -611,6 +623,19 @@ impl Executions {
             Ok(req.body.to_vec())
         }
     }
+}
+
+/// A server built by `configure` whose method `block` is a [`Gate::counted_handler`]; with the
+/// counts and the gate.
+pub fn gated_server(
+    configure: impl FnOnce(gracerpc::server::Builder) -> gracerpc::server::Builder,
+) -> (Executions, Gate, gracerpc::server::ServerHandle) {
+    let (runs, gate) = (Executions::default(), Gate::new());
+    let server = configure(gracerpc::server::Server::builder())
+        .handler("block", gate.counted_handler(&runs))
+        .spawn()
+        .expect("spawn");
+    (runs, gate, server)
 }
 
 /// Polls `cond` until it holds, failing with `what` after `timeout`.
