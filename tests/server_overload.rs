@@ -5,7 +5,19 @@
 mod peer;
 
 use gracerpc::proto::{RejectReason, Status};
-use peer::{OwnedFrame, QUICK, connect_ready, frames, gated_server, wait_report, wait_until};
+use peer::{OwnedFrame, Peer, QUICK, connect_ready, frames, gated_server, wait_report, wait_until};
+
+/// Waits for the answer to `id` and asserts it is SHUTDOWN_REJECT(OVERLOADED).
+fn expect_overloaded(p: &mut Peer, id: u64) {
+    let got = p.collect_answers(&[id], QUICK);
+    assert_eq!(
+        got[&id],
+        OwnedFrame::Reject {
+            id,
+            reason: RejectReason::OVERLOADED
+        }
+    );
+}
 
 fn assert_ok(f: &OwnedFrame, id: u64) {
     assert!(
@@ -22,14 +34,7 @@ fn the_per_connection_in_flight_limit_rejects_as_overloaded() {
     p.send_request(1, "block", b"1");
     p.send_request(2, "block", b"2");
     p.send_request(3, "block", b"3");
-    let got = p.collect_answers(&[3], QUICK);
-    assert_eq!(
-        got[&3],
-        OwnedFrame::Reject {
-            id: 3,
-            reason: RejectReason::OVERLOADED
-        }
-    );
+    expect_overloaded(&mut p, 3);
     // The limit is per connection: another one is not affected.
     other.send_request(1, "block", b"other");
     gate.wait_started_count(3, QUICK);
@@ -63,14 +68,7 @@ fn a_full_work_queue_rejects_as_overloaded() {
     gate.wait_started(b"running", QUICK);
     p.send_request(2, "block", b"queued");
     p.send_request(3, "block", b"no room");
-    let got = p.collect_answers(&[3], QUICK);
-    assert_eq!(
-        got[&3],
-        OwnedFrame::Reject {
-            id: 3,
-            reason: RejectReason::OVERLOADED
-        }
-    );
+    expect_overloaded(&mut p, 3);
     p.send_ok(&frames::ping(1), "PING");
     assert_eq!(p.expect_frame(QUICK, "PONG"), OwnedFrame::Pong(1));
     assert_eq!(server.in_flight(), 2, "ids 1 and 2 in flight, 3 answered");
