@@ -30,7 +30,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 1)]
     concurrency: usize,
     /// How long to run, in seconds.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 5.0)]
     duration: f64,
     /// The method to call (`record` puts a fresh unique token in every call).
     #[arg(long, value_enum, default_value = "echo")]

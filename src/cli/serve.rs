@@ -40,7 +40,7 @@ pub struct ServeArgs {
     #[arg(long)]
     workers: Option<usize>,
     /// Drain budget in seconds: how long the close sequence may take.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
     drain_timeout: f64,
     /// How long `work` and `record` take, in milliseconds.
     #[arg(long, default_value_t = 0)]

@@ -81,11 +81,11 @@ pub struct RolloutArgs {
     #[arg(long)]
     seed: Option<u64>,
     /// Node drain budget in seconds.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
     drain_timeout: f64,
     /// Stop restarting once this many seconds have passed, at the end of a round (for soak
     /// runs: `--rounds` large, `--duration` the real bound).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::seconds)]
     duration: Option<f64>,
     /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
     #[arg(long, default_value_t = 16)]
