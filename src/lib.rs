@@ -15,3 +15,12 @@ pub mod client;
 pub mod etcd;
 pub mod proto;
 pub mod server;
+
+/// The longest duration any setting or deadline takes: longer ones are cut to it, so that adding
+/// one to `Instant::now()` can never overflow (a year is longer than any drain or call).
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// `d`, cut to [`MAX_DURATION`].
+pub(crate) fn capped(d: std::time::Duration) -> std::time::Duration {
+    d.min(MAX_DURATION)
+}

@@ -113,7 +113,8 @@ impl<'a> CallFuture<'a> {
         body: Cow<'a, [u8]>,
         opts: &CallOptions,
     ) -> CallFuture<'a> {
-        let deadline = Instant::now() + opts.deadline.unwrap_or(client.cfg.default_deadline);
+        let budget = crate::capped(opts.deadline.unwrap_or(client.cfg.default_deadline));
+        let deadline = Instant::now() + budget;
         client.active_calls.fetch_add(1, Ordering::AcqRel);
         CallFuture {
             client,

@@ -131,7 +131,7 @@ impl ClientBuilder {
 
     /// The deadline of calls that do not set one (default 5 s).
     pub fn default_deadline(mut self, d: Duration) -> Self {
-        self.cfg.default_deadline = d;
+        self.cfg.default_deadline = crate::capped(d);
         self
     }
 
@@ -151,16 +151,16 @@ impl ClientBuilder {
 
     /// The cap of the reconnection backoff (default 100 ms), so a restarted node is back quickly.
     pub fn reconnect_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.cfg.backoff_min = min;
-        self.cfg.backoff_max = max.max(min);
+        self.cfg.backoff_min = crate::capped(min);
+        self.cfg.backoff_max = crate::capped(max.max(min));
         self
     }
 
     /// PING after this much silence, and give the connection up if the PONG does not come
     /// within `timeout` (defaults 5 s and 3 s).
     pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
-        self.cfg.conn.ping_interval = interval;
-        self.cfg.conn.ping_timeout = timeout;
+        self.cfg.conn.ping_interval = crate::capped(interval);
+        self.cfg.conn.ping_timeout = crate::capped(timeout);
         self
     }
 

@@ -142,7 +142,7 @@ impl Builder {
 
     /// How long the close sequence may take before connections are ended (default 10 s).
     pub fn drain_budget(mut self, budget: Duration) -> Self {
-        self.drain_budget = budget;
+        self.drain_budget = crate::capped(budget);
         self
     }
 
@@ -168,21 +168,21 @@ impl Builder {
     /// With nothing pending and no input for this long, a connection is probed with PING; a
     /// connection with requests pending is never idle.
     pub fn idle_timeout(mut self, idle: Duration, ping_timeout: Duration) -> Self {
-        self.conn.idle_timeout = idle;
-        self.conn.ping_timeout = ping_timeout;
+        self.conn.idle_timeout = crate::capped(idle);
+        self.conn.ping_timeout = crate::capped(ping_timeout);
         self
     }
 
     /// How long a new connection may take to send its HELLO before it is refused with ERROR
     /// HANDSHAKE (default 10 s). Bytes that do not complete the HELLO frame do not extend it.
     pub fn hello_timeout(mut self, timeout: Duration) -> Self {
-        self.conn.hello_timeout = timeout;
+        self.conn.hello_timeout = crate::capped(timeout);
         self
     }
 
     /// How long to wait for a caller's close after our write side is shut.
     pub fn linger(mut self, linger: Duration) -> Self {
-        self.conn.linger = linger;
+        self.conn.linger = crate::capped(linger);
         self
     }
 
@@ -218,7 +218,7 @@ impl Builder {
 
     /// Once ready, ramp the advertised capacity from 10 % to 100 % over this period.
     pub fn warmup(mut self, warmup: Duration) -> Self {
-        self.warmup = warmup;
+        self.warmup = crate::capped(warmup);
         self
     }
 
@@ -232,7 +232,7 @@ impl Builder {
     /// How long the close sequence waits for the registry to confirm the withdrawal before it
     /// sends GOAWAY anyway (default 500 ms).
     pub fn registry_timeout(mut self, timeout: Duration) -> Self {
-        self.registry_timeout = timeout;
+        self.registry_timeout = crate::capped(timeout);
         self
     }
 
