@@ -27,7 +27,7 @@ pub struct BenchArgs {
     #[arg(long, value_name = "URL", conflicts_with = "nodes")]
     discover: Option<String>,
     /// Calls kept in flight.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 1)]
     concurrency: usize,
     /// How long to run, in seconds.
     #[arg(long, value_parser = crate::cli::seconds, default_value_t = 5.0)]
@@ -36,7 +36,7 @@ pub struct BenchArgs {
     #[arg(long, value_enum, default_value = "echo")]
     method: Method,
     /// Body size in bytes.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = crate::cli::payload, default_value_t = 32)]
     payload: usize,
     /// Mark calls idempotent.
     #[arg(long)]
@@ -45,7 +45,7 @@ pub struct BenchArgs {
     #[arg(long)]
     no_replay: bool,
     /// Driver threads polling the calls (default: 1 per 32 calls in flight, at most 2).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::threads)]
     drivers: Option<usize>,
     /// Print one JSON object instead of the table.
     #[arg(long)]

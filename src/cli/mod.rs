@@ -22,9 +22,49 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A whole number within `lo..=hi`, for flags that size memory or processes.
+fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
+    let v: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a whole number"))?;
+    if !(lo..=hi).contains(&v) {
+        return Err(format!("`{s}` must be between {lo} and {hi}"));
+    }
+    Ok(v)
+}
+
+/// Calls kept in flight by the load generator: 1 to 100,000.
+pub fn concurrency(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 100_000)
+}
+
+/// A request body size: up to 16 MiB (a node accepts 1 MiB by default; larger calls fail typed).
+pub fn payload(s: &str) -> Result<usize, String> {
+    bounded(s, 0, 16 << 20)
+}
+
+/// Nodes of a local cluster: 1 to 256 (the client's node table holds 256).
+pub fn nodes(s: &str) -> Result<usize, String> {
+    bounded(s, 1, gracerpc::client::table::MAX_NODES)
+}
+
+/// Threads of a node or driver threads: 1 to 1,024.
+pub fn threads(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 1024)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::seconds;
+    use super::{concurrency, nodes, payload, seconds};
+
+    #[test]
+    fn counts_are_bounded() {
+        assert_eq!(concurrency("64"), Ok(64));
+        assert!(concurrency("0").is_err() && concurrency("1000000000").is_err());
+        assert!(payload("17000000").is_err() && payload("-1").is_err());
+        assert!(nodes("257").is_err() && nodes("3").is_ok());
+    }
 
     #[test]
     fn seconds_accepts_finite_durations_and_refuses_the_rest() {

@@ -37,7 +37,7 @@ pub struct ServeArgs {
     #[arg(long, default_value = "127.0.0.1:0")]
     listen: String,
     /// Worker threads (default: available cores).
-    #[arg(long)]
+    #[arg(long, value_parser = crate::cli::threads)]
     workers: Option<usize>,
     /// Drain budget in seconds: how long the close sequence may take.
     #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]

@@ -51,13 +51,13 @@ impl Mode {
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
     /// Nodes in the cluster.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, value_parser = crate::cli::nodes, default_value_t = 3)]
     nodes: usize,
     /// Rounds: every node is restarted this many times.
     #[arg(long, default_value_t = 2)]
     rounds: usize,
     /// Calls kept in flight (closed-loop callers).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 32)]
     concurrency: usize,
     /// How long each `record` call works on the node, in milliseconds.
     #[arg(long, default_value_t = 1)]
@@ -88,7 +88,7 @@ pub struct RolloutArgs {
     #[arg(long, value_parser = crate::cli::seconds)]
     duration: Option<f64>,
     /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, value_parser = crate::cli::threads, default_value_t = 16)]
     workers: usize,
     /// Discover the nodes through a registry started for the run, instead of a static list.
     #[arg(long, value_enum)]
