@@ -283,6 +283,8 @@ impl Builder {
         };
         let waker = Arc::new(LoopWaker::new(Waker::new(poll.registry(), token::WAKER)?));
         let job_queue = workers::JobQueue::new(self.queue, self.workers);
+        // Owned from here on: if anything below fails, dropping it stops the workers started.
+        let job_sender = workers::JobSender(job_queue.clone());
         // Every queued or running job sends at most one completion, so this bound is never
         // reached; bounded, the channel is an array that allocates nothing per message.
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
@@ -304,7 +306,7 @@ impl Builder {
             signals,
             cfg,
             self.registry,
-            workers::JobSender(job_queue),
+            job_sender,
             done_rx,
             ctl_rx,
             waker.clone(),
