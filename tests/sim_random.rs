@@ -273,6 +273,11 @@ fn check(sim: &Sim, sent: &[u64], cancelled: &BTreeSet<u64>) {
                     fail(format!("id {id} timed out unsent but the app received it"));
                 }
             }
+            Outcome::Refused { .. } => {
+                if ran {
+                    fail(format!("id {id} Refused but the app ran it"));
+                }
+            }
             Outcome::DeadlineExceeded { sent: true } | Outcome::Unknown => {}
         }
     }

@@ -5,7 +5,8 @@
 //! wire format changed: update `protocol.md` in the same commit, or undo the change.
 
 use gracerpc::proto::frame::{
-    Cancel, ErrorFrame, GoAway, GoAwayAck, Hello, Ping, Ready, Request, Response, ShutdownReject,
+    Cancel, ErrorFrame, FEATURE_REFUSALS, GoAway, GoAwayAck, Hello, Ping, Ready, Request, Response,
+    ShutdownReject,
 };
 use gracerpc::proto::{
     DecodeError, ErrorCode, Frame, GoAwayReason, HEADER_LEN, Header, Kind, RejectReason, Status,
@@ -56,6 +57,16 @@ fn hello() {
             max_frame: 1 << 20,
         }),
     );
+}
+
+#[test]
+fn hello_ours_sets_refusals() {
+    check(
+        "01 00 0000 00000010 0000000000000000
+         47524143 0001 0001 00000001 00100000",
+        Frame::Hello(Hello::ours(1 << 20)),
+    );
+    assert_eq!(Hello::ours(1 << 20).features, FEATURE_REFUSALS);
 }
 
 #[test]
@@ -144,6 +155,57 @@ fn response_app_status() {
             body: b"",
         }),
     );
+}
+
+#[test]
+fn response_refusals() {
+    check(
+        "03 00 0000 00000004 0000000000000005
+         0040 6e6f",
+        Frame::Response(Response {
+            id: 5,
+            status: Status::REFUSED_UNKNOWN_METHOD,
+            body: b"no",
+        }),
+    );
+    check(
+        "03 00 0000 00000002 0000000000000006
+         0042",
+        Frame::Response(Response {
+            id: 6,
+            status: Status::REFUSED_NOT_IDEMPOTENT,
+            body: b"",
+        }),
+    );
+}
+
+#[test]
+fn refusal_range_and_v1_fallbacks() {
+    // The whole range is refusals, named or not; nothing outside it is.
+    for code in 0u16..=0x01ff {
+        assert_eq!(
+            Status(code).is_refusal(),
+            (0x40..=0x7f).contains(&code),
+            "{code:#x}"
+        );
+    }
+    assert_eq!(Status::REFUSED_BAD_BODY, Status(0x41));
+    assert_eq!(Status::REFUSED_PERMISSION_DENIED, Status(0x43));
+    // What a v1 caller gets instead: statuses it reads as "ran", so it never replays them.
+    assert_eq!(
+        Status::REFUSED_UNKNOWN_METHOD.v1_fallback(),
+        Status::UNKNOWN_METHOD
+    );
+    for s in [
+        Status::REFUSED_BAD_BODY,
+        Status::REFUSED_NOT_IDEMPOTENT,
+        Status::REFUSED_PERMISSION_DENIED,
+        Status(0x7f),
+    ] {
+        assert_eq!(s.v1_fallback(), Status::INVALID_ARGUMENT, "{s}");
+    }
+    assert_eq!(Status::OK.v1_fallback(), Status::OK);
+    assert_eq!(Status(0x102).v1_fallback(), Status(0x102));
 }
 
 #[test]

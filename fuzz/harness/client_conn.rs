@@ -664,6 +664,18 @@ impl Harness {
                 );
                 assert!(written, "{id} Completed, its REQUEST never written in full");
             }
+            Outcome::Refused { status, ref body } => {
+                // A RESPONSE all the same, classified "not run, final" (both HELLOs set
+                // FEATURE_REFUSALS and the status is in the refusal range).
+                assert!(status.is_refusal(), "{id} Refused with {status}");
+                let want = Ctx::Frame(Fed::Response {
+                    id,
+                    status,
+                    body: body.clone(),
+                });
+                assert_eq!(*ctx, want, "Refused({id})");
+                assert!(written, "{id} Refused, its REQUEST never written in full");
+            }
             Outcome::Rejected(Rejection::Server(reason)) => {
                 assert_eq!(
                     *ctx,

@@ -144,6 +144,8 @@ impl<'a> CallFuture<'a> {
                 replays: self.replays,
             })),
             Outcome::Completed { status, body } => Some(Err(CallError::Status { status, body })),
+            // Not run, and final: no other node would take it either.
+            Outcome::Refused { status, body } => Some(Err(CallError::Refused { status, body })),
             Outcome::Rejected(why) => {
                 if !cfg.replay {
                     return Some(Err(CallError::Rejected));

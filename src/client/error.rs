@@ -5,7 +5,9 @@ use std::fmt;
 use crate::proto::{ApiMisuse, Status};
 
 /// Why a call did not return a successful response.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `Debug` prints bodies as text when they are UTF-8 (and as bytes otherwise).
+#[derive(Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum CallError {
     /// The deadline passed before an answer came. If the request had been written, it may have
@@ -34,6 +36,15 @@ pub enum CallError {
     Invalid(ApiMisuse),
     /// The client is closed. It never ran.
     Closed,
+    /// The server refused the request: it did not run, and no other node would run it either
+    /// (unknown method, a body that does not decode, an idempotency flag the method does not
+    /// allow, a caller not permitted). Fix the call; replaying it is pointless.
+    Refused {
+        /// The refusal status ([`Status::is_refusal`]).
+        status: Status,
+        /// The server's detail.
+        body: Vec<u8>,
+    },
 }
 
 impl CallError {
@@ -46,7 +57,8 @@ impl CallError {
             CallError::NoNodeAvailable
             | CallError::Rejected
             | CallError::Invalid(_)
-            | CallError::Closed => false,
+            | CallError::Closed
+            | CallError::Refused { .. } => false,
         }
     }
 
@@ -60,6 +72,7 @@ impl CallError {
             CallError::Rejected => "rejected",
             CallError::Invalid(_) => "invalid",
             CallError::Closed => "closed",
+            CallError::Refused { .. } => "refused",
         }
     }
 }
@@ -92,6 +105,50 @@ impl fmt::Display for CallError {
             }
             CallError::Invalid(e) => write!(f, "invalid request: {e}"),
             CallError::Closed => f.write_str("the client is closed: the request did not run"),
+            CallError::Refused { status, body } => write!(
+                f,
+                "the server refused the request ({status}: {}); it did not run, and replaying \
+                 it will not help",
+                String::from_utf8_lossy(body)
+            ),
+        }
+    }
+}
+
+/// A body in `Debug` output: its text when it is UTF-8, its bytes otherwise.
+struct BodyDebug<'a>(&'a [u8]);
+
+impl fmt::Debug for BodyDebug<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match std::str::from_utf8(self.0) {
+            Ok(text) => fmt::Debug::fmt(text, f),
+            Err(_) => fmt::Debug::fmt(self.0, f),
+        }
+    }
+}
+
+impl fmt::Debug for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::DeadlineExceeded { may_have_run } => f
+                .debug_struct("DeadlineExceeded")
+                .field("may_have_run", may_have_run)
+                .finish(),
+            CallError::NoNodeAvailable => f.write_str("NoNodeAvailable"),
+            CallError::Status { status, body } => f
+                .debug_struct("Status")
+                .field("status", status)
+                .field("body", &BodyDebug(body))
+                .finish(),
+            CallError::OutcomeUnknown => f.write_str("OutcomeUnknown"),
+            CallError::Rejected => f.write_str("Rejected"),
+            CallError::Invalid(e) => f.debug_tuple("Invalid").field(e).finish(),
+            CallError::Closed => f.write_str("Closed"),
+            CallError::Refused { status, body } => f
+                .debug_struct("Refused")
+                .field("status", status)
+                .field("body", &BodyDebug(body))
+                .finish(),
         }
     }
 }

@@ -50,6 +50,8 @@ pub mod table;
 mod waiters;
 mod wake;
 
+/// Re-exported so a caller matching on [`CallError`] needs no `proto` import.
+pub use crate::proto::{ApiMisuse, Status};
 pub use call::{CallFuture, CallOptions, Response, block_on};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //!   send_request ──► outstanding ──┬─ RESPONSE ─────────────────────────► Completed
+//!                                  ├─ RESPONSE, refusal status ─────────► Refused (never ran, final)
 //!                                  ├─ SHUTDOWN_REJECT ──────────────────► Rejected (never ran)
 //!                                  ├─ GOAWAY(N), id > N ────────────────► Rejected (never ran)
 //!                                  ├─ connection ends, frame not fully
@@ -39,8 +40,8 @@ use super::buf::OutBuf;
 use super::codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 use super::error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 use super::frame::{
-    CRITICAL_FEATURES, ErrorFrame, Frame, GoAway, Hello, MAX_METHOD_LEN, Request, VERSION,
-    encode_header_only,
+    CRITICAL_FEATURES, ErrorFrame, FEATURE_REFUSALS, Frame, GoAway, Hello, MAX_METHOD_LEN,
+    OUR_FEATURES, Request, VERSION, encode_header_only,
 };
 use super::header::HEADER_LEN;
 use super::id_hash::{IdMap, id_map};
@@ -92,6 +93,15 @@ pub enum Outcome {
     },
     /// It provably never ran.
     Rejected(Rejection),
+    /// The server refused it: it never ran, and sending it elsewhere cannot help (a status in
+    /// [`Status::REFUSALS`], on a connection where both HELLOs set
+    /// [`FEATURE_REFUSALS`](super::frame::FEATURE_REFUSALS); protocol.md §6.2, §8).
+    Refused {
+        /// The refusal status (unknown method, body that does not decode, …).
+        status: Status,
+        /// The server's detail, for humans.
+        body: Vec<u8>,
+    },
     /// The connection ended after the request was written and before its answer: it may have run
     /// (rule 5).
     Unknown,
@@ -163,6 +173,8 @@ pub struct ClientConn {
     events: VecDeque<ClientEvent>,
     ready: Option<u8>,
     peer_max_frame: u32,
+    /// Both HELLOs set FEATURE_REFUSALS: refusal statuses mean "not run, final".
+    refusals: bool,
     last_input: Instant,
     hello_deadline: Option<Instant>,
     ping_deadline: Option<Instant>,
@@ -187,6 +199,7 @@ impl ClientConn {
             events: VecDeque::with_capacity(16),
             ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
+            refusals: false,
             last_input: now,
             ping_deadline: None,
             next_deadline: None,
@@ -315,9 +328,17 @@ impl ClientConn {
             }
             (_, Frame::Response(r)) => {
                 self.check_sent(r.id)?;
-                let outcome = Outcome::Completed {
-                    status: r.status,
-                    body: r.body.to_vec(),
+                let body = r.body.to_vec();
+                let outcome = if self.refusals && r.status.is_refusal() {
+                    Outcome::Refused {
+                        status: r.status,
+                        body,
+                    }
+                } else {
+                    Outcome::Completed {
+                        status: r.status,
+                        body,
+                    }
                 };
                 self.resolve(r.id, outcome);
                 self.maybe_finish_drain();
@@ -509,6 +530,7 @@ impl ClientConn {
             );
         }
         self.peer_max_frame = h.max_frame;
+        self.refusals = h.features & OUR_FEATURES & FEATURE_REFUSALS != 0;
         self.state = State::Open;
         Ok(())
     }

@@ -73,6 +73,11 @@ wire_code! {
 
 wire_code! {
     /// The status of a RESPONSE. 0 is success; codes from 0x100 up belong to applications.
+    ///
+    /// Codes in [`Status::REFUSALS`] (`0x0040..=0x007f`) are **refusals**: the request did not
+    /// run and sending it elsewhere cannot help (protocol.md §6.2). A server sends them only to
+    /// a caller whose HELLO set [`FEATURE_REFUSALS`](crate::proto::frame::FEATURE_REFUSALS); to
+    /// any other caller the core sends [`Status::v1_fallback`] instead.
     pub struct Status(u16);
     /// The handler succeeded.
     OK = 0,
@@ -84,6 +89,40 @@ wire_code! {
     INVALID_ARGUMENT = 3,
     /// The handler panicked; it may have had effects.
     INTERNAL = 4,
+    /// Refusal: no handler is registered under the method name. Never ran; final.
+    REFUSED_UNKNOWN_METHOD = 0x40,
+    /// Refusal: the payload does not decode as the method's argument. Never ran; final.
+    REFUSED_BAD_BODY = 0x41,
+    /// Refusal: the request was flagged IDEMPOTENT and the method is declared not idempotent.
+    /// Never ran; final.
+    REFUSED_NOT_IDEMPOTENT = 0x42,
+    /// Refusal (reserved for an authorization hook): the caller may not call this method.
+    /// Never ran; final.
+    REFUSED_PERMISSION_DENIED = 0x43,
+}
+
+impl Status {
+    /// The refusal range: "not run, final" (protocol.md §6.2). A code in it that this version
+    /// does not name is a refusal all the same, so a later version can add refusals.
+    pub const REFUSALS: std::ops::RangeInclusive<u16> = 0x40..=0x7f;
+
+    /// Whether this status is a refusal: the request did not run, and replaying it on another
+    /// node cannot help.
+    pub fn is_refusal(self) -> bool {
+        Status::REFUSALS.contains(&self.0)
+    }
+
+    /// What a server sends in place of this status to a caller that did not negotiate
+    /// refusals (a version-1 caller treats every RESPONSE as "ran", so it never replays these):
+    /// UNKNOWN_METHOD for an unknown method, INVALID_ARGUMENT for every other refusal; any
+    /// status outside the range is sent unchanged.
+    pub fn v1_fallback(self) -> Status {
+        match self {
+            Status::REFUSED_UNKNOWN_METHOD => Status::UNKNOWN_METHOD,
+            s if s.is_refusal() => Status::INVALID_ARGUMENT,
+            s => s,
+        }
+    }
 }
 
 wire_code! {

@@ -31,8 +31,8 @@ use super::buf::OutBuf;
 use super::codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 use super::error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 use super::frame::{
-    CRITICAL_FEATURES, ErrorFrame, Frame, GoAway, Hello, Ready, Request, Response, ShutdownReject,
-    VERSION, encode_header_only,
+    CRITICAL_FEATURES, ErrorFrame, FEATURE_REFUSALS, Frame, GoAway, Hello, OUR_FEATURES, Ready,
+    Request, Response, ShutdownReject, VERSION, encode_header_only,
 };
 use super::header::HEADER_LEN;
 use super::id_hash::IdSet;
@@ -143,6 +143,8 @@ pub struct ServerConn {
     /// Capacity last sent in READY.
     sent_ready: Option<u8>,
     peer_max_frame: u32,
+    /// Both HELLOs set FEATURE_REFUSALS: refusal statuses may be sent as they are.
+    refusals: bool,
     peer_eof: bool,
     /// The caller's HELLO was read. Not the same as leaving `Handshake`: a drain may start
     /// before the caller's HELLO arrives.
@@ -174,6 +176,7 @@ impl ServerConn {
             want_ready: None,
             sent_ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
+            refusals: false,
             peer_eof: false,
             hello_done: false,
             goaway_acked: false,
@@ -399,22 +402,38 @@ impl ServerConn {
     // ---- application actions ----
 
     /// Answers an accepted request. Answers for a failed or closed connection are dropped.
+    ///
+    /// A refusal status ([`Status::is_refusal`]: the request did not run, final) goes out as it
+    /// is only to a caller that negotiated refusals; any other caller gets
+    /// [`Status::v1_fallback`], which it reads as "ran" and so never replays (protocol.md §6.2).
     pub fn respond(&mut self, id: u64, status: Status, body: &[u8]) -> Result<(), ApiMisuse> {
         if !self.pending.remove(id) {
             return Err(ApiMisuse::NotPending(id));
         }
         if self.can_answer() {
-            // A frame never exceeds what the peer announced it accepts (rule 7 on its side):
-            // an answer too large for it becomes an INTERNAL status the caller can read.
-            let (status, body) = if 2 + body.len() > self.peer_max_frame as usize {
-                (
-                    Status::INTERNAL,
-                    &b"response exceeds the caller's max_frame"[..],
-                )
+            let status = if self.refusals {
+                status
             } else {
-                (status, body)
+                status.v1_fallback()
             };
-            Response { id, status, body }.encode(self.out.vec());
+            // A frame never exceeds what the peer announced it accepts (rule 7 on its side):
+            // an answer too large for it becomes an INTERNAL status the caller can read, naming
+            // both sizes (a rare path, so the message may allocate).
+            if 2 + body.len() > self.peer_max_frame as usize {
+                let msg = format!(
+                    "response of {} bytes exceeds the caller's max_frame of {} bytes",
+                    2 + body.len(),
+                    self.peer_max_frame
+                );
+                Response {
+                    id,
+                    status: Status::INTERNAL,
+                    body: msg.as_bytes(),
+                }
+                .encode(self.out.vec());
+            } else {
+                Response { id, status, body }.encode(self.out.vec());
+            }
             self.answering.insert(id);
         } else {
             self.finished_answers += 1;
@@ -577,6 +596,7 @@ impl ServerConn {
         }
         // Unknown optional feature bits are ignored.
         self.peer_max_frame = h.max_frame;
+        self.refusals = h.features & OUR_FEATURES & FEATURE_REFUSALS != 0;
         if self.state == State::Handshake {
             self.state = State::Open;
             self.send_ready_if_changed();

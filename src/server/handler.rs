@@ -8,7 +8,11 @@ use std::time::Instant;
 use crate::proto::Status;
 
 /// A request as a handler sees it.
+///
+/// `#[non_exhaustive]`: later versions add context (peer, metadata, …) without breaking
+/// handlers. Read it through the accessors; the public fields stay for code written before them.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Request<'a> {
     /// The request id on its connection.
     pub id: u64,
@@ -22,7 +26,43 @@ pub struct Request<'a> {
     pub idempotent: bool,
 }
 
+impl<'a> Request<'a> {
+    /// The request id on its connection.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The method name.
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+
+    /// The payload.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// When the caller stops waiting for the answer.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
+    /// How long the caller still waits, from now (zero once the deadline has passed).
+    pub fn remaining(&self) -> std::time::Duration {
+        self.deadline.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether the caller marked the request safe to run more than once.
+    pub fn idempotent(&self) -> bool {
+        self.idempotent
+    }
+}
+
 /// A handler's failure: a status other than OK and an optional body for the caller.
+///
+/// Any `std::error::Error` converts into one (as [`Status::APP_ERROR`] with the error's message),
+/// so `?` works in a handler. `Failure` itself is therefore not a `std::error::Error` (the two
+/// impls would overlap, as with `anyhow::Error`); it is `Display`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
     /// The status sent (not [`Status::OK`]).
@@ -38,6 +78,12 @@ impl Failure {
             status,
             body: message.into(),
         }
+    }
+}
+
+impl<E: std::error::Error> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::new(Status::APP_ERROR, e.to_string())
     }
 }
 
@@ -84,6 +130,9 @@ pub(crate) struct Registered {
     pub name: Arc<str>,
     pub handler: Arc<dyn Handler>,
     pub placement: Placement,
+    /// What the method declares: `Some(false)` refuses requests flagged IDEMPOTENT
+    /// (REFUSED_NOT_IDEMPOTENT, never run); `None` (the bytes API) takes either.
+    pub idempotent: Option<bool>,
 }
 
 /// Handlers by method name.
@@ -93,7 +142,13 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
-    pub fn insert(&mut self, method: &str, handler: Arc<dyn Handler>, placement: Placement) {
+    pub fn insert(
+        &mut self,
+        method: &str,
+        handler: Arc<dyn Handler>,
+        placement: Placement,
+        idempotent: Option<bool>,
+    ) {
         let name: Arc<str> = Arc::from(method);
         self.by_name.insert(
             method.to_owned(),
@@ -101,12 +156,24 @@ impl Registry {
                 name,
                 handler,
                 placement,
+                idempotent,
             },
         );
     }
 
     pub fn get(&self, method: &str) -> Option<&Registered> {
         self.by_name.get(method)
+    }
+}
+
+impl Registered {
+    /// Why this method refuses `acc` before running it, if it does: a request flagged
+    /// IDEMPOTENT to a method declared not idempotent (protocol.md §6.2).
+    pub fn refusal(&self, idempotent: bool) -> Option<(Status, &'static [u8])> {
+        (idempotent && self.idempotent == Some(false)).then_some((
+            Status::REFUSED_NOT_IDEMPOTENT,
+            &b"request flagged idempotent, method declared not idempotent"[..],
+        ))
     }
 }
 

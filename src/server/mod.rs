@@ -42,6 +42,8 @@ mod report;
 mod token;
 mod workers;
 
+/// Re-exported so a service needs no `proto` import for its statuses.
+pub use crate::proto::Status;
 pub use announce::Registrar;
 pub use handler::{Failure, Handler, Placement, Reply, Request};
 pub use readiness::ReadyHandle;
@@ -186,19 +188,44 @@ impl Builder {
         self
     }
 
-    /// Registers a handler run on worker threads.
-    pub fn handler(self, method: &str, h: impl Handler) -> Self {
+    /// Registers a handler run on worker threads. Takes a closure with a concrete signature, so
+    /// `|r| Ok(r.body().to_vec())` needs no annotation; any [`Handler`] goes through
+    /// [`handler_with`](Self::handler_with).
+    pub fn handler<F>(self, method: &str, h: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> Reply + Send + Sync + 'static,
+    {
         self.handler_with(method, h, Placement::Worker)
     }
 
     /// Registers a short, never-blocking handler run on the event-loop thread.
-    pub fn inline_handler(self, method: &str, h: impl Handler) -> Self {
+    pub fn inline_handler<F>(self, method: &str, h: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> Reply + Send + Sync + 'static,
+    {
         self.handler_with(method, h, Placement::Inline)
     }
 
-    /// Registers a handler with an explicit placement.
+    /// Registers a handler with an explicit placement. The method takes requests flagged
+    /// idempotent or not (see [`method`](Self::method) to declare it).
     pub fn handler_with(mut self, method: &str, h: impl Handler, placement: Placement) -> Self {
-        self.registry.insert(method, Arc::new(h), placement);
+        self.registry.insert(method, Arc::new(h), placement, None);
+        self
+    }
+
+    /// Registers a handler whose idempotency is declared: with `idempotent == false`, a request
+    /// flagged IDEMPOTENT is refused unrun (`Status::REFUSED_NOT_IDEMPOTENT`), so no stale or
+    /// hand-written caller can have it retried after an unknown outcome. Typed services
+    /// register through this.
+    pub fn method(
+        mut self,
+        method: &str,
+        h: impl Handler,
+        placement: Placement,
+        idempotent: bool,
+    ) -> Self {
+        self.registry
+            .insert(method, Arc::new(h), placement, Some(idempotent));
         self
     }
 
@@ -352,11 +379,18 @@ impl HandleParts {
             stats: self.stats,
             ready: self.ready,
             thread: parking_lot::Mutex::new(thread),
+            detached: false,
         }
     }
 }
 
 /// A running server.
+///
+/// Dropping the handle of a [`spawn`](Builder::spawn)ed server starts its close sequence (as
+/// [`shutdown`](Self::shutdown)) and returns without waiting; [`wait`](Self::wait) to wait for
+/// the drain report, or [`detach`](Self::detach) to leave the server running for the rest of
+/// the process (it then stops only on a signal, with [`Builder::handle_signals`]).
+#[must_use = "dropping the handle shuts the server down; call `detach()` to keep it running"]
 pub struct ServerHandle {
     local_addr: SocketAddr,
     control: Sender<Control>,
@@ -364,6 +398,17 @@ pub struct ServerHandle {
     stats: Arc<Stats>,
     ready: ReadyHandle,
     thread: parking_lot::Mutex<Option<JoinHandle<io::Result<DrainReport>>>>,
+    detached: bool,
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        // Only a spawned server that nobody waited for: `run_with`'s handle has no thread, and
+        // its server stops when `run_with` returns.
+        if !self.detached && self.thread.get_mut().is_some() {
+            self.shutdown();
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerHandle {
@@ -401,6 +446,11 @@ impl ServerHandle {
     /// Connections open.
     pub fn connections(&self) -> usize {
         self.stats.connections.load(Ordering::Relaxed)
+    }
+
+    /// Lets the server run on after the handle is dropped, for the rest of the process.
+    pub fn detach(mut self) {
+        self.detached = true;
     }
 
     /// Waits for the server to stop and returns its drain report. For a server started with

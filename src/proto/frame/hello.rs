@@ -15,6 +15,12 @@ pub const MAGIC: [u8; 4] = *b"GRAC";
 pub const VERSION: u16 = 1;
 /// Feature bits 16..=31 are critical: a receiver must understand them or refuse the connection.
 pub const CRITICAL_FEATURES: u32 = 0xffff_0000;
+/// Optional feature bit 0: the sender understands refusal statuses (protocol.md §3.3, §6.2). A
+/// server sends a status in [`Status::REFUSALS`](crate::proto::Status::REFUSALS) only to a
+/// caller that set it; a caller classifies such a status as refused only when the server set it.
+pub const FEATURE_REFUSALS: u32 = 0x0000_0001;
+/// The feature bits this implementation sends and understands.
+pub const OUR_FEATURES: u32 = FEATURE_REFUSALS;
 /// The smallest `max_frame` a peer may announce.
 pub const MIN_MAX_FRAME: u32 = 1024;
 
@@ -39,7 +45,7 @@ impl Hello {
         Hello {
             min_version: VERSION,
             max_version: VERSION,
-            features: 0,
+            features: OUR_FEATURES,
             max_frame,
         }
     }

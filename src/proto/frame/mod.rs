@@ -14,7 +14,9 @@ mod response;
 pub use empty::{Cancel, GoAwayAck, Ping};
 pub use error::{ErrorFrame, MAX_MESSAGE};
 pub use goaway::GoAway;
-pub use hello::{CRITICAL_FEATURES, Hello, MAGIC, MIN_MAX_FRAME, VERSION};
+pub use hello::{
+    CRITICAL_FEATURES, FEATURE_REFUSALS, Hello, MAGIC, MIN_MAX_FRAME, OUR_FEATURES, VERSION,
+};
 pub use ready::Ready;
 pub use reject::ShutdownReject;
 pub use request::{MAX_METHOD_LEN, Request};

@@ -28,10 +28,15 @@ impl Dispatch<'_> {
         acc: Accepted<'_>,
     ) {
         self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        // Refusals: never run, final (the core sends a v1 caller its fallback status).
         let Some(reg) = self.registry.get(acc.method) else {
-            let _ = core.respond(acc.id, Status::UNKNOWN_METHOD, b"unknown method");
+            let _ = core.respond(acc.id, Status::REFUSED_UNKNOWN_METHOD, b"unknown method");
             return;
         };
+        if let Some((status, why)) = reg.refusal(acc.idempotent) {
+            let _ = core.respond(acc.id, status, why);
+            return;
+        }
         let req = Request {
             id: acc.id,
             method: acc.method,
