@@ -15,6 +15,11 @@ pub mod client;
 pub mod etcd;
 pub mod proto;
 pub mod server;
+pub mod service;
+
+/// Turns a trait into a typed service: a trait to implement, `<Name>Server` to register and
+/// `<Name>Client` to call it (see [`service`](mod@service)).
+pub use gracerpc_macros::service;
 
 /// The longest duration any setting or deadline takes: longer ones are cut to it, so that adding
 /// one to `Instant::now()` can never overflow (a year is longer than any drain or call).

@@ -187,7 +187,11 @@ impl fmt::Display for ApiMisuse {
             ApiMisuse::NotPending(id) => write!(f, "request {id} is not awaiting an answer"),
             ApiMisuse::NotSendable => f.write_str("connection cannot take a request now"),
             ApiMisuse::TooLarge { len, max } => {
-                write!(f, "body of {len} bytes exceeds the peer's maximum of {max}")
+                write!(
+                    f,
+                    "request of {len} bytes exceeds the node's max_frame of {max} bytes \
+                     (raise it with the server's Builder::max_frame, or send less)"
+                )
             }
             ApiMisuse::BadMethod => f.write_str("method name must be 1 to 255 bytes"),
             ApiMisuse::IdsExhausted => f.write_str("request ids exhausted on this connection"),

@@ -229,6 +229,12 @@ impl Builder {
         self
     }
 
+    /// Registers every method of a typed service (a `<Name>Server` made by
+    /// [`#[gracerpc::service]`](crate::service)).
+    pub fn service(self, s: impl crate::service::Register) -> Self {
+        s.register(self)
+    }
+
     /// Handle SIGTERM and SIGINT: the first starts the close sequence, a second stops at once.
     /// Off by default: a library must not take over its host's signals unasked.
     pub fn handle_signals(mut self) -> Self {
