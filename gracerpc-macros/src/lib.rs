@@ -158,8 +158,10 @@ fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
     }
     let prefix = snake_case(&item.ident.to_string());
     let methods = parse_methods(&mut item, &prefix)?;
-    item.supertraits.push(syn::parse_quote!(::std::marker::Send));
-    item.supertraits.push(syn::parse_quote!(::std::marker::Sync));
+    item.supertraits
+        .push(syn::parse_quote!(::std::marker::Send));
+    item.supertraits
+        .push(syn::parse_quote!(::std::marker::Sync));
     item.supertraits.push(syn::parse_quote!('static));
 
     let vis = &item.vis;
@@ -344,12 +346,21 @@ mod tests {
                 "not generic",
             ),
             ("trait A { const X: u8; }", "only methods"),
-            ("trait A<T> { fn f(&self) -> Result<(), ()>; }", "not generic"),
+            (
+                "trait A<T> { fn f(&self) -> Result<(), ()>; }",
+                "not generic",
+            ),
         ] {
             let err = expanded(src).expect_err(src).to_string();
             assert!(err.contains(want), "{src}: {err}");
         }
-        let err = expand(quote!(x), quote!(trait A {})).unwrap_err();
+        let err = expand(
+            quote!(x),
+            quote!(
+                trait A {}
+            ),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("no arguments"));
     }
 }
