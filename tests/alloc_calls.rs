@@ -14,6 +14,7 @@ use gracerpc::client::{CallOptions, Client};
 use gracerpc::proto::frame::{Hello, Ready, Request as ReqFrame, Response};
 use gracerpc::proto::{Frame, HEADER_LEN, Status, decode};
 use gracerpc::server::{Request, Server};
+use gracerpc::service::{Codec, Postcard};
 
 struct Counting;
 
@@ -49,8 +50,8 @@ fn raw_caller(
     calls: u64,
     out: &mut Vec<u8>,
     buf: &mut [u8],
+    body: &[u8],
 ) {
-    let body = [7u8; 32];
     let (mut sent, mut got, mut have) = (0u64, 0u64, 0usize);
     while got < calls {
         out.clear();
@@ -61,7 +62,7 @@ fn raw_caller(
                 deadline_us: 5_000_000,
                 idempotent: false,
                 method,
-                body: &body,
+                body,
             }
             .encode(out);
             sent += 1;
@@ -93,6 +94,10 @@ fn server_path(method: &str, inline: bool) -> f64 {
     } else {
         b.handler(method, echo)
     };
+    server_path_of(b, method, &[7u8; 32])
+}
+
+fn server_path_of(b: gracerpc::server::Builder, method: &str, body: &[u8]) -> f64 {
     let server = b.spawn().expect("server");
     let mut s = TcpStream::connect(server.local_addr()).expect("connect");
     s.set_nodelay(true).expect("nodelay");
@@ -101,9 +106,9 @@ fn server_path(method: &str, inline: bool) -> f64 {
     s.write_all(&out).expect("hello");
     let mut buf = vec![0u8; 1 << 20];
     let mut id = 0;
-    raw_caller(&mut s, method, &mut id, WARMUP, &mut out, &mut buf);
+    raw_caller(&mut s, method, &mut id, WARMUP, &mut out, &mut buf, body);
     let before = ALLOCS.load(Ordering::SeqCst);
-    raw_caller(&mut s, method, &mut id, CALLS, &mut out, &mut buf);
+    raw_caller(&mut s, method, &mut id, CALLS, &mut out, &mut buf, body);
     let per_call = (ALLOCS.load(Ordering::SeqCst) - before) as f64 / CALLS as f64;
     drop(s);
     server.shutdown();
@@ -172,6 +177,104 @@ fn caller_path() -> f64 {
         assert_eq!(r.body.len(), body.len());
     }
     (ALLOCS.load(Ordering::SeqCst) - before) as f64 / CALLS as f64
+}
+
+/// The struct of the typed measurement: a few integers and a 32-byte field.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Sample {
+    id: u64,
+    count: u32,
+    delta: i64,
+    flags: u16,
+    digest: [u8; 32],
+}
+
+const SAMPLE: Sample = Sample {
+    id: 123_456,
+    count: 42,
+    delta: -7,
+    flags: 3,
+    digest: [0x5a; 32],
+};
+
+#[gracerpc::service]
+pub trait Bench {
+    fn echo(&self, s: Sample) -> Result<Sample, String>;
+}
+
+struct BenchNode;
+impl Bench for BenchNode {
+    fn echo(&self, s: Sample) -> Result<Sample, String> {
+        Ok(s)
+    }
+}
+
+fn sample_bytes() -> Vec<u8> {
+    let mut v = Vec::new();
+    Postcard::encode(&SAMPLE, &mut v).unwrap();
+    v
+}
+
+/// The same payload both ways: a bytes worker handler echoing the encoded struct, and the typed
+/// method decoding and re-encoding it.
+fn server_path_typed() -> (f64, f64) {
+    let body = sample_bytes();
+    let bytes = Server::builder()
+        .workers(2)
+        .handler("bench.echo", |r| Ok(r.body().to_vec()));
+    let typed = Server::builder()
+        .workers(2)
+        .service(BenchServer::new(BenchNode));
+    (
+        server_path_of(bytes, "bench.echo", &body),
+        server_path_of(typed, "bench.echo", &body),
+    )
+}
+
+fn caller_path_typed() -> (f64, f64) {
+    let addr = raw_node();
+    let client = Client::builder().nodes([addr]).build().expect("client");
+    assert!(client.wait_ready(addr, Duration::from_secs(5)), "raw node");
+    let body = sample_bytes();
+    let typed = BenchClient::new(client.clone());
+    let opts = CallOptions::new();
+    for _ in 0..WARMUP {
+        client.call_with("bench.echo", &body, &opts).expect("call");
+        typed.echo(SAMPLE).expect("typed call");
+    }
+    let before = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..CALLS {
+        let r = client.call_with("bench.echo", &body, &opts).expect("call");
+        assert_eq!(r.body.len(), body.len());
+    }
+    let mid = ALLOCS.load(Ordering::SeqCst);
+    for _ in 0..CALLS {
+        let s = typed.echo(SAMPLE).expect("typed call");
+        assert_eq!(s.id, SAMPLE.id);
+    }
+    let end = ALLOCS.load(Ordering::SeqCst);
+    (
+        (mid - before) as f64 / CALLS as f64,
+        (end - mid) as f64 / CALLS as f64,
+    )
+}
+
+#[test]
+fn typed_calls_allocate_at_most_one_more_than_bytes_calls() {
+    let (server_bytes, server_typed) = server_path_typed();
+    let (caller_bytes, caller_typed) = caller_path_typed();
+    println!(
+        "allocations per call, same payload: server bytes {server_bytes:.3} typed \
+         {server_typed:.3}; caller bytes {caller_bytes:.3} typed {caller_typed:.3}"
+    );
+    assert!(
+        server_typed <= server_bytes + 1.05,
+        "server: typed {server_typed:.3} vs bytes {server_bytes:.3}"
+    );
+    assert!(
+        caller_typed <= caller_bytes + 1.05,
+        "caller: typed {caller_typed:.3} vs bytes {caller_bytes:.3}"
+    );
 }
 
 #[test]

@@ -176,13 +176,14 @@ fn expand(attr: Tokens, item: Tokens) -> syn::Result<Tokens> {
         let types: Vec<_> = m.args.iter().map(|(_, t)| t).collect();
         quote! {
             let b = {
-                let s = ::std::sync::Arc::clone(&self.service);
+                // A name no argument can have: arguments shadow closure captures.
+                let __gracerpc_service = ::std::sync::Arc::clone(&self.service);
                 b.method(
                     #wire,
                     move |req: &#g::server::Request<'_>| {
                         #g::service::serve::<C, (#(#types,)*), _, _>(
                             req,
-                            |(#(#names,)*)| s.#method(#(#names),*),
+                            |(#(#names,)*)| __gracerpc_service.#method(#(#names),*),
                         )
                     },
                     #g::server::Placement::Worker,

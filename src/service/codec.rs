@@ -51,6 +51,10 @@ const MAX_MISSING: usize = 256;
 
 impl Codec for Postcard {
     fn encode<T: Serialize + ?Sized>(value: &T, dst: &mut Vec<u8>) -> Result<(), CodecError> {
+        // Sized first, so the buffer grows once (one allocation per answer, none into a reused
+        // buffer) instead of doubling its way up.
+        let size = postcard::experimental::serialized_size(value).map_err(CodecError::new)?;
+        dst.reserve(size);
         let out = postcard::to_extend(value, std::mem::take(dst)).map_err(CodecError::new)?;
         *dst = out;
         Ok(())
