@@ -20,6 +20,17 @@ struct Sample {
     digest: [u8; 32],
 }
 
+/// The same, its byte field as one byte string (`serde_bytes`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct SampleBytes {
+    id: u64,
+    count: u32,
+    delta: i64,
+    flags: u16,
+    #[serde(with = "serde_bytes")]
+    digest: [u8; 32],
+}
+
 fn sample() -> Sample {
     Sample {
         id: 123_456,
@@ -31,19 +42,34 @@ fn sample() -> Sample {
 }
 
 fn codecs(c: &mut Criterion) {
-    let v = sample();
+    let s = sample();
+    let vb = SampleBytes {
+        id: s.id,
+        count: s.count,
+        delta: s.delta,
+        flags: s.flags,
+        digest: s.digest,
+    };
+    group(c, "typed_codec_array", s);
+    group(c, "typed_codec_serde_bytes", vb);
+}
+
+fn group<V>(c: &mut Criterion, name: &str, v: V)
+where
+    V: Serialize + serde::de::DeserializeOwned,
+{
     let mut pc = Vec::new();
     Postcard::encode(&v, &mut pc).unwrap();
     let bc = bincode::serialize(&v).unwrap();
-    println!("encoded size: postcard {} B, bincode {} B", pc.len(), bc.len());
+    println!("{name}: encoded size postcard {} B, bincode {} B", pc.len(), bc.len());
 
-    let mut g = c.benchmark_group("typed_codec_encode_decode");
+    let mut g = c.benchmark_group(name);
     g.bench_function("postcard", |b| {
         let mut buf = Vec::with_capacity(128);
         b.iter(|| {
             buf.clear();
             Postcard::encode(black_box(&v), &mut buf).unwrap();
-            let back: Sample = Postcard::decode(black_box(&buf)).unwrap();
+            let back: V = Postcard::decode(black_box(&buf)).unwrap();
             black_box(back)
         })
     });
@@ -52,7 +78,7 @@ fn codecs(c: &mut Criterion) {
         b.iter(|| {
             buf.clear();
             bincode::serialize_into(&mut buf, black_box(&v)).unwrap();
-            let back: Sample = bincode::deserialize(black_box(&buf)).unwrap();
+            let back: V = bincode::deserialize(black_box(&buf)).unwrap();
             black_box(back)
         })
     });
