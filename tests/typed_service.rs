@@ -287,3 +287,54 @@ fn a_value_over_max_frame_is_a_typed_error_naming_the_limit() {
     assert!(!err.may_have_run());
     assert_eq!(n.runs.load(Ordering::SeqCst), 0);
 }
+
+/// A codec chosen by the user: bincode 1, through the `Codec` trait.
+struct Bincode;
+
+impl Codec for Bincode {
+    fn encode<T: Serialize + ?Sized>(
+        value: &T,
+        dst: &mut Vec<u8>,
+    ) -> Result<(), gracerpc::service::CodecError> {
+        bincode::serialize_into(dst, value).map_err(gracerpc::service::CodecError::new)
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        bytes: &[u8],
+    ) -> Result<T, gracerpc::service::CodecError> {
+        bincode::deserialize(bytes).map_err(gracerpc::service::CodecError::new)
+    }
+}
+
+#[test]
+fn the_codec_is_the_users_choice() {
+    let n = Arc::new(Node::default());
+    let server = Server::builder()
+        .service(CalcServer::<_, Bincode>::with_codec(n.clone()))
+        .spawn()
+        .unwrap();
+    let c = client(&[&server]);
+    let calc = CalcClient::<Bincode>::with_codec(c.clone());
+    assert_eq!(calc.add(40, 2), Ok(42));
+    assert_eq!(
+        calc.add(i64::MAX, 1),
+        Err(ServiceError::App(CalcError::Overflow))
+    );
+    // The bytes on the wire are bincode's: 16 fixed-width bytes for two i64.
+    let mut args = Vec::new();
+    Bincode::encode(&(1i64, 2i64), &mut args).unwrap();
+    assert_eq!(args.len(), 16);
+    let r = c
+        .call_with("calc.add", &args, &CallOptions::new().idempotent(true))
+        .unwrap();
+    assert_eq!(Bincode::decode::<i64>(&r.body), Ok(3));
+    // A caller with the other codec: refused (its arguments do not decode), nothing ran.
+    let before = n.runs.load(Ordering::SeqCst);
+    let postcard = CalcClient::new(c);
+    let err = postcard.add(1, 2).unwrap_err();
+    assert!(
+        matches!(&err, ServiceError::Call(CallError::Refused { status: Status::REFUSED_BAD_BODY, .. })),
+        "{err:?}"
+    );
+    assert_eq!(n.runs.load(Ordering::SeqCst), before);
+}
