@@ -61,7 +61,11 @@ where
     let mut pc = Vec::new();
     Postcard::encode(&v, &mut pc).unwrap();
     let bc = bincode::serialize(&v).unwrap();
-    println!("{name}: encoded size postcard {} B, bincode {} B", pc.len(), bc.len());
+    println!(
+        "{name}: encoded size postcard {} B, bincode {} B",
+        pc.len(),
+        bc.len()
+    );
 
     let mut g = c.benchmark_group(name);
     g.bench_function("postcard", |b| {

@@ -129,7 +129,10 @@ pub fn run() -> Result<Vec<String>, Box<dyn std::error::Error>> {
     let ada = kv.get("user/ada".into())?;
     log.push(format!("get user/ada = {ada:?}"));
     log.push(format!("list user/ = {:?}", kv.list("user/".into())?));
-    log.push(format!("delete user/alan = {}", kv.delete("user/alan".into())?));
+    log.push(format!(
+        "delete user/alan = {}",
+        kv.delete("user/alan".into())?
+    ));
     if let Err(e) = kv.get(String::new()) {
         log.push(format!("bad key: {e}"));
     }

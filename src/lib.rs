@@ -6,8 +6,44 @@
 //! * [`client`]: the caller: a lock-free node table, balancing, eviction on GOAWAY, safe replay.
 //! * [`server`]: the provider: a mio event loop, a worker pool, and the graceful close and start
 //!   sequences.
+//! * [`service`](mod@service): typed services — `#[gracerpc::service]` on a trait gives the
+//!   node a trait to implement and the caller a typed client; serde values, postcard by default.
 //! * `etcd` (feature `etcd`): etcd as the service registry — nodes register once READY and
 //!   deregister before GOAWAY; callers list and watch.
+//!
+//! # Example
+//!
+//! ```
+//! use gracerpc::{client::Client, server::Server};
+//!
+//! #[gracerpc::service]
+//! pub trait Calc {
+//!     #[idempotent] // safe to run twice: retried after an unknown outcome
+//!     fn add(&self, a: i64, b: i64) -> Result<i64, String>;
+//!     fn record(&self, note: String) -> Result<u64, String>; // never retried blindly
+//! }
+//!
+//! struct MyCalc;
+//! impl Calc for MyCalc {
+//!     fn add(&self, a: i64, b: i64) -> Result<i64, String> {
+//!         a.checked_add(b).ok_or("overflow".into())
+//!     }
+//!     fn record(&self, note: String) -> Result<u64, String> {
+//!         Ok(note.len() as u64)
+//!     }
+//! }
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let node = Server::builder().service(CalcServer::new(MyCalc)).spawn()?;
+//! let calc = CalcClient::new(Client::builder().nodes([node.local_addr()]).build()?);
+//! assert_eq!(calc.add(2, 3)?, 5);
+//! assert_eq!(calc.record("hello".into())?, 5);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! The bytes API underneath stays available: [`server::Builder::handler`] and
+//! [`client::Client::call`].
 #![deny(missing_docs)]
 
 pub mod client;
@@ -29,3 +65,8 @@ pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(365
 pub(crate) fn capped(d: std::time::Duration) -> std::time::Duration {
     d.min(MAX_DURATION)
 }
+
+/// The README's code blocks, compiled and run as doctests so the README cannot drift.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -137,5 +137,8 @@ fn a_response_over_the_callers_max_frame_names_the_limit() {
     }
     let (status, msg) = found.expect("a response");
     assert_eq!(status, Status::INTERNAL);
-    assert!(msg.contains("4002 bytes") && msg.contains("max_frame of 1024"), "{msg}");
+    assert!(
+        msg.contains("4002 bytes") && msg.contains("max_frame of 1024"),
+        "{msg}"
+    );
 }

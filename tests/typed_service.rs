@@ -333,7 +333,13 @@ fn the_codec_is_the_users_choice() {
     let postcard = CalcClient::new(c);
     let err = postcard.add(1, 2).unwrap_err();
     assert!(
-        matches!(&err, ServiceError::Call(CallError::Refused { status: Status::REFUSED_BAD_BODY, .. })),
+        matches!(
+            &err,
+            ServiceError::Call(CallError::Refused {
+                status: Status::REFUSED_BAD_BODY,
+                ..
+            })
+        ),
         "{err:?}"
     );
     assert_eq!(n.runs.load(Ordering::SeqCst), before);
