@@ -37,6 +37,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// The counter is global: the tests of this binary take turns.
+static ONE_AT_A_TIME: parking_lot::Mutex<()> = parking_lot::Mutex::new(());
+
 const WARMUP: u64 = 2_000;
 const CALLS: u64 = 20_000;
 const DEPTH: u64 = 16;
@@ -261,6 +264,7 @@ fn caller_path_typed() -> (f64, f64) {
 
 #[test]
 fn typed_calls_allocate_at_most_one_more_than_bytes_calls() {
+    let _turn = ONE_AT_A_TIME.lock();
     let (server_bytes, server_typed) = server_path_typed();
     let (caller_bytes, caller_typed) = caller_path_typed();
     println!(
@@ -279,6 +283,7 @@ fn typed_calls_allocate_at_most_one_more_than_bytes_calls() {
 
 #[test]
 fn allocations_per_call_after_warmup() {
+    let _turn = ONE_AT_A_TIME.lock();
     let inline = server_path("echo", true);
     let worker = server_path("echo", false);
     let caller = caller_path();

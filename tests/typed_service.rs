@@ -56,7 +56,7 @@ impl Calc for Arc<Node> {
             return Err(CalcError::Negative(entry.value));
         }
         let mut t = self.total.lock();
-        *t += entry.value;
+        *t = t.saturating_add(entry.value);
         Ok(entry.key.len() as u64)
     }
 
@@ -343,4 +343,35 @@ fn the_codec_is_the_users_choice() {
         "{err:?}"
     );
     assert_eq!(n.runs.load(Ordering::SeqCst), before);
+}
+
+#[test]
+fn arbitrary_bodies_never_panic_a_typed_method() {
+    let (_n, server) = node();
+    let c = client(&[&server]);
+    // A small deterministic generator: every body is some mix of lengths and bytes.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    for i in 0..500 {
+        let len = (next() % 40) as usize;
+        let body: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+        let method = ["calc.add", "calc.record", "calc.total"][i % 3];
+        let idem = method != "calc.record";
+        let opts = CallOptions::new().idempotent(idem);
+        match c.call_with(method, &body, &opts) {
+            Ok(_) => {}
+            Err(CallError::Status { status, .. }) => {
+                assert_eq!(status, Status::APP_ERROR, "{method} {body:?}")
+            }
+            Err(CallError::Refused { status, .. }) => {
+                assert_eq!(status, Status::REFUSED_BAD_BODY, "{method} {body:?}")
+            }
+            Err(e) => panic!("{method} {body:?}: {e:?}"),
+        }
+    }
 }
