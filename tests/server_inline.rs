@@ -1,5 +1,6 @@
 //! Inline handlers run on the event-loop thread (no hand-off to a worker) and answer like any
-//! other; worker handlers run on worker threads; an unknown method gets UNKNOWN_METHOD.
+//! other; worker handlers run on worker threads; an unknown method is refused (a v1 caller gets
+//! UNKNOWN_METHOD).
 
 #[path = "support/peer.rs"]
 mod peer;
@@ -8,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use gracerpc::proto::Status;
 use gracerpc::server::{Failure, Request, Server};
-use peer::{OwnedFrame, QUICK, connect_ready, wait_report};
+use peer::{OwnedFrame, Peer, QUICK, connect_ready, wait_report};
 
 fn thread_name() -> String {
     std::thread::current().name().unwrap_or("?").to_owned()
@@ -59,10 +60,11 @@ fn inline_handlers_run_on_the_loop_thread_and_answer() {
     assert!(
         matches!(&got[&3], OwnedFrame::Response { status: Status::OK, body, .. } if body == b"xyz")
     );
+    // The peer's HELLO sets REFUSALS: an unknown method is refused (not run, final).
     assert!(matches!(
         &got[&4],
         OwnedFrame::Response {
-            status: Status::UNKNOWN_METHOD,
+            status: Status::REFUSED_UNKNOWN_METHOD,
             ..
         }
     ));
@@ -83,4 +85,39 @@ fn inline_handlers_run_on_the_loop_thread_and_answer() {
     let (report, server) = wait_report(server, QUICK);
     assert!(report.clean, "{report:?}");
     assert_eq!(server.in_flight(), 0);
+}
+
+/// A v1 caller (no REFUSALS in its HELLO) gets the v1 status for an unknown method, which it
+/// reads as "ran" and so never replays (protocol.md §6.2).
+#[test]
+fn a_v1_caller_gets_unknown_method() {
+    let server = Server::builder().spawn().expect("spawn");
+    let mut p = Peer::connect(server.local_addr()).expect("connect");
+    let mut hello = Vec::new();
+    gracerpc::proto::Frame::Hello(gracerpc::proto::frame::Hello {
+        features: 0,
+        ..gracerpc::proto::frame::Hello::ours(1 << 20)
+    })
+    .encode(&mut hello);
+    p.send_ok(&hello, "v1 HELLO");
+    assert!(matches!(
+        p.expect_frame(QUICK, "HELLO"),
+        OwnedFrame::Hello { .. }
+    ));
+    p.wait_ready(QUICK);
+    p.send_request(1, "nosuch", b"");
+    let got = p.collect_answers(&[1], QUICK);
+    assert!(
+        matches!(
+            &got[&1],
+            OwnedFrame::Response {
+                status: Status::UNKNOWN_METHOD,
+                ..
+            }
+        ),
+        "{got:?}"
+    );
+    drop(p);
+    server.shutdown();
+    server.wait().expect("report");
 }

@@ -119,16 +119,20 @@ fn a_request_body_shorter_than_its_fixed_fields_gets_malformed() {
     t.finish();
 }
 
-/// A typed status, not a close: the connection keeps working, also with the longest name.
+/// A typed status, not a close: the connection keeps working, also with the longest name. The
+/// peer's HELLO sets REFUSALS, so the status is the refusal (not run, final); a v1 peer gets
+/// UNKNOWN_METHOD (tests/core_refusals.rs, tests/server_inline.rs).
 #[test]
-fn an_unknown_method_gets_status_unknown_method_and_the_connection_stays() {
+fn an_unknown_method_gets_a_refusal_and_the_connection_stays() {
     let t = Target::start();
     let mut p = t.peer();
     let long = "n".repeat(255);
     for (id, method) in [(1, "no-such-method"), (2, long.as_str())] {
         p.send_request(id, method, b"x");
         match &p.collect_answers(&[id], QUICK)[&id] {
-            OwnedFrame::Response { status, .. } => assert_eq!(*status, Status::UNKNOWN_METHOD),
+            OwnedFrame::Response { status, .. } => {
+                assert_eq!(*status, Status::REFUSED_UNKNOWN_METHOD)
+            }
             other => panic!("{other:?}"),
         }
     }
