@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::link::Link;
+use super::cause::{Issue, NodeCause, NodeReport};
 
 /// The most nodes a table holds.
 pub const MAX_NODES: usize = 256;
@@ -99,8 +99,8 @@ pub struct Node {
     outstanding: AtomicU32,
     /// Nanoseconds since the table's epoch until which the node is penalized.
     penalty_until: AtomicU64,
-    /// The connection calls are sent on, while there is one that is not draining.
-    pub(crate) current: Mutex<Option<Arc<Link>>>,
+    /// Its latest failure (only failure paths and a call that found no node touch it).
+    issue: Mutex<Issue>,
 }
 
 impl fmt::Debug for Node {
@@ -142,6 +142,20 @@ impl Node {
 
     pub(crate) fn add_outstanding(&self) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records why the node is not usable (the I/O thread, as a connection fails).
+    pub(crate) fn note_failure(&self, cause: NodeCause, now: Instant) {
+        log::debug!("node {}: {cause}", self.addr);
+        self.issue.lock().failed(cause, now);
+    }
+
+    /// The node is ready: its past failures no longer say anything.
+    pub(crate) fn note_usable(&self) {
+        let mut issue = self.issue.lock();
+        if issue.cause.is_some() {
+            *issue = Issue::default();
+        }
     }
 
     pub(crate) fn sub_outstanding(&self) {
@@ -264,7 +278,7 @@ impl NodeTable {
             capacity: AtomicU8::new(0),
             outstanding: AtomicU32::new(0),
             penalty_until: AtomicU64::new(0),
-            current: Mutex::new(None),
+            issue: Mutex::new(Issue::default()),
         });
         let _ = slot.set(node.clone());
         self.len.store(index + 1, Ordering::Release);
@@ -309,12 +323,23 @@ impl NodeTable {
     /// capacity. `avoid` (a node that just rejected this call) is skipped when another node is
     /// choosable. Takes no lock.
     pub fn choose(&self, now: Instant, avoid: Option<usize>) -> Option<Arc<Node>> {
+        self.choose_except(now, avoid, &NodeSet::default())
+    }
+
+    /// [`choose`](Self::choose), never returning a node in `skip` (nodes a call just found
+    /// without a usable connection).
+    pub(crate) fn choose_except(
+        &self,
+        now: Instant,
+        avoid: Option<usize>,
+        skip: &NodeSet,
+    ) -> Option<Arc<Node>> {
         let mut picks = [usize::MAX; 2];
         let mut seen = 0usize;
         let mut avoided = None;
         // Reservoir-sample two choosable nodes in one pass, without allocating.
         for node in self.nodes() {
-            if !node.state().is_choosable() {
+            if !node.state().is_choosable() || skip.contains(node.index) {
                 continue;
             }
             if Some(node.index) == avoid {
@@ -350,11 +375,72 @@ impl NodeTable {
         }
     }
 
+    /// Whether the node answered OVERLOADED (or NOT_READY) within the last [`PENALTY`].
+    fn penalized(&self, node: &Node, now: Instant) -> bool {
+        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        node.penalty_until.load(Ordering::Relaxed) > now_ns
+    }
+
+    /// Whether a call that finds no node should stop waiting for one: every node listed
+    /// (at least one) has failed its handshake, or has refused connections for `patience`.
+    /// Otherwise the instant to look again, if one of them may become hopeless (`Err`).
+    pub(crate) fn hopeless(&self, now: Instant, patience: Duration) -> Result<(), Option<Instant>> {
+        let mut any = false;
+        let mut recheck: Option<Instant> = None;
+        let mut all = true;
+        for node in self.nodes() {
+            let state = node.state();
+            if state == NodeState::Removed {
+                continue;
+            }
+            any = true;
+            let at = match state {
+                NodeState::Down | NodeState::Connecting => {
+                    node.issue.lock().hopeless_at(patience, now)
+                }
+                _ => None,
+            };
+            match at {
+                Some(t) if t <= now => {}
+                Some(t) => {
+                    all = false;
+                    recheck = Some(recheck.map_or(t, |r| r.min(t)));
+                }
+                None => all = false,
+            }
+        }
+        if any && all { Ok(()) } else { Err(recheck) }
+    }
+
+    /// Why each listed node could not take a call, for `CallError::NoNodeAvailable`.
+    pub(crate) fn report(&self, now: Instant) -> Vec<NodeReport> {
+        self.nodes()
+            .filter(|n| n.state() != NodeState::Removed)
+            .map(|n| {
+                let cause = match n.state() {
+                    NodeState::Draining => NodeCause::Draining,
+                    s if s.is_choosable() && self.penalized(n, now) => NodeCause::Overloaded,
+                    s => match n.issue.lock().cause.clone() {
+                        Some(c) => c,
+                        None if s.is_choosable() => NodeCause::NotReading,
+                        None if s == NodeState::Down => {
+                            NodeCause::ConnectionLost("not connected".into())
+                        }
+                        None => NodeCause::NotReady,
+                    },
+                };
+                NodeReport {
+                    addr: n.addr,
+                    cause,
+                }
+            })
+            .collect()
+    }
+
     /// Outstanding calls per unit of capacity (lower is better), scaled to integers.
     fn load(&self, node: &Node, now: Instant) -> u64 {
         let mut capacity = u64::from(node.capacity().max(1));
-        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        if node.penalty_until.load(Ordering::Relaxed) > now_ns {
+        if self.penalized(node, now) {
             capacity = (capacity / 4).max(1);
         }
         (u64::from(node.outstanding()) + 1) * 10_000 / capacity
@@ -385,6 +471,26 @@ impl NodeTable {
                 Err(crossbeam_channel::TrySendError::Disconnected(_))
             )
         });
+    }
+}
+
+/// A set of node indexes (the table holds at most [`MAX_NODES`]).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct NodeSet([u64; MAX_NODES / 64]);
+
+impl NodeSet {
+    pub fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
     }
 }
 
