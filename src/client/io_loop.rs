@@ -290,7 +290,7 @@ impl IoLoop {
         };
         if let Err(e) = self.connect(&node, now) {
             log::debug!("connect to {}: {e}", node.addr());
-            node.note_failure(connect_cause(&e), now);
+            self.table.note_failure(&node, connect_cause(&e), now);
             if state != NodeState::Draining {
                 self.table.set_state(&node, NodeState::Down, now);
             }

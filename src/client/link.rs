@@ -328,7 +328,7 @@ impl Link {
                     log::debug!("connect to {} failed: {e}", self.node.addr());
                     g.core.handle_eof("connect failed");
                     self.process(&mut g, table, now, deliveries);
-                    self.node.note_failure(connect_cause(&e), now);
+                    table.note_failure(&self.node, connect_cause(&e), now);
                     return true;
                 }
             }
@@ -642,7 +642,7 @@ impl Link {
                     }
                     if self.routes.detach(self) && self.node.state() != NodeState::Removed {
                         if let Some(cause) = closed_cause(&g.core, error.as_ref(), g.connected) {
-                            self.node.note_failure(cause, now);
+                            table.note_failure(&self.node, cause, now);
                         }
                         table.set_state(&self.node, NodeState::Down, now);
                     }

@@ -144,12 +144,6 @@ impl Node {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Records why the node is not usable (the I/O thread, as a connection fails).
-    pub(crate) fn note_failure(&self, cause: NodeCause, now: Instant) {
-        log::debug!("node {}: {cause}", self.addr);
-        self.issue.lock().failed(cause, now);
-    }
-
     /// The node is ready: its past failures no longer say anything.
     pub(crate) fn note_usable(&self) {
         let mut issue = self.issue.lock();
@@ -200,7 +194,8 @@ pub struct NodeTable {
     update: Mutex<()>,
     epoch: Instant,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<NodeEvent>>>,
-    /// Bumped whenever a node becomes choosable; callers waiting for a node watch it.
+    /// Bumped whenever a node becomes choosable, or fails in a way that may end the wait of a
+    /// call (see `note_failure`); callers waiting for a node watch it.
     pub(crate) ready_epoch: AtomicU64,
 }
 
@@ -308,6 +303,25 @@ impl NodeTable {
             self.set_state(node, state, now);
         } else if old != capacity {
             self.publish(node, state, now);
+        }
+    }
+
+    /// Records why `node` is not usable (the I/O thread, as a connection fails). A cause that
+    /// can make calls give up early (a failed handshake, the start of a run of refusals) wakes
+    /// the calls waiting for a node, so they look again.
+    pub(crate) fn note_failure(&self, node: &Node, cause: NodeCause, now: Instant) {
+        log::debug!("node {}: {cause}", node.addr);
+        let wake = {
+            let mut issue = node.issue.lock();
+            let new_streak = cause == NodeCause::Refused && issue.refused_since.is_none();
+            let wake = new_streak
+                || matches!(cause, NodeCause::HandshakeFailed(_))
+                    && !matches!(issue.cause, Some(NodeCause::HandshakeFailed(_)));
+            issue.failed(cause, now);
+            wake
+        };
+        if wake {
+            self.ready_epoch.fetch_add(1, Ordering::AcqRel);
         }
     }
 
