@@ -11,7 +11,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use cluster::{RawServer, TestNode, WAIT, client, dead_addr, wait_all_ready, wait_until};
-use gracerpc::client::{CallError, CallOptions, Client};
+use gracerpc::client::{CallError, CallOptions, Client, NodeCause, NodeReport};
 
 /// How late past its deadline a call may return (scheduling on a busy 2-core machine).
 const LATE: Duration = Duration::from_millis(60);
@@ -73,21 +73,33 @@ fn no_node_at_all_gives_no_node_available_after_the_deadline() {
     let empty = Client::builder().build().unwrap();
     let deadline = Duration::from_millis(200);
     let (e, took) = timed(&empty, "record", b"x", deadline);
-    assert_eq!(e, CallError::NoNodeAvailable);
+    assert_eq!(e, CallError::NoNodeAvailable { nodes: vec![] });
     assert!(!e.may_have_run());
     assert_on_time(took, deadline, "empty client");
 
     // A listed node that refuses connections is no better.
-    let refused = client(&[dead_addr()], |b| b);
+    let dead = dead_addr();
+    let refused = client(&[dead], |b| b);
     let (e, took) = timed(&refused, "record", b"x", deadline);
-    assert_eq!(e, CallError::NoNodeAvailable);
+    let cause = |addr, cause| NodeReport { addr, cause };
+    assert_eq!(
+        e,
+        CallError::NoNodeAvailable {
+            nodes: vec![cause(dead, NodeCause::Refused)]
+        }
+    );
     assert_on_time(took, deadline, "refused node");
 
     // A node that accepts but never says HELLO/READY.
     let mute = RawServer::spawn(|_, mut c| while c.next().is_ok() {});
     let mute_client = client(&[mute.addr], |b| b);
     let (e, took) = timed(&mute_client, "record", b"x", deadline);
-    assert_eq!(e, CallError::NoNodeAvailable);
+    assert_eq!(
+        e,
+        CallError::NoNodeAvailable {
+            nodes: vec![cause(mute.addr, NodeCause::NotReady)]
+        }
+    );
     assert_on_time(took, deadline, "node never READY");
 }
 

@@ -4,9 +4,16 @@ use std::io::Write;
 use std::time::Duration;
 
 use clap::Args;
-use gracerpc::client::{CallOptions, Client};
+use gracerpc::client::{CallError, CallOptions, Client};
 
 /// Make one call and print the response body (or the typed error, exit code 1).
+///
+/// On failure the error says why, per node (connection refused, not a gracerpc server,
+/// timed out, draining, overloaded…). A node that refuses connections for 1 s, or that does not
+/// speak gracerpc, fails the call at once rather than at the deadline.
+///
+/// Environment: GRACERPC_LOG=error|warn|info|debug|trace logs what the client does on stderr
+/// (default warn); debug shows every connection attempt and why it failed.
 #[derive(Args, Debug)]
 pub struct CallArgs {
     /// Comma-separated node addresses (host:port).
@@ -57,6 +64,13 @@ pub fn run(args: CallArgs) -> i32 {
             let _ = out.write_all(&r.body);
             let _ = out.write_all(b"\n");
             0
+        }
+        Err(CallError::NoNodeAvailable { nodes }) if !nodes.is_empty() => {
+            eprintln!("error (no_node_available): no node could take the call; it did not run");
+            for n in nodes {
+                eprintln!("  {}: {}", n.addr, n.cause);
+            }
+            1
         }
         Err(e) => {
             eprintln!("error ({}): {e}", e.kind());

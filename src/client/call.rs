@@ -11,9 +11,15 @@
 //! | DeadlineExceeded                 | `CallError::DeadlineExceeded { may_have_run }`       |
 //!
 //! A node that turns a request away as busy (OVERLOADED, NOT_READY) may be the only one, or all
-//! nodes may be full (the survivors of a drain): after the first such replay, the next ones wait
-//! a short, doubling pause ([`BUSY_PAUSE_MIN`] to [`BUSY_PAUSE_MAX`]) within the deadline instead
-//! of spending the call's replays in a burst.
+//! nodes may be full (the survivors of a drain): the call replays at once on another node, then
+//! after a doubling, jittered pause ([`BUSY_PAUSE_MIN`] to [`BUSY_PAUSE_MAX`]) — within its
+//! deadline, for as long as the client's retry budget allows (`retry_budget.rs`); when the
+//! budget is spent it fails fast with `CallError::Busy`. Replays after a shutdown never take
+//! from the budget.
+//!
+//! A call never depends on the I/O thread alone to end: a blocking call parks with a timeout
+//! and checks its deadline itself (running its connection's timers if they are overdue), and
+//! the I/O thread's failure ends every call with `CallError::IoFailed`.
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -28,13 +34,22 @@ use super::ClientInner;
 use super::error::CallError;
 use super::link::{Link, SendFail};
 use super::slot::Slot;
-use super::table::Node;
+use super::table::{Node, NodeSet, random_below};
 use crate::proto::{Outcome, RejectReason, Rejection, Status};
 
 /// The first pause before replaying a request a node turned away as busy.
 const BUSY_PAUSE_MIN: Duration = Duration::from_millis(1);
 /// The longest such pause.
 const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
+/// How long a node may refuse connections before a call gives up on it (or the call's whole
+/// deadline, if shorter): a restart takes less, a wrong address or a stopped service more.
+const REFUSED_PATIENCE: Duration = Duration::from_secs(1);
+/// When the node chosen had just lost its connection (a GOAWAY racing the choice), look
+/// again this soon: its state changes within microseconds.
+const RACE_RETRY: Duration = Duration::from_millis(1);
+/// The longest a blocked [`block_on`] parks before it polls its future again, so a call's
+/// deadline holds even if the I/O thread that would wake it is gone.
+const BLOCK_ON_SLICE: Duration = Duration::from_millis(20);
 
 /// Per-call options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -96,6 +111,8 @@ pub struct CallFuture<'a> {
     slot: Option<Arc<Slot>>,
     inflight: Option<InFlight>,
     replays: u32,
+    /// Replays after a shutdown or an unsent frame (bounded by `max_replays`).
+    shutdown_replays: u32,
     retries: u32,
     avoid: Option<usize>,
     may_have_run: bool,
@@ -104,6 +121,20 @@ pub struct CallFuture<'a> {
     busy: u32,
     /// Do not send again before this (a pause after busy rejections).
     pause_until: Option<Instant>,
+    /// The call's whole budget (for the patience with refusing nodes).
+    budget: Duration,
+    /// When the call wants to be polled again at the latest (its deadline, the end of a
+    /// pause): a blocking wait parks no longer than this.
+    wake_at: Instant,
+}
+
+/// What [`CallFuture::try_send`] found.
+enum Sent {
+    Yes,
+    /// Nothing choosable; wait for a node (or `Some` instant to look again).
+    Wait(Option<Instant>),
+    /// Every node is hopeless: fail now.
+    Hopeless,
 }
 
 impl<'a> CallFuture<'a> {
@@ -125,12 +156,22 @@ impl<'a> CallFuture<'a> {
             slot: Some(super::slot::take_pooled()),
             inflight: None,
             replays: 0,
+            shutdown_replays: 0,
             retries: 0,
             avoid: None,
             may_have_run: false,
             started: true,
             busy: 0,
             pause_until: None,
+            budget,
+            wake_at: deadline,
+        }
+    }
+
+    /// The error of a call that found no node.
+    fn no_node(&self, now: Instant) -> CallError {
+        CallError::NoNodeAvailable {
+            nodes: self.client.table.report(now),
         }
     }
 
@@ -138,38 +179,72 @@ impl<'a> CallFuture<'a> {
         let cfg = &self.client.cfg;
         let stats = &self.client.stats;
         match outcome {
-            Outcome::Completed { status, body } if status == Status::OK => Some(Ok(Response {
-                body,
-                node: node.addr(),
-                replays: self.replays,
-            })),
-            Outcome::Completed { status, body } => Some(Err(CallError::Status { status, body })),
+            Outcome::Completed { status, body } if status == Status::OK => {
+                self.client.budget.on_success();
+                Some(Ok(Response {
+                    body,
+                    node: node.addr(),
+                    replays: self.replays,
+                }))
+            }
+            Outcome::Completed { status, body } => {
+                self.client.budget.on_success();
+                Some(Err(CallError::Status { status, body }))
+            }
             // Not run, and final: no other node would take it either.
             Outcome::Refused { status, body } => Some(Err(CallError::Refused { status, body })),
             Outcome::Rejected(why) => {
+                if let Some(cause) = self.client.health.failure() {
+                    return Some(Err(CallError::IoFailed {
+                        cause,
+                        may_have_run: self.may_have_run,
+                    }));
+                }
                 if !cfg.replay {
                     return Some(Err(CallError::Rejected));
                 }
                 self.replays += 1;
                 stats.replayed.fetch_add(1, Ordering::Relaxed);
-                if self.replays > cfg.max_replays {
-                    return Some(Err(CallError::Rejected));
-                }
                 self.avoid = Some(node.index());
-                let busy = matches!(
-                    why,
-                    Rejection::Server(RejectReason::OVERLOADED | RejectReason::NOT_READY)
-                );
-                self.busy = if busy { self.busy + 1 } else { 0 };
+                let busy = match why {
+                    Rejection::Server(r @ (RejectReason::OVERLOADED | RejectReason::NOT_READY)) => {
+                        Some(r)
+                    }
+                    _ => None,
+                };
+                let Some(reason) = busy else {
+                    // A node shutting down, or a frame never sent: replay elsewhere at once,
+                    // at no cost to the budget.
+                    self.busy = 0;
+                    self.shutdown_replays += 1;
+                    if self.shutdown_replays > cfg.max_replays {
+                        return Some(Err(CallError::Rejected));
+                    }
+                    return None;
+                };
+                if !self.client.budget.on_busy() {
+                    return Some(Err(CallError::Busy { reason }));
+                }
+                self.busy += 1;
                 if self.busy >= 2 {
                     let pause = BUSY_PAUSE_MIN
                         .saturating_mul(1 << (self.busy - 2).min(16))
                         .min(BUSY_PAUSE_MAX);
+                    // Jitter (50–100 %): callers turned away together do not return together.
+                    let micros = pause.as_micros() as usize;
+                    let pause =
+                        Duration::from_micros((micros / 2 + random_below(micros / 2 + 1)) as u64);
                     self.pause_until = Some(Instant::now() + pause);
                 }
                 None
             }
             Outcome::Unknown => {
+                if let Some(cause) = self.client.health.failure() {
+                    return Some(Err(CallError::IoFailed {
+                        cause,
+                        may_have_run: true,
+                    }));
+                }
                 if !(cfg.replay && self.idempotent) || self.retries >= cfg.max_replays {
                     return Some(Err(CallError::OutcomeUnknown));
                 }
@@ -185,15 +260,19 @@ impl<'a> CallFuture<'a> {
         }
     }
 
-    /// Tries to send on a chosen node. `Ok(true)`: sent; `Ok(false)`: nothing choosable.
-    fn try_send(&mut self, now: Instant) -> Result<bool, CallError> {
+    /// Tries to send on a chosen node. A node chosen without a usable connection (it was
+    /// detached by a GOAWAY racing the choice, or its output is full) is skipped, and the
+    /// others are tried.
+    fn try_send(&mut self, now: Instant) -> Result<Sent, CallError> {
         let table = &self.client.table;
-        for _ in 0..4 {
-            let Some(node) = table.choose(now, self.avoid) else {
-                return Ok(false);
+        let mut skip = NodeSet::default();
+        let mut raced = false;
+        while let Some(node) = table.choose_except(now, self.avoid, &skip) {
+            skip.insert(node.index());
+            let Some(link) = self.client.routes.get(node.index()) else {
+                raced = true;
+                continue;
             };
-            let link = node.current.lock().clone();
-            let Some(link) = link else { continue };
             match link.send(
                 table,
                 now,
@@ -205,13 +284,48 @@ impl<'a> CallFuture<'a> {
             ) {
                 Ok(id) => {
                     self.inflight = Some(InFlight { link, node, id });
-                    return Ok(true);
+                    return Ok(Sent::Yes);
                 }
-                Err(SendFail::NotSendable) => continue,
+                Err(SendFail::NotSendable) => raced = true,
+                Err(SendFail::Full) => {}
                 Err(SendFail::Invalid(e)) => return Err(CallError::Invalid(e)),
             }
         }
-        Ok(false)
+        if raced {
+            return Ok(Sent::Wait(Some(now + RACE_RETRY)));
+        }
+        if !skip.is_empty() {
+            // Every choosable node's output is full: look again shortly.
+            return Ok(Sent::Wait(Some(now + BUSY_PAUSE_MAX)));
+        }
+        let patience = REFUSED_PATIENCE.min(self.budget);
+        match table.hopeless(now, patience) {
+            Ok(()) => Ok(Sent::Hopeless),
+            Err(recheck) => Ok(Sent::Wait(recheck)),
+        }
+    }
+
+    /// Registers to be woken at `at` (or when a node becomes choosable), and notes when a
+    /// blocking wait must look again.
+    fn wait_until(&mut self, cx: &Context<'_>, at: Instant) {
+        let at = at.min(self.deadline);
+        self.wake_at = at;
+        self.client.waiters.register(cx.waker(), at);
+        self.client.wake_io();
+    }
+
+    /// Whether the call must end now (closed client, failed I/O thread).
+    fn stopped(&self) -> Option<CallError> {
+        if self.client.closed.load(Ordering::Acquire) {
+            return Some(CallError::Closed);
+        }
+        self.client
+            .health
+            .failure()
+            .map(|cause| CallError::IoFailed {
+                cause,
+                may_have_run: self.may_have_run,
+            })
     }
 }
 
@@ -220,12 +334,24 @@ impl Future for CallFuture<'_> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        let mut ran_timers = false;
         loop {
             if let Some(f) = &this.inflight {
                 let slot = this.slot.as_ref().expect("slot present until drop");
                 let outcome = match slot.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
                     Poll::Ready(o) => o,
+                    Poll::Pending => {
+                        let now = Instant::now();
+                        if now >= this.deadline && !ran_timers {
+                            // The I/O thread should have ended it: do it here (it may be
+                            // gone or stalled), then look at the slot again.
+                            ran_timers = true;
+                            f.link.run_timers(&this.client.table, now);
+                            continue;
+                        }
+                        this.wake_at = this.deadline;
+                        return Poll::Pending;
+                    }
                 };
                 let node = f.node.clone();
                 this.inflight = None;
@@ -233,24 +359,26 @@ impl Future for CallFuture<'_> {
                     return Poll::Ready(this.finish(result));
                 }
             }
-            if this.client.closed.load(Ordering::Acquire) {
-                return Poll::Ready(this.finish(Err(CallError::Closed)));
+            if let Some(e) = this.stopped() {
+                return Poll::Ready(this.finish(Err(e)));
             }
             let now = Instant::now();
             if now >= this.deadline {
                 let err = if this.may_have_run {
                     CallError::DeadlineExceeded { may_have_run: true }
                 } else {
-                    CallError::NoNodeAvailable
+                    this.no_node(now)
                 };
                 return Poll::Ready(this.finish(Err(err)));
             }
             if let Some(until) = this.pause_until {
                 if now < until {
-                    this.client
-                        .waiters
-                        .register(cx.waker(), until.min(this.deadline));
-                    this.client.wake_io();
+                    this.wait_until(cx, until);
+                    // Registered first, checked after: a close or failure in between still
+                    // wakes us, or we see it here.
+                    if let Some(e) = this.stopped() {
+                        return Poll::Ready(this.finish(Err(e)));
+                    }
                     return Poll::Pending;
                 }
                 this.pause_until = None;
@@ -258,14 +386,19 @@ impl Future for CallFuture<'_> {
             // Read the epoch before choosing, so a node that becomes ready in between wakes us.
             let epoch = this.client.table.ready_epoch.load(Ordering::Acquire);
             match this.try_send(now) {
-                Ok(true) => continue,
-                Ok(false) => {
-                    this.client.waiters.register(cx.waker(), this.deadline);
-                    this.client.wake_io();
-                    if this.client.table.ready_epoch.load(Ordering::Acquire) != epoch {
+                Ok(Sent::Yes) => continue,
+                Ok(Sent::Wait(recheck)) => {
+                    this.wait_until(cx, recheck.unwrap_or(this.deadline));
+                    if this.stopped().is_some()
+                        || this.client.table.ready_epoch.load(Ordering::Acquire) != epoch
+                    {
                         continue;
                     }
                     return Poll::Pending;
+                }
+                Ok(Sent::Hopeless) => {
+                    let err = this.no_node(now);
+                    return Poll::Ready(this.finish(Err(err)));
                 }
                 Err(e) => return Poll::Ready(this.finish(Err(e))),
             }
@@ -334,14 +467,20 @@ impl CallFuture<'_> {
                     None => false,
                 };
                 if !read {
-                    std::thread::park();
+                    // Never longer than the call wants: its deadline holds without the I/O
+                    // thread (which normally wakes it sooner).
+                    let left = self.wake_at.saturating_duration_since(Instant::now());
+                    if !left.is_zero() {
+                        std::thread::park_timeout(left);
+                    }
                 }
             }
         })
     }
 }
 
-/// Runs a future to completion on the calling thread, parking between polls.
+/// Runs a future to completion on the calling thread, parking between polls (at most
+/// [`BLOCK_ON_SLICE`] at a time, so a [`CallFuture`]'s deadline holds even if nothing wakes it).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     THREAD_WAKER.with(|waker| {
@@ -350,7 +489,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
             if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
                 return v;
             }
-            std::thread::park();
+            std::thread::park_timeout(BLOCK_ON_SLICE);
         }
     })
 }

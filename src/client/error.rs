@@ -2,7 +2,8 @@
 
 use std::fmt;
 
-use crate::proto::{ApiMisuse, Status};
+use super::cause::NodeReport;
+use crate::proto::{ApiMisuse, RejectReason, Status};
 
 /// Why a call did not return a successful response.
 ///
@@ -16,8 +17,14 @@ pub enum CallError {
         /// Whether a server may have read and run the request.
         may_have_run: bool,
     },
-    /// No node could take the call before the deadline. It never ran.
-    NoNodeAvailable,
+    /// No node could take the call: before the deadline, or sooner when every node listed is
+    /// hopeless (it failed the handshake — not a gracerpc server — or has refused connections
+    /// for min(deadline, 1 s)). It never ran. `nodes` says why each node could not take it
+    /// (empty: no node is listed at all).
+    NoNodeAvailable {
+        /// Each listed node and its cause.
+        nodes: Vec<NodeReport>,
+    },
     /// The handler ran and answered with a status other than OK.
     Status {
         /// The handler's status.
@@ -45,6 +52,22 @@ pub enum CallError {
         /// The server's detail.
         body: Vec<u8>,
     },
+    /// Nodes turned the request away as busy (OVERLOADED or NOT_READY, given in `reason`) and
+    /// the client's budget of busy replays is spent: the cluster turns away more calls than it
+    /// answers, and replaying would only add load. It never ran; back off before trying again.
+    Busy {
+        /// The last node's reason.
+        reason: RejectReason,
+    },
+    /// The client's I/O thread stopped (`cause`: a bug that panicked, or a failed poll), so the
+    /// client can make no more calls: build a new one. `may_have_run` says whether the request
+    /// had been sent.
+    IoFailed {
+        /// Why the thread stopped.
+        cause: String,
+        /// Whether a server may have read and run the request.
+        may_have_run: bool,
+    },
 }
 
 impl CallError {
@@ -52,13 +75,15 @@ impl CallError {
     /// sending it again is safe.
     pub fn may_have_run(&self) -> bool {
         match self {
-            CallError::DeadlineExceeded { may_have_run } => *may_have_run,
+            CallError::DeadlineExceeded { may_have_run }
+            | CallError::IoFailed { may_have_run, .. } => *may_have_run,
             CallError::Status { .. } | CallError::OutcomeUnknown => true,
-            CallError::NoNodeAvailable
+            CallError::NoNodeAvailable { .. }
             | CallError::Rejected
             | CallError::Invalid(_)
             | CallError::Closed
-            | CallError::Refused { .. } => false,
+            | CallError::Refused { .. }
+            | CallError::Busy { .. } => false,
         }
     }
 
@@ -66,13 +91,15 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::DeadlineExceeded { .. } => "deadline_exceeded",
-            CallError::NoNodeAvailable => "no_node_available",
+            CallError::NoNodeAvailable { .. } => "no_node_available",
             CallError::Status { .. } => "status",
             CallError::OutcomeUnknown => "outcome_unknown",
             CallError::Rejected => "rejected",
             CallError::Invalid(_) => "invalid",
             CallError::Closed => "closed",
             CallError::Refused { .. } => "refused",
+            CallError::Busy { .. } => "busy",
+            CallError::IoFailed { .. } => "io_failed",
         }
     }
 }
@@ -86,8 +113,18 @@ impl fmt::Display for CallError {
             CallError::DeadlineExceeded {
                 may_have_run: false,
             } => f.write_str("deadline exceeded before the request was sent: it did not run"),
-            CallError::NoNodeAvailable => {
-                f.write_str("no node was ready before the deadline: the request did not run")
+            CallError::NoNodeAvailable { nodes } if nodes.is_empty() => f.write_str(
+                "no node is listed (check the node list or discovery): the request did not run",
+            ),
+            CallError::NoNodeAvailable { nodes } => {
+                f.write_str("no node could take the call, the request did not run: ")?;
+                for (i, n) in nodes.iter().enumerate() {
+                    if i > 0 {
+                        f.write_str("; ")?;
+                    }
+                    write!(f, "{n}")?;
+                }
+                Ok(())
             }
             CallError::Status { status, body } => {
                 write!(
@@ -110,6 +147,23 @@ impl fmt::Display for CallError {
                 "the server refused the request ({status}: {}); it did not run, and replaying \
                  it will not help",
                 String::from_utf8_lossy(body)
+            ),
+            CallError::Busy { reason } => write!(
+                f,
+                "the nodes are busy ({reason}) and the client's replay budget is spent: the \
+                 request did not run; back off and try again later"
+            ),
+            CallError::IoFailed {
+                cause,
+                may_have_run,
+            } => write!(
+                f,
+                "the client's I/O thread stopped ({cause}): the request {}; build a new client",
+                if *may_have_run {
+                    "may have run"
+                } else {
+                    "did not run"
+                }
             ),
         }
     }
@@ -134,7 +188,10 @@ impl fmt::Debug for CallError {
                 .debug_struct("DeadlineExceeded")
                 .field("may_have_run", may_have_run)
                 .finish(),
-            CallError::NoNodeAvailable => f.write_str("NoNodeAvailable"),
+            CallError::NoNodeAvailable { nodes } => f
+                .debug_struct("NoNodeAvailable")
+                .field("nodes", nodes)
+                .finish(),
             CallError::Status { status, body } => f
                 .debug_struct("Status")
                 .field("status", status)
@@ -148,6 +205,15 @@ impl fmt::Debug for CallError {
                 .debug_struct("Refused")
                 .field("status", status)
                 .field("body", &BodyDebug(body))
+                .finish(),
+            CallError::Busy { reason } => f.debug_struct("Busy").field("reason", reason).finish(),
+            CallError::IoFailed {
+                cause,
+                may_have_run,
+            } => f
+                .debug_struct("IoFailed")
+                .field("cause", cause)
+                .field("may_have_run", may_have_run)
                 .finish(),
         }
     }

@@ -3,6 +3,7 @@
 //! writes that would block. Calling threads write their own requests (see `link.rs`).
 
 use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,12 +11,13 @@ use crossbeam_channel::Receiver;
 use mio::{Events, Poll, Registry, Token};
 use slab::Slab;
 
-use super::ClientConfig;
+use super::cause::connect_cause;
 use super::discovery::Discovery;
-use super::link::{Deliveries, Link, REGISTERED, deliver, deliver_batch};
+use super::link::{Deliveries, Link, REGISTERED, Routes, deliver, deliver_batch};
 use super::table::{Node, NodeState, NodeTable, random_below};
 use super::waiters::Waiters;
 use super::wake::IoWake;
+use super::{ClientConfig, IoHealth};
 use crate::proto::ClientConn;
 
 pub(crate) const WAKER: Token = Token(usize::MAX);
@@ -26,6 +28,8 @@ const SLOT_BITS: u32 = 24;
 pub(crate) enum Ctl {
     /// Close every connection and stop.
     Shutdown,
+    /// Panic (tests: the I/O thread dying of a bug must not strand a call).
+    Panic,
 }
 
 /// Reconnection state of one node.
@@ -43,6 +47,8 @@ pub(crate) struct IoLoop {
     pub cfg: ClientConfig,
     pub control: Receiver<Ctl>,
     pub io: Arc<IoWake>,
+    pub routes: Arc<Routes>,
+    pub health: Arc<IoHealth>,
     /// `poll`'s registry, shared with the links (a calling thread that reads its own answer
     /// takes read interest away meanwhile).
     registry: Arc<Registry>,
@@ -53,6 +59,7 @@ pub(crate) struct IoLoop {
 }
 
 impl IoLoop {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         poll: Poll,
         table: Arc<NodeTable>,
@@ -61,6 +68,8 @@ impl IoLoop {
         cfg: ClientConfig,
         control: Receiver<Ctl>,
         io: Arc<IoWake>,
+        routes: Arc<Routes>,
+        health: Arc<IoHealth>,
     ) -> io::Result<IoLoop> {
         let registry = Arc::new(poll.registry().try_clone()?);
         Ok(IoLoop {
@@ -71,6 +80,8 @@ impl IoLoop {
             cfg,
             control,
             io,
+            routes,
+            health,
             registry,
             links: Slab::new(),
             generation: 0,
@@ -79,7 +90,28 @@ impl IoLoop {
         })
     }
 
+    /// Runs the loop until shutdown. If it fails — a poll error, or a panic (a bug) — every
+    /// call waiting on it and every later call ends with `CallError::IoFailed` instead of
+    /// waiting for a thread that is gone.
     pub fn run(mut self) {
+        let res = catch_unwind(AssertUnwindSafe(|| self.run_loop()));
+        let cause = match res {
+            Ok(None) => return,
+            Ok(Some(e)) => e,
+            Err(p) => format!("it panicked: {}", panic_message(&*p)),
+        };
+        log::error!("client I/O thread stopped: {cause}");
+        self.health.fail(cause);
+        // Connections end (their calls resolve), and everyone waiting is woken.
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let mut deliveries = Deliveries::new();
+            self.shutdown(&mut deliveries);
+        }));
+        self.waiters.wake_all();
+    }
+
+    /// The loop. Returns `None` at shutdown, or why it failed.
+    fn run_loop(&mut self) -> Option<String> {
         let mut events = Events::with_capacity(256);
         let mut deliveries = Deliveries::with_capacity(64);
         let mut wakers = Vec::with_capacity(64);
@@ -91,11 +123,7 @@ impl IoLoop {
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::error!("client I/O loop failed: {e}");
-                    self.shutdown(&mut deliveries);
-                    return;
-                }
+                Err(e) => return Some(format!("poll failed: {e}")),
             }
             self.io.clear();
             let now = Instant::now();
@@ -120,9 +148,13 @@ impl IoLoop {
                 deliver_batch(deliveries.drain(..), &mut wakers);
             }
             if woken {
-                if self.control.try_recv().is_ok() {
-                    self.shutdown(&mut deliveries);
-                    return;
+                match self.control.try_recv() {
+                    Ok(Ctl::Shutdown) => {
+                        self.shutdown(&mut deliveries);
+                        return None;
+                    }
+                    Ok(Ctl::Panic) => panic!("asked to panic"),
+                    Err(_) => {}
                 }
                 self.flush_wanted(now, &mut deliveries);
             }
@@ -148,7 +180,7 @@ impl IoLoop {
 
     /// Timers, discovery and reconnection. Returns when to run next.
     fn tick(&mut self, now: Instant, deliveries: &mut Deliveries) -> Instant {
-        if let Some(addrs) = self.discovery.poll() {
+        if let Some(addrs) = self.poll_discovery() {
             self.apply_discovery(addrs, now);
         }
         let mut next = now + Duration::from_millis(100);
@@ -183,13 +215,34 @@ impl IoLoop {
         next.max(now + Duration::from_micros(200))
     }
 
+    /// Asks the discovery for changes. It is user code: a panic in it is caught and logged,
+    /// and the discovery is not asked again (its state is unknown); the client goes on with
+    /// the nodes it has.
+    fn poll_discovery(&mut self) -> Option<Vec<std::net::SocketAddr>> {
+        if self.health.discovery_failed() {
+            return None;
+        }
+        match catch_unwind(AssertUnwindSafe(|| self.discovery.poll())) {
+            Ok(r) => r,
+            Err(p) => {
+                let why = format!("Discovery::poll panicked: {}", panic_message(&*p));
+                log::error!("{why}; the client keeps its current nodes");
+                self.health.discovery_panicked(why);
+                None
+            }
+        }
+    }
+
     fn apply_discovery(&mut self, addrs: Vec<std::net::SocketAddr>, now: Instant) {
         for node in self.table.nodes() {
             if !addrs.contains(&node.addr()) && node.state() != NodeState::Removed {
                 log::info!("node {} removed by discovery", node.addr());
                 // A draining or busy connection keeps delivering its answers; it is only no
-                // longer chosen, and not reconnected.
-                *node.current.lock() = None;
+                // longer chosen, and not reconnected. Once idle it closes (else each removal
+                // and re-adding would leave one connection open).
+                if let Some(link) = self.routes.take(node.index()) {
+                    link.retire();
+                }
                 self.table.set_state(node, NodeState::Removed, now);
             }
         }
@@ -217,7 +270,7 @@ impl IoLoop {
         if state == NodeState::Removed {
             return None;
         }
-        if node.current.lock().is_some() {
+        if self.routes.has(index) {
             if state.is_choosable() {
                 // Connected and ready: the next reconnection, if ever needed, starts fast.
                 self.retry[index].backoff = self.cfg.backoff_min;
@@ -237,6 +290,7 @@ impl IoLoop {
         };
         if let Err(e) = self.connect(&node, now) {
             log::debug!("connect to {}: {e}", node.addr());
+            self.table.note_failure(&node, connect_cause(&e), now);
             if state != NodeState::Draining {
                 self.table.set_state(&node, NodeState::Down, now);
             }
@@ -260,9 +314,10 @@ impl IoLoop {
             core,
             self.io.clone(),
             self.registry.clone(),
+            self.routes.clone(),
         ));
         entry.insert(link.clone());
-        *node.current.lock() = Some(link);
+        self.routes.set(node.index(), link);
         if node.state() != NodeState::Draining {
             self.table.set_state(node, NodeState::Connecting, now);
         }
@@ -288,5 +343,16 @@ impl IoLoop {
         deliver(deliveries.drain(..));
         self.links.clear();
         self.waiters.wake_all();
+    }
+}
+
+/// The text of a caught panic.
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "(no message)".to_owned()
     }
 }

@@ -1,8 +1,11 @@
 //! One connection to a node, shared by the calling threads (which write their own frames) and the
 //! client's I/O thread (which reads, runs timers, and finishes writes that would block).
 //!
-//! Lock order: a thread holding `Link::inner` may take `Node::current`; nobody takes
-//! `Link::inner` while holding `Node::current`.
+//! Which link a node's calls go to is kept here too ([`Routes`]), not in the node table: the
+//! table knows nothing of connections.
+//!
+//! Lock order: a thread holding `Link::inner` may take a [`Routes`] slot; nobody takes
+//! `Link::inner` while holding a `Routes` slot.
 //!
 //! # Who reads
 //! Normally the I/O thread reads every answer and hands it to its call's slot, which wakes the
@@ -25,8 +28,9 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use parking_lot::Mutex;
 
+use super::cause::{NodeCause, connect_cause};
 use super::slot::Slot;
-use super::table::{Node, NodeState, NodeTable};
+use super::table::{MAX_NODES, Node, NodeState, NodeTable};
 use super::wake::IoWake;
 use crate::proto::{
     ApiMisuse, ClientConn, ClientEvent, IdMap, InBuf, Outcome, RejectReason, decode, id_map,
@@ -45,6 +49,64 @@ pub(crate) const REGISTERED: Interest = Interest::READABLE.add(Interest::WRITABL
 /// Answers to hand to their slots once the link's lock is released.
 pub(crate) type Deliveries = Vec<(Arc<Slot>, Outcome)>;
 
+/// The connection each node's calls are sent on (by node index), while it has one that is not
+/// draining.
+pub(crate) struct Routes {
+    slots: Box<[Mutex<Option<Arc<Link>>>]>,
+}
+
+impl Routes {
+    pub fn new() -> Routes {
+        Routes {
+            slots: (0..MAX_NODES).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    /// The node's current link.
+    pub fn get(&self, node: usize) -> Option<Arc<Link>> {
+        self.slots.get(node)?.lock().clone()
+    }
+
+    pub fn has(&self, node: usize) -> bool {
+        self.slots.get(node).is_some_and(|s| s.lock().is_some())
+    }
+
+    pub fn set(&self, node: usize, link: Arc<Link>) {
+        if let Some(s) = self.slots.get(node) {
+            *s.lock() = Some(link);
+        }
+    }
+
+    /// Takes the node's current link away (calls no longer choose it).
+    pub fn take(&self, node: usize) -> Option<Arc<Link>> {
+        self.slots.get(node)?.lock().take()
+    }
+
+    fn is(&self, link: &Link) -> bool {
+        self.slots.get(link.node.index()).is_some_and(|s| {
+            s.lock()
+                .as_ref()
+                .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
+        })
+    }
+
+    /// Makes the node stop using `link`. Returns true if it was the node's current link.
+    fn detach(&self, link: &Link) -> bool {
+        let Some(slot) = self.slots.get(link.node.index()) else {
+            return false;
+        };
+        let mut cur = slot.lock();
+        if cur
+            .as_ref()
+            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
+        {
+            *cur = None;
+            return true;
+        }
+        false
+    }
+}
+
 pub(crate) struct Link {
     pub node: Arc<Node>,
     pub token: Token,
@@ -52,6 +114,7 @@ pub(crate) struct Link {
     io: Arc<IoWake>,
     /// The I/O thread's poll registry, to change the socket's interest from a calling thread.
     registry: Arc<Registry>,
+    routes: Arc<Routes>,
 }
 
 pub(crate) struct LinkInner {
@@ -71,12 +134,19 @@ pub(crate) struct LinkInner {
     blocking: bool,
     /// The interest registered with the I/O thread's poll.
     interest: Interest,
+    /// Discovery removed the node: once nothing is outstanding the link shuts its write side
+    /// and ends when the server closes (no connection left open per removal).
+    retired: bool,
+    /// Our write side is shut (a retired link, idle).
+    write_shut: bool,
 }
 
 /// Why a send did not happen.
 pub(crate) enum SendFail {
     /// The connection cannot take a request now (not ready, draining, closed): choose again.
     NotSendable,
+    /// The server is not reading: the output is full. Choose again.
+    Full,
     /// The request is invalid anywhere.
     Invalid(ApiMisuse),
 }
@@ -89,6 +159,7 @@ impl Link {
         core: ClientConn,
         io: Arc<IoWake>,
         registry: Arc<Registry>,
+        routes: Arc<Routes>,
     ) -> Link {
         let inner = LinkInner {
             core,
@@ -101,6 +172,8 @@ impl Link {
             caller_reading: false,
             blocking: false,
             interest: REGISTERED,
+            retired: false,
+            write_shut: false,
         };
         Link {
             node,
@@ -108,6 +181,7 @@ impl Link {
             inner: Mutex::new(inner),
             io,
             registry,
+            routes,
         }
     }
 
@@ -131,6 +205,9 @@ impl Link {
         let mut wake = false;
         let res = {
             let mut g = self.inner.lock();
+            if g.retired {
+                return Err(SendFail::NotSendable);
+            }
             let idle = g.core.out_len() == 0 && g.core.outstanding() == 0;
             match g
                 .core
@@ -150,6 +227,7 @@ impl Link {
                 Err(ApiMisuse::NotSendable) | Err(ApiMisuse::IdsExhausted) => {
                     Err(SendFail::NotSendable)
                 }
+                Err(ApiMisuse::OutputFull { .. }) => Err(SendFail::Full),
                 Err(e) => Err(SendFail::Invalid(e)),
             }
         };
@@ -174,6 +252,35 @@ impl Link {
             self.flush(&mut g, table, now, deliveries);
         }
         self.finish(&mut g)
+    }
+
+    /// Discovery removed the node: finish the calls outstanding, then close (see `retired`).
+    pub fn retire(&self) {
+        self.inner.lock().retired = true;
+    }
+
+    /// Runs the core's timers due at `now` from a calling thread whose deadline passed
+    /// without an answer — the I/O thread normally does, but a call must end at its
+    /// deadline without it. The I/O thread, if alive, still finishes the link.
+    pub fn run_timers(self: &Arc<Self>, table: &NodeTable, now: Instant) {
+        let mut deliveries = Deliveries::new();
+        let wake = {
+            let mut g = self.inner.lock();
+            if g.core.poll_timeout().is_some_and(|t| t <= now) {
+                g.core.handle_timeout(now);
+                self.process(&mut g, table, now, &mut deliveries);
+                if g.connected && !g.caller_reading {
+                    self.flush(&mut g, table, now, &mut deliveries);
+                }
+            }
+            let wake = g.core.is_closed() || !g.core.out().is_empty();
+            g.flush_wanted |= wake;
+            wake
+        };
+        if wake {
+            self.io.wake();
+        }
+        deliver(deliveries);
     }
 
     /// The caller gave up on `id` (its future was dropped): forget it and send CANCEL.
@@ -221,6 +328,7 @@ impl Link {
                     log::debug!("connect to {} failed: {e}", self.node.addr());
                     g.core.handle_eof("connect failed");
                     self.process(&mut g, table, now, deliveries);
+                    table.note_failure(&self.node, connect_cause(&e), now);
                     return true;
                 }
             }
@@ -468,9 +576,21 @@ impl Link {
         if g.core.poll_close() {
             return true;
         }
-        if g.core.is_closed() && g.read_done {
+        // Never connected (a connect that timed out): nothing can be written any more.
+        if g.core.is_closed() && (g.read_done || !g.connected) {
             g.core.abandon_output();
             return true;
+        }
+        if g.retired && g.core.outstanding() == 0 && g.core.out_len() == 0 && !g.write_shut {
+            if !g.connected {
+                return true;
+            }
+            // The server closes at our EOF when nothing is owed (rule 4); we read on until its
+            // close, so nothing it wrote meets a reset.
+            g.write_shut = true;
+            if g.stream.shutdown(std::net::Shutdown::Write).is_err() {
+                return true;
+            }
         }
         false
     }
@@ -480,17 +600,18 @@ impl Link {
         while let Some(ev) = g.core.poll_event() {
             match ev {
                 ClientEvent::Ready(capacity) => {
-                    if self.is_current() {
+                    if self.routes.is(self) {
+                        self.node.note_usable();
                         table.set_capacity(&self.node, capacity, now);
                     }
                 }
                 ClientEvent::GoAway { .. } => {
                     // Stop choosing the node at once; answers up to last_accepted still come here.
                     // (A newer connection already current is a restarted node: leave it be.)
-                    let was_current = self.detach();
+                    let was_current = self.routes.detach(self);
                     // A node discovery removed (a registry withdraws a node before its GOAWAY)
                     // stays removed: Draining would have it reconnected.
-                    if (was_current || self.node.current.lock().is_none())
+                    if (was_current || !self.routes.has(self.node.index()))
                         && self.node.state() != NodeState::Removed
                     {
                         table.set_state(&self.node, NodeState::Draining, now);
@@ -504,7 +625,7 @@ impl Link {
                     }
                     // Normally its GOAWAY came first; either way, stop choosing the node now —
                     // unless a newer connection (a restarted node) is already current.
-                    RejectReason::SHUTTING_DOWN if self.detach() => {
+                    RejectReason::SHUTTING_DOWN if self.routes.detach(self) => {
                         table.set_state(&self.node, NodeState::Draining, now);
                     }
                     _ => {}
@@ -519,34 +640,41 @@ impl Link {
                     if let Some(e) = &error {
                         log::debug!("connection to {} ended: {e}", self.node.addr());
                     }
-                    if self.detach() && self.node.state() != NodeState::Removed {
+                    if self.routes.detach(self) && self.node.state() != NodeState::Removed {
+                        if let Some(cause) = closed_cause(&g.core, error.as_ref(), g.connected) {
+                            table.note_failure(&self.node, cause, now);
+                        }
                         table.set_state(&self.node, NodeState::Down, now);
                     }
                 }
             }
         }
     }
+}
 
-    fn is_current(&self) -> bool {
-        self.node
-            .current
-            .lock()
-            .as_ref()
-            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), self))
+/// Why a connection that ended leaves its node unusable, for the call that finds no node.
+fn closed_cause(
+    core: &ClientConn,
+    error: Option<&crate::proto::ConnError>,
+    connected: bool,
+) -> Option<NodeCause> {
+    use crate::proto::ConnError;
+    let error = error?;
+    if !connected {
+        // The connect itself failed (noted by the caller with its cause) or timed out.
+        return matches!(error, ConnError::Protocol(_)).then_some(NodeCause::TimedOut);
     }
-
-    /// Makes the node stop using this link. Returns true if it was the node's current link.
-    fn detach(&self) -> bool {
-        let mut cur = self.node.current.lock();
-        if cur
-            .as_ref()
-            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), self))
-        {
-            *cur = None;
-            return true;
+    if core.handshake_done() {
+        return Some(NodeCause::ConnectionLost(error.to_string()));
+    }
+    Some(match error {
+        ConnError::Protocol(p) if p.detail == "HELLO did not arrive in time" => NodeCause::TimedOut,
+        ConnError::Protocol(_) | ConnError::Decode(_) | ConnError::Peer { .. } => {
+            NodeCause::HandshakeFailed(error.to_string())
         }
-        false
-    }
+        // Closed before its HELLO: a node stopping, or not ours; a restart waits it out.
+        _ => NodeCause::ConnectionLost(error.to_string()),
+    })
 }
 
 thread_local! {

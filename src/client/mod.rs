@@ -41,10 +41,13 @@
 //! request whose outcome is unknown is retried only if the call is idempotent.
 
 mod call;
+mod cause;
 mod discovery;
 mod error;
+mod health;
 mod io_loop;
 mod link;
+mod retry_budget;
 mod slot;
 pub mod table;
 mod waiters;
@@ -53,6 +56,7 @@ mod wake;
 /// Re-exported so a caller matching on [`CallError`] needs no `proto` import.
 pub use crate::proto::{ApiMisuse, Status};
 pub use call::{CallFuture, CallOptions, Response, block_on};
+pub use cause::{NodeCause, NodeReport};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
 pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
@@ -70,7 +74,10 @@ use mio::{Poll, Waker};
 use parking_lot::Mutex;
 
 use crate::proto::ClientConnConfig;
+pub(crate) use health::IoHealth;
 use io_loop::{Ctl, IoLoop};
+use link::Routes;
+use retry_budget::RetryBudget;
 use waiters::Waiters;
 use wake::IoWake;
 
@@ -83,6 +90,9 @@ pub(crate) struct ClientConfig {
     pub backoff_min: Duration,
     pub backoff_max: Duration,
     pub conn: ClientConnConfig,
+    /// Busy replays' token bucket: size and refill per success.
+    pub retry_tokens: u32,
+    pub retry_ratio: f64,
 }
 
 /// Configures a [`Client`].
@@ -113,6 +123,8 @@ impl Default for ClientBuilder {
                     hello_timeout: Duration::from_secs(2),
                     ..Default::default()
                 },
+                retry_tokens: 100,
+                retry_ratio: 10.0,
             },
         }
     }
@@ -144,10 +156,25 @@ impl ClientBuilder {
         self
     }
 
-    /// Replays allowed per call (default 16). They do not count against real failures: only
-    /// provably-unrun requests (or idempotent ones) are replayed, and always within the deadline.
+    /// Replays allowed per call after a node shut down or a connection was lost (default 16),
+    /// and retries of idempotent calls whose outcome is unknown. Only provably-unrun requests
+    /// (or idempotent ones) are replayed, and always within the deadline. Busy rejections
+    /// (OVERLOADED, NOT_READY) are not counted here: see [`retry_budget`](Self::retry_budget).
     pub fn max_replays(mut self, n: u32) -> Self {
         self.cfg.max_replays = n;
+        self
+    }
+
+    /// The client-wide budget of replays after busy rejections (OVERLOADED, NOT_READY), in the
+    /// style of gRPC's retry throttling (defaults 100 tokens, 1.0): each busy rejection takes a
+    /// token, each answered call puts back `ratio`, and busy replays go on — after a doubling
+    /// pause, within the call's deadline — only while more than half the tokens are left. A
+    /// cluster that turns most calls away thus sees calls fail fast (`CallError::Busy`)
+    /// instead of a storm of replays. Replays after a shutdown (SHUTTING_DOWN, GOAWAY) never
+    /// take tokens.
+    pub fn retry_budget(mut self, tokens: u32, ratio: f64) -> Self {
+        self.cfg.retry_tokens = tokens;
+        self.cfg.retry_ratio = ratio;
         self
     }
 
@@ -175,6 +202,8 @@ impl ClientBuilder {
         let io_wake = Arc::new(IoWake::new(Waker::new(poll.registry(), io_loop::WAKER)?));
         let table = Arc::new(NodeTable::new());
         let waiters = Arc::new(Waiters::default());
+        let routes = Arc::new(Routes::new());
+        let health = Arc::new(IoHealth::default());
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(4);
         let io = IoLoop::new(
             poll,
@@ -184,12 +213,17 @@ impl ClientBuilder {
             self.cfg.clone(),
             ctl_rx,
             io_wake.clone(),
+            routes.clone(),
+            health.clone(),
         )?;
         let thread = std::thread::Builder::new()
             .name("gracerpc-client-io".into())
             .spawn(move || io.run())?;
         let inner = ClientInner {
             table,
+            routes,
+            health,
+            budget: RetryBudget::new(self.cfg.retry_tokens, self.cfg.retry_ratio),
             waiters,
             io_wake,
             control: ctl_tx,
@@ -223,6 +257,12 @@ pub struct ClientStats {
 
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
+    /// Each node's current connection.
+    routes: Arc<Routes>,
+    /// Whether the I/O thread runs.
+    health: Arc<IoHealth>,
+    /// Busy replays left (see `retry_budget.rs`).
+    budget: RetryBudget,
     waiters: Arc<Waiters>,
     io_wake: Arc<IoWake>,
     control: Sender<Ctl>,
@@ -367,6 +407,26 @@ impl Client {
                 return false;
             }
             let _ = events.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// Why the client's I/O thread stopped, if it did (a bug, or a failed poll): every call
+    /// then ends with [`CallError::IoFailed`]; build a new client.
+    pub fn io_failure(&self) -> Option<String> {
+        self.inner.health.failure()
+    }
+
+    /// Why the client stopped asking its [`Discovery`] for changes, if it did: its `poll`
+    /// panicked. The client goes on with the nodes it had.
+    pub fn discovery_error(&self) -> Option<String> {
+        self.inner.health.discovery_error()
+    }
+
+    /// Makes the I/O thread panic, as a bug in it would (for tests of what calls then see).
+    #[doc(hidden)]
+    pub fn crash_io_thread_for_tests(&self) {
+        if self.inner.control.try_send(Ctl::Panic).is_ok() {
+            self.inner.wake_io();
         }
     }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, MutexGuard};
 
-use super::link::Link;
+use super::cause::{Issue, NodeCause, NodeReport};
 
 /// The most nodes a table holds.
 pub const MAX_NODES: usize = 256;
@@ -99,8 +99,8 @@ pub struct Node {
     outstanding: AtomicU32,
     /// Nanoseconds since the table's epoch until which the node is penalized.
     penalty_until: AtomicU64,
-    /// The connection calls are sent on, while there is one that is not draining.
-    pub(crate) current: Mutex<Option<Arc<Link>>>,
+    /// Its latest failure (only failure paths and a call that found no node touch it).
+    issue: Mutex<Issue>,
 }
 
 impl fmt::Debug for Node {
@@ -142,6 +142,14 @@ impl Node {
 
     pub(crate) fn add_outstanding(&self) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The node is ready: its past failures no longer say anything.
+    pub(crate) fn note_usable(&self) {
+        let mut issue = self.issue.lock();
+        if issue.cause.is_some() {
+            *issue = Issue::default();
+        }
     }
 
     pub(crate) fn sub_outstanding(&self) {
@@ -186,7 +194,8 @@ pub struct NodeTable {
     update: Mutex<()>,
     epoch: Instant,
     subscribers: Mutex<Vec<crossbeam_channel::Sender<NodeEvent>>>,
-    /// Bumped whenever a node becomes choosable; callers waiting for a node watch it.
+    /// Bumped whenever a node becomes choosable, or fails in a way that may end the wait of a
+    /// call (see `note_failure`); callers waiting for a node watch it.
     pub(crate) ready_epoch: AtomicU64,
 }
 
@@ -264,7 +273,7 @@ impl NodeTable {
             capacity: AtomicU8::new(0),
             outstanding: AtomicU32::new(0),
             penalty_until: AtomicU64::new(0),
-            current: Mutex::new(None),
+            issue: Mutex::new(Issue::default()),
         });
         let _ = slot.set(node.clone());
         self.len.store(index + 1, Ordering::Release);
@@ -297,6 +306,25 @@ impl NodeTable {
         }
     }
 
+    /// Records why `node` is not usable (the I/O thread, as a connection fails). A cause that
+    /// can make calls give up early (a failed handshake, the start of a run of refusals) wakes
+    /// the calls waiting for a node, so they look again.
+    pub(crate) fn note_failure(&self, node: &Node, cause: NodeCause, now: Instant) {
+        log::debug!("node {}: {cause}", node.addr);
+        let wake = {
+            let mut issue = node.issue.lock();
+            let new_streak = cause == NodeCause::Refused && issue.refused_since.is_none();
+            let wake = new_streak
+                || matches!(cause, NodeCause::HandshakeFailed(_))
+                    && !matches!(issue.cause, Some(NodeCause::HandshakeFailed(_)));
+            issue.failed(cause, now);
+            wake
+        };
+        if wake {
+            self.ready_epoch.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// Lowers a node's weight for a short while (it answered OVERLOADED).
     pub fn penalize(&self, node: &Node, now: Instant) {
         let until = (now + PENALTY)
@@ -309,12 +337,23 @@ impl NodeTable {
     /// capacity. `avoid` (a node that just rejected this call) is skipped when another node is
     /// choosable. Takes no lock.
     pub fn choose(&self, now: Instant, avoid: Option<usize>) -> Option<Arc<Node>> {
+        self.choose_except(now, avoid, &NodeSet::default())
+    }
+
+    /// [`choose`](Self::choose), never returning a node in `skip` (nodes a call just found
+    /// without a usable connection).
+    pub(crate) fn choose_except(
+        &self,
+        now: Instant,
+        avoid: Option<usize>,
+        skip: &NodeSet,
+    ) -> Option<Arc<Node>> {
         let mut picks = [usize::MAX; 2];
         let mut seen = 0usize;
         let mut avoided = None;
         // Reservoir-sample two choosable nodes in one pass, without allocating.
         for node in self.nodes() {
-            if !node.state().is_choosable() {
+            if !node.state().is_choosable() || skip.contains(node.index) {
                 continue;
             }
             if Some(node.index) == avoid {
@@ -350,11 +389,72 @@ impl NodeTable {
         }
     }
 
+    /// Whether the node answered OVERLOADED (or NOT_READY) within the last [`PENALTY`].
+    fn penalized(&self, node: &Node, now: Instant) -> bool {
+        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
+        node.penalty_until.load(Ordering::Relaxed) > now_ns
+    }
+
+    /// Whether a call that finds no node should stop waiting for one: every node listed
+    /// (at least one) has failed its handshake, or has refused connections for `patience`.
+    /// Otherwise the instant to look again, if one of them may become hopeless (`Err`).
+    pub(crate) fn hopeless(&self, now: Instant, patience: Duration) -> Result<(), Option<Instant>> {
+        let mut any = false;
+        let mut recheck: Option<Instant> = None;
+        let mut all = true;
+        for node in self.nodes() {
+            let state = node.state();
+            if state == NodeState::Removed {
+                continue;
+            }
+            any = true;
+            let at = match state {
+                NodeState::Down | NodeState::Connecting => {
+                    node.issue.lock().hopeless_at(patience, now)
+                }
+                _ => None,
+            };
+            match at {
+                Some(t) if t <= now => {}
+                Some(t) => {
+                    all = false;
+                    recheck = Some(recheck.map_or(t, |r| r.min(t)));
+                }
+                None => all = false,
+            }
+        }
+        if any && all { Ok(()) } else { Err(recheck) }
+    }
+
+    /// Why each listed node could not take a call, for `CallError::NoNodeAvailable`.
+    pub(crate) fn report(&self, now: Instant) -> Vec<NodeReport> {
+        self.nodes()
+            .filter(|n| n.state() != NodeState::Removed)
+            .map(|n| {
+                let cause = match n.state() {
+                    NodeState::Draining => NodeCause::Draining,
+                    s if s.is_choosable() && self.penalized(n, now) => NodeCause::Overloaded,
+                    s => match n.issue.lock().cause.clone() {
+                        Some(c) => c,
+                        None if s.is_choosable() => NodeCause::NotReading,
+                        None if s == NodeState::Down => {
+                            NodeCause::ConnectionLost("not connected".into())
+                        }
+                        None => NodeCause::NotReady,
+                    },
+                };
+                NodeReport {
+                    addr: n.addr,
+                    cause,
+                }
+            })
+            .collect()
+    }
+
     /// Outstanding calls per unit of capacity (lower is better), scaled to integers.
     fn load(&self, node: &Node, now: Instant) -> u64 {
         let mut capacity = u64::from(node.capacity().max(1));
-        let now_ns = now.saturating_duration_since(self.epoch).as_nanos() as u64;
-        if node.penalty_until.load(Ordering::Relaxed) > now_ns {
+        if self.penalized(node, now) {
             capacity = (capacity / 4).max(1);
         }
         (u64::from(node.outstanding()) + 1) * 10_000 / capacity
@@ -385,6 +485,26 @@ impl NodeTable {
                 Err(crossbeam_channel::TrySendError::Disconnected(_))
             )
         });
+    }
+}
+
+/// A set of node indexes (the table holds at most [`MAX_NODES`]).
+#[derive(Clone, Default, Debug)]
+pub(crate) struct NodeSet([u64; MAX_NODES / 64]);
+
+impl NodeSet {
+    pub fn insert(&mut self, i: usize) {
+        if let Some(w) = self.0.get_mut(i / 64) {
+            *w |= 1 << (i % 64);
+        }
+    }
+
+    pub fn contains(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(|&w| w == 0)
     }
 }
 

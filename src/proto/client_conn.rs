@@ -22,6 +22,11 @@
 //!      └───────────────────┴── bad frame / ERROR / EOF / timeout ──────────────────► Closed
 //! ```
 //!
+//! Liveness (rule 8) holds in every state: Open and Draining connections PING after a silence
+//! and end at the PING timeout; a Draining one also ends when the server's announced drain
+//! budget plus [`drain_margin`](ClientConnConfig::drain_margin) has passed. Either way its
+//! unanswered requests resolve as Unknown at once.
+//!
 //! # Calling protocol
 //! * Inputs: [`handle_frame`](ClientConn::handle_frame),
 //!   [`handle_decode_error`](ClientConn::handle_decode_error),
@@ -57,6 +62,13 @@ pub struct ClientConnConfig {
     pub ping_interval: Duration,
     /// Time for the PONG to arrive before the connection is declared lost.
     pub ping_timeout: Duration,
+    /// After GOAWAY, how long past the server's announced drain budget the caller still waits
+    /// for the answers it is owed before it gives them up as Unknown (rule 8).
+    pub drain_margin: Duration,
+    /// The most bytes queued for the server. A REQUEST that would grow the output beyond it is
+    /// refused ([`ApiMisuse::OutputFull`]) until the server reads: a server that stops reading
+    /// cannot grow the caller's memory without bound. A REQUEST on an empty output always fits.
+    pub max_out: usize,
 }
 
 impl Default for ClientConnConfig {
@@ -66,6 +78,8 @@ impl Default for ClientConnConfig {
             hello_timeout: Duration::from_secs(5),
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(3),
+            drain_margin: Duration::from_secs(1),
+            max_out: 4 << 20,
         }
     }
 }
@@ -178,6 +192,10 @@ pub struct ClientConn {
     last_input: Instant,
     hello_deadline: Option<Instant>,
     ping_deadline: Option<Instant>,
+    /// After GOAWAY: the announced drain budget plus the margin (rule 8).
+    drain_deadline: Option<Instant>,
+    /// The server's HELLO was read (the peer speaks this protocol).
+    hello_done: bool,
     /// Earliest deadline among outstanding requests (a lower bound; recomputed when passed).
     next_deadline: Option<Instant>,
     closed_reported: bool,
@@ -202,6 +220,8 @@ impl ClientConn {
             refusals: false,
             last_input: now,
             ping_deadline: None,
+            drain_deadline: None,
+            hello_done: false,
             next_deadline: None,
             closed_reported: false,
         }
@@ -222,6 +242,12 @@ impl ClientConn {
     /// The capacity from the last READY, if any.
     pub fn ready_capacity(&self) -> Option<u8> {
         self.ready
+    }
+
+    /// Whether the server's HELLO was read: the peer speaks this protocol. Stays true once the
+    /// connection closes (a failure before it is a failed handshake).
+    pub fn handshake_done(&self) -> bool {
+        self.hello_done
     }
 
     /// Whether GOAWAY has been read.
@@ -268,6 +294,13 @@ impl ClientConn {
             return Err(ApiMisuse::TooLarge {
                 len,
                 max: self.peer_max_frame,
+            });
+        }
+        let queued = self.out.len();
+        if queued > 0 && queued + HEADER_LEN + len > self.cfg.max_out {
+            return Err(ApiMisuse::OutputFull {
+                queued,
+                max: self.cfg.max_out,
             });
         }
         let id = self.next_id;
@@ -355,7 +388,7 @@ impl ClientConn {
                 self.maybe_finish_drain();
                 Ok(())
             }
-            (State::Open, Frame::GoAway(g)) => self.on_goaway(g),
+            (State::Open, Frame::GoAway(g)) => self.on_goaway(now, g),
             (State::Draining { last_accepted }, Frame::GoAway(g)) => {
                 if g.last_accepted == last_accepted {
                     Ok(()) // a repeated GOAWAY changes nothing
@@ -423,7 +456,14 @@ impl ClientConn {
             self.end(Some(ConnError::Lost("PING not answered in time")), 0);
             return;
         }
-        if self.state == State::Open
+        if self.drain_deadline.is_some_and(|d| now >= d) {
+            self.drain_deadline = None;
+            let why = "the drain budget passed without the answers owed";
+            self.end(Some(ConnError::Lost(why)), 0);
+            return;
+        }
+        // Rule 8: a draining connection is watched too (a node silent after GOAWAY).
+        if self.pings()
             && self.ping_deadline.is_none()
             && now >= self.last_input + self.cfg.ping_interval
         {
@@ -489,12 +529,19 @@ impl ClientConn {
         }
         let ping = match self.ping_deadline {
             Some(d) => Some(d),
-            None => (self.state == State::Open).then(|| self.last_input + self.cfg.ping_interval),
+            None => self
+                .pings()
+                .then(|| self.last_input + self.cfg.ping_interval),
         };
-        [self.hello_deadline, ping, self.next_deadline]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.hello_deadline,
+            ping,
+            self.drain_deadline,
+            self.next_deadline,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Whether the driver should close the socket now: after GOAWAY once every id ≤ N resolved
@@ -516,8 +563,14 @@ impl ClientConn {
 
     // ---- internals ----
 
+    /// Whether the PING timer runs: open, or draining (rule 8).
+    fn pings(&self) -> bool {
+        matches!(self.state, State::Open | State::Draining { .. })
+    }
+
     fn on_hello(&mut self, h: Hello) -> Result<(), ConnError> {
         self.hello_deadline = None;
+        self.hello_done = true;
         if h.min_version > VERSION || h.max_version < VERSION {
             let detail = "no protocol version in common";
             return self.violation(ErrorCode::UNSUPPORTED_VERSION, 0, detail);
@@ -536,8 +589,9 @@ impl ClientConn {
     }
 
     /// Rule 3: stop writing (after any frame already started), resolve every id above N as
-    /// Rejected, acknowledge, and wait for the ids up to N.
-    fn on_goaway(&mut self, g: GoAway) -> Result<(), ConnError> {
+    /// Rejected, acknowledge, and wait for the ids up to N — at most the announced drain budget
+    /// plus the margin (rule 8).
+    fn on_goaway(&mut self, now: Instant, g: GoAway) -> Result<(), ConnError> {
         if g.last_accepted > self.written_id {
             let detail = "GOAWAY accepts an id that was never written";
             return self.violation(ErrorCode::UNKNOWN_ID, g.last_accepted, detail);
@@ -558,9 +612,11 @@ impl ClientConn {
             self.resolve(id, Outcome::Rejected(Rejection::GoAway));
         }
         encode_header_only(Kind::GOAWAY_ACK, g.last_accepted, self.out.vec());
+        let drain_budget = Duration::from_millis(u64::from(g.drain_budget_ms));
+        self.drain_deadline = Some(now + drain_budget + self.cfg.drain_margin);
         self.events.push_front(ClientEvent::GoAway {
             last_accepted: g.last_accepted,
-            drain_budget: Duration::from_millis(u64::from(g.drain_budget_ms)),
+            drain_budget,
             reason: g.reason,
         });
         self.maybe_finish_drain();
@@ -644,6 +700,7 @@ impl ClientConn {
         self.next_deadline = None;
         self.ping_deadline = None;
         self.hello_deadline = None;
+        self.drain_deadline = None;
         self.events.push_back(ClientEvent::Closed { error });
     }
 

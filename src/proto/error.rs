@@ -179,6 +179,14 @@ pub enum ApiMisuse {
     BadMethod,
     /// This connection has used every request id; open a new one.
     IdsExhausted,
+    /// The output already holds this much for a peer that is not reading it; the request would
+    /// pass the bound (`ClientConnConfig::max_out`). Send elsewhere, or later.
+    OutputFull {
+        /// Bytes queued.
+        queued: usize,
+        /// The bound.
+        max: usize,
+    },
 }
 
 impl fmt::Display for ApiMisuse {
@@ -195,6 +203,11 @@ impl fmt::Display for ApiMisuse {
             }
             ApiMisuse::BadMethod => f.write_str("method name must be 1 to 255 bytes"),
             ApiMisuse::IdsExhausted => f.write_str("request ids exhausted on this connection"),
+            ApiMisuse::OutputFull { queued, max } => write!(
+                f,
+                "{queued} bytes already wait for the peer to read them (bound {max}): \
+                 send elsewhere or later"
+            ),
         }
     }
 }

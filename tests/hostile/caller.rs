@@ -419,7 +419,17 @@ fn bad_handshake(
     });
     let deadline = Duration::from_millis(400);
     let (r, took) = s.call(b"H", CallOptions::new().deadline(deadline));
-    expect_err(&r, &CallError::NoNodeAvailable, false);
+    match &r {
+        Err(CallError::NoNodeAvailable { nodes }) => {
+            let addrs: Vec<_> = nodes.iter().map(|n| n.addr).collect();
+            assert_eq!(
+                addrs,
+                [s.raw.addr, s.spare.addr],
+                "each node's cause: {nodes:?}"
+            );
+        }
+        other => panic!("expected NoNodeAvailable, got {other:?}"),
+    }
     assert!(
         took >= deadline && took < deadline + PROMPT,
         "took {took:?} for a {deadline:?} deadline"

@@ -111,7 +111,7 @@ mod tests {
         let calls = [
             call(1, Ok(0)),
             call(2, Ok(1)),
-            call(3, Err(CallError::NoNodeAvailable)),
+            call(3, Err(CallError::NoNodeAvailable { nodes: vec![] })),
         ];
         let a = audit(&calls, &runs(&[(1, 1), (2, 1)]), 0);
         assert!(a.clean(), "{a:?}");
@@ -135,7 +135,7 @@ mod tests {
     fn a_failed_call_whose_token_ran_is_mismatched() {
         let calls = [
             call(1, Err(CallError::Rejected)),
-            call(2, Err(CallError::NoNodeAvailable)),
+            call(2, Err(CallError::NoNodeAvailable { nodes: vec![] })),
         ];
         let a = audit(&calls, &runs(&[(1, 1)]), 0);
         assert_eq!(a.mismatched, 1);
