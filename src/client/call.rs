@@ -1,19 +1,8 @@
 //! One call: choose a node, send, wait for the outcome, and replay when — and only when — the
 //! request provably did not run (or is idempotent).
 //!
-//! The rules come from the core's [`Outcome`]s; nothing here guesses:
-//!
-//! | outcome                          | what the call does                                   |
-//! |----------------------------------|------------------------------------------------------|
-//! | Completed OK / other status      | returns the body / `CallError::Status`               |
-//! | Rejected (any reason)            | replays on another node (unless replay is off)       |
-//! | Unknown                          | retries if idempotent, else `CallError::OutcomeUnknown` |
-//! | DeadlineExceeded                 | `CallError::DeadlineExceeded { may_have_run }`       |
-//!
-//! A node that turns a request away as busy (OVERLOADED, NOT_READY) may be the only one, or all
-//! nodes may be full (the survivors of a drain): after the first such replay, the next ones wait
-//! a short, doubling pause ([`BUSY_PAUSE_MIN`] to [`BUSY_PAUSE_MAX`]) within the deadline instead
-//! of spending the call's replays in a burst.
+//! The rules come from the core's [`Outcome`]s; nothing here guesses. What to do after each
+//! attempt is decided by the sans-IO replay policy in [`policy`](super::policy).
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -28,13 +17,9 @@ use super::ClientInner;
 use super::error::CallError;
 use super::link::{Link, SendFail};
 use super::slot::Slot;
+use super::policy::{Attempts, Policy, Verdict};
 use super::table::Node;
-use crate::proto::{Outcome, RejectReason, Rejection, Status};
-
-/// The first pause before replaying a request a node turned away as busy.
-const BUSY_PAUSE_MIN: Duration = Duration::from_millis(1);
-/// The longest such pause.
-const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
+use crate::proto::Outcome;
 
 /// Per-call options.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -95,13 +80,9 @@ pub struct CallFuture<'a> {
     /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
     slot: Option<Arc<Slot>>,
     inflight: Option<InFlight>,
-    replays: u32,
-    retries: u32,
-    avoid: Option<usize>,
-    may_have_run: bool,
+    /// The replay policy's memory of this call's attempts.
+    attempts: Attempts,
     started: bool,
-    /// Busy rejections (OVERLOADED, NOT_READY) in a row.
-    busy: u32,
     /// Do not send again before this (a pause after busy rejections).
     pause_until: Option<Instant>,
 }
@@ -124,12 +105,8 @@ impl<'a> CallFuture<'a> {
             deadline,
             slot: Some(super::slot::take_pooled()),
             inflight: None,
-            replays: 0,
-            retries: 0,
-            avoid: None,
-            may_have_run: false,
+            attempts: Attempts::new(),
             started: true,
-            busy: 0,
             pause_until: None,
         }
     }
@@ -137,49 +114,33 @@ impl<'a> CallFuture<'a> {
     fn decide(&mut self, outcome: Outcome, node: &Node) -> Option<Result<Response, CallError>> {
         let cfg = &self.client.cfg;
         let stats = &self.client.stats;
-        match outcome {
-            Outcome::Completed { status, body } if status == Status::OK => Some(Ok(Response {
+        let policy = Policy {
+            replay: cfg.replay,
+            max_replays: cfg.max_replays,
+        };
+        let before = (self.attempts.replays(), self.attempts.retries());
+        let verdict = self
+            .attempts
+            .decide(policy, self.idempotent, outcome, node.index());
+        if self.attempts.replays() > before.0 {
+            stats.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.attempts.retries() > before.1 {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        match verdict {
+            Verdict::Done(body) => Some(Ok(Response {
                 body,
                 node: node.addr(),
-                replays: self.replays,
+                replays: self.attempts.replays(),
             })),
-            Outcome::Completed { status, body } => Some(Err(CallError::Status { status, body })),
-            Outcome::Rejected(why) => {
-                if !cfg.replay {
-                    return Some(Err(CallError::Rejected));
-                }
-                self.replays += 1;
-                stats.replayed.fetch_add(1, Ordering::Relaxed);
-                if self.replays > cfg.max_replays {
-                    return Some(Err(CallError::Rejected));
-                }
-                self.avoid = Some(node.index());
-                let busy = matches!(
-                    why,
-                    Rejection::Server(RejectReason::OVERLOADED | RejectReason::NOT_READY)
-                );
-                self.busy = if busy { self.busy + 1 } else { 0 };
-                if self.busy >= 2 {
-                    let pause = BUSY_PAUSE_MIN
-                        .saturating_mul(1 << (self.busy - 2).min(16))
-                        .min(BUSY_PAUSE_MAX);
-                    self.pause_until = Some(Instant::now() + pause);
+            Verdict::Fail(e) => Some(Err(e)),
+            Verdict::Again { pause } => {
+                if let Some(p) = pause {
+                    self.pause_until = Some(Instant::now() + p);
                 }
                 None
             }
-            Outcome::Unknown => {
-                if !(cfg.replay && self.idempotent) || self.retries >= cfg.max_replays {
-                    return Some(Err(CallError::OutcomeUnknown));
-                }
-                self.retries += 1;
-                self.may_have_run = true;
-                stats.retried.fetch_add(1, Ordering::Relaxed);
-                self.avoid = Some(node.index());
-                None
-            }
-            Outcome::DeadlineExceeded { sent } => Some(Err(CallError::DeadlineExceeded {
-                may_have_run: sent || self.may_have_run,
-            })),
         }
     }
 
@@ -187,7 +148,7 @@ impl<'a> CallFuture<'a> {
     fn try_send(&mut self, now: Instant) -> Result<bool, CallError> {
         let table = &self.client.table;
         for _ in 0..4 {
-            let Some(node) = table.choose(now, self.avoid) else {
+            let Some(node) = table.choose(now, self.attempts.avoid()) else {
                 return Ok(false);
             };
             let link = node.current.lock().clone();
@@ -236,7 +197,7 @@ impl Future for CallFuture<'_> {
             }
             let now = Instant::now();
             if now >= this.deadline {
-                let err = if this.may_have_run {
+                let err = if this.attempts.may_have_run() {
                     CallError::DeadlineExceeded { may_have_run: true }
                 } else {
                     CallError::NoNodeAvailable
@@ -279,7 +240,7 @@ impl CallFuture<'_> {
         match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
             // "it never ran" (closed, rejected everywhere since) would be a lie.
-            Err(e) if self.may_have_run && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => Err(CallError::OutcomeUnknown),
             r => r,
         }
     }

@@ -45,6 +45,7 @@ mod discovery;
 mod error;
 mod io_loop;
 mod link;
+pub mod policy;
 mod slot;
 pub mod table;
 mod waiters;
