@@ -370,8 +370,9 @@ impl World {
         }
         panic!(
             "cluster simulation, seed {}: {why}\nlast events:\n{s}\nreplay: SIM_CLUSTER_SEED={} \
-             cargo test --release --test sim_cluster -- --nocapture",
-            self.seed, self.seed
+             cargo test --release --all-features --test sim_cluster -- --nocapture (or SEED={} \
+             scripts/sim.sh)",
+            self.seed, self.seed, self.seed
         );
     }
 
