@@ -72,7 +72,11 @@ fn rollout_checks_its_report_paths_before_the_run() {
         c.args(&args).env("TMPDIR", &tmp.0);
         let out = run_within(c, QUICK);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(args[1]), "names the path: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(args[1]),
+            "names the path: {}",
+            stderr(&out)
+        );
     }
     assert!(
         tmp.entries().is_empty(),
@@ -91,7 +95,11 @@ fn rollout_refuses_zero_rounds_and_a_zero_drain_budget_with_a_reason() {
         c.args(args);
         let out = run_within(c, QUICK);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).contains(why), "{args:?} explains itself: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(why),
+            "{args:?} explains itself: {}",
+            stderr(&out)
+        );
     }
 }
 

@@ -61,7 +61,7 @@ fn withdrawal_answers_and_linger_all_fit_in_the_budget() {
         "GOAWAY after {goaway_at:?}: the withdrawal waits at most a quarter of the budget"
     );
     assert!(
-        drain_budget_ms <= 550 && drain_budget_ms >= 300,
+        (300..=550).contains(&drain_budget_ms),
         "GOAWAY announces {drain_budget_ms} ms: expected 1 s − withdrawal − 250 ms linger"
     );
     let (report, _server) = wait_report(server, BUDGET + QUICK);
@@ -71,7 +71,10 @@ fn withdrawal_answers_and_linger_all_fit_in_the_budget() {
         "the close sequence took {total:?}, past its {BUDGET:?} budget"
     );
     assert!(!report.clean, "{report:?}");
-    assert!(report.total <= BUDGET + Duration::from_millis(50), "{report:?}");
+    assert!(
+        report.total <= BUDGET + Duration::from_millis(50),
+        "{report:?}"
+    );
     assert_eq!(report.abandoned, 1, "{report:?}");
     drop(gate);
 }
@@ -121,7 +124,10 @@ fn a_caller_that_reads_nothing_is_closed_at_the_budget_without_a_reset() {
     let p = connect_ready(server.local_addr());
     let mut stream = p.try_clone_stream();
     let sent = fill_until_paused(&mut stream);
-    assert!(sent > 8, "only {sent} requests fit: the server never pushed back");
+    assert!(
+        sent > 8,
+        "only {sent} requests fit: the server never pushed back"
+    );
 
     let t0 = Instant::now();
     server.shutdown();

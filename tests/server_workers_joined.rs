@@ -102,7 +102,9 @@ fn a_worker_stuck_past_the_budget_is_named_in_the_report() {
     assert!(expected.starts_with("gracerpc-worker-"), "{expected}");
     assert_eq!(report.stuck_workers, vec![expected], "{report:?}");
     assert!(
-        report.to_string().contains("1 workers still running a handler"),
+        report
+            .to_string()
+            .contains("1 workers still running a handler"),
         "{report}"
     );
     drop(p);

@@ -39,7 +39,11 @@ fn random_cluster_schedules_keep_every_promise() {
 #[test]
 fn the_same_seed_gives_the_same_run() {
     for seed in [3, 17] {
-        assert_eq!(run_seed(seed), run_seed(seed), "seed {seed} is not deterministic");
+        assert_eq!(
+            run_seed(seed),
+            run_seed(seed),
+            "seed {seed} is not deterministic"
+        );
     }
 }
 
@@ -71,11 +75,11 @@ fn a_discovery_flap_that_leaves_the_old_connection_open_is_caught() {
         sc.close_removed = close_removed;
         std::panic::catch_unwind(|| World::new(7, sc).run())
     };
-    assert!(flap(true).is_ok(), "closing removed connections once idle keeps no leak");
+    assert!(
+        flap(true).is_ok(),
+        "closing removed connections once idle keeps no leak"
+    );
     let err = flap(false).expect_err("a leaked connection must fail the no-growth check");
-    let msg = err
-        .downcast_ref::<String>()
-        .cloned()
-        .unwrap_or_default();
+    let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
     assert!(msg.contains("open connections"), "{msg}");
 }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use super::ClientInner;
 use super::error::CallError;
 use super::link::{Link, SendFail};
-use super::slot::Slot;
 use super::policy::{Attempts, Policy, Verdict};
+use super::slot::Slot;
 use super::table::Node;
 use crate::proto::Outcome;
 
@@ -240,7 +240,9 @@ impl CallFuture<'_> {
         match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
             // "it never ran" (closed, rejected everywhere since) would be a lie.
-            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => {
+                Err(CallError::OutcomeUnknown)
+            }
             r => r,
         }
     }

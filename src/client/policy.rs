@@ -94,7 +94,9 @@ impl Attempts {
     ) -> Verdict {
         match outcome {
             Outcome::Completed { status, body } if status == Status::OK => Verdict::Done(body),
-            Outcome::Completed { status, body } => Verdict::Fail(CallError::Status { status, body }),
+            Outcome::Completed { status, body } => {
+                Verdict::Fail(CallError::Status { status, body })
+            }
             Outcome::Rejected(why) => {
                 if !policy.replay {
                     return Verdict::Fail(CallError::Rejected);

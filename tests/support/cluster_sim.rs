@@ -416,7 +416,11 @@ impl World {
                             }
                             _ => String::new(),
                         };
-                        format!("call {i}: {:?}, deadline {:?}{conn}", c.state, c.deadline - self.base)
+                        format!(
+                            "call {i}: {:?}, deadline {:?}{conn}",
+                            c.state,
+                            c.deadline - self.base
+                        )
                     })
                     .collect();
                 self.fail(format!(
@@ -533,21 +537,19 @@ impl World {
                     self.fail(format!("call {call} (not idempotent) ran twice"));
                 }
             }
-            Ev::Client(ClientEvent::Ready(capacity)) => {
-                if current {
-                    let t = &self.clients[client].table;
-                    let n = t.nodes().nth(node).cloned().expect("node");
-                    if n.state() != NodeState::Removed {
-                        t.set_capacity(&n, capacity, now);
-                    }
+            Ev::Client(ClientEvent::Ready(capacity)) if current => {
+                let t = &self.clients[client].table;
+                let n = t.nodes().nth(node).cloned().expect("node");
+                if n.state() != NodeState::Removed {
+                    t.set_capacity(&n, capacity, now);
                 }
             }
             Ev::Client(ClientEvent::GoAway { .. })
-            | Ev::Client(ClientEvent::NodeHint(RejectReason::SHUTTING_DOWN)) => {
-                if current {
-                    self.detach(ci);
-                    self.set_state(client, node, NodeState::Draining);
-                }
+            | Ev::Client(ClientEvent::NodeHint(RejectReason::SHUTTING_DOWN))
+                if current =>
+            {
+                self.detach(ci);
+                self.set_state(client, node, NodeState::Draining);
             }
             Ev::Client(ClientEvent::NodeHint(
                 RejectReason::OVERLOADED | RejectReason::NOT_READY,
@@ -558,12 +560,16 @@ impl World {
             }
             Ev::Client(ClientEvent::Resolved { id, outcome, .. }) => {
                 let Some(call) = self.conns[ci].wire.remove(&id) else {
-                    self.fail(format!("conn {ci}: request {id} resolved twice or never sent"));
+                    self.fail(format!(
+                        "conn {ci}: request {id} resolved twice or never sent"
+                    ));
                 };
                 self.resolve(call, ci, id, outcome);
             }
             Ev::Client(ClientEvent::Closed { error }) => {
-                self.note(format!("conn {ci} (caller {client} → node {node}) closed: {error:?}"));
+                self.note(format!(
+                    "conn {ci} (caller {client} → node {node}) closed: {error:?}"
+                ));
                 if current {
                     self.detach(ci);
                     self.set_state(client, node, NodeState::Down);
@@ -623,7 +629,9 @@ impl World {
             }
         }
         let state = self.calls[call].state.clone();
-        self.note(format!("call {call}: {outcome:?} on node {node} → {state:?}"));
+        self.note(format!(
+            "call {call}: {outcome:?} on node {node} → {state:?}"
+        ));
     }
 
     // ---- the servers' applications ----

@@ -173,9 +173,15 @@ struct RunDir {
 impl Drop for RunDir {
     fn drop(&mut self) {
         if self.keep {
-            eprintln!("gracerpc rollout: node logs kept in {}", self.path.display());
+            eprintln!(
+                "gracerpc rollout: node logs kept in {}",
+                self.path.display()
+            );
         } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
-            eprintln!("gracerpc rollout: cannot remove {}: {e}", self.path.display());
+            eprintln!(
+                "gracerpc rollout: cannot remove {}: {e}",
+                self.path.display()
+            );
         }
     }
 }
@@ -361,7 +367,10 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     if let Some(path) = &args.json
         && let Err(e) = std::fs::write(path, report.json() + "\n")
     {
-        eprintln!("gracerpc rollout: the report was not written: {}: {e}", path.display());
+        eprintln!(
+            "gracerpc rollout: the report was not written: {}: {e}",
+            path.display()
+        );
         written = false;
     }
     if let Some(path) = &args.plot {

@@ -200,7 +200,11 @@ impl EventLoop {
         self.jobs.0.close();
         if let Some(workers) = self.workers.as_mut() {
             let now = Instant::now();
-            let until = self.drain.as_ref().map_or(now, |d| d.end).max(now + JOIN_GRACE);
+            let until = self
+                .drain
+                .as_ref()
+                .map_or(now, |d| d.end)
+                .max(now + JOIN_GRACE);
             report.stuck_workers = workers.join(until);
             if !report.stuck_workers.is_empty() {
                 log::warn!(
