@@ -216,8 +216,11 @@ struct Conn {
     node: usize,
     /// Events of `sim` already handled.
     seen: usize,
-    /// Wire id → call.
+    /// Wire id → call, while unresolved.
     wire: BTreeMap<u64, usize>,
+    /// Wire id → call, kept after resolution: a server may still run a request whose outcome
+    /// the caller saw as unknown (a partition), and that run counts.
+    sent: BTreeMap<u64, usize>,
     /// The node's current connection for its caller.
     current: bool,
     /// The driver half-closed it (discovery removed its node).
@@ -529,7 +532,7 @@ impl World {
         };
         match ev {
             Ev::Started(id) => {
-                let Some(&call) = self.conns[ci].wire.get(&id) else {
+                let Some(&call) = self.conns[ci].sent.get(&id) else {
                     self.fail(format!("conn {ci}: request {id} started, no call sent it"));
                 };
                 self.ran[call] += 1;
@@ -719,6 +722,7 @@ impl World {
                     node: n,
                     seen: 0,
                     wire: BTreeMap::new(),
+                    sent: BTreeMap::new(),
                     current: true,
                     closing: false,
                     slow_until: None,
@@ -788,6 +792,7 @@ impl World {
                 match conn.sim.try_send_as(deadline, idem) {
                     Ok(id) => {
                         conn.wire.insert(id, call);
+                        conn.sent.insert(id, call);
                         node.add_outstanding();
                         self.calls[call].state = State::InFlight { conn: ci, id };
                         break;
