@@ -11,6 +11,8 @@ use gracerpc::server::Server;
 use peer::{Gate, OwnedFrame, QUICK, connect_ready, frames, wait_report};
 
 const BUDGET: Duration = Duration::from_secs(10);
+/// What GOAWAY announces: the budget less the linger kept at its end, min(linger 2 s, B/4).
+const ANNOUNCED: Duration = Duration::from_secs(8);
 
 #[test]
 fn in_flight_requests_are_answered_then_the_server_waits_for_the_callers_close() {
@@ -33,7 +35,7 @@ fn in_flight_requests_are_answered_then_the_server_waits_for_the_callers_close()
         goaway,
         OwnedFrame::GoAway {
             last_accepted: 3,
-            drain_budget_ms: BUDGET.as_millis() as u32,
+            drain_budget_ms: ANNOUNCED.as_millis() as u32,
             reason: GoAwayReason::SHUTDOWN
         },
         "GOAWAY must name the highest accepted id"

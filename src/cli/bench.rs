@@ -19,8 +19,13 @@ enum Method {
 /// Closed-loop load against running `gracerpc serve` nodes: calls/s and latency percentiles.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Comma-separated node addresses (host:port).
-    #[arg(long, value_delimiter = ',', required_unless_present = "discover")]
+    /// Comma-separated node addresses (host:port; a host name such as localhost is resolved).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = crate::cli::node_addr,
+        required_unless_present = "discover"
+    )]
     nodes: Vec<std::net::SocketAddr>,
     /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
     /// feature).

@@ -22,6 +22,48 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// A drain budget for `rollout`: like [`seconds`], but more than 0. With 0 a node ends every
+/// connection at once on SIGTERM, so every call in flight fails: that is `--mode naive`'s
+/// lesson, not a graceful rollout.
+pub fn drain_seconds(s: &str) -> Result<f64, String> {
+    let v = seconds(s)?;
+    if v <= 0.0 {
+        return Err(format!(
+            "`{s}`: a graceful drain needs a budget above 0 s (with 0 every call in flight at \
+             SIGTERM fails; `--mode naive` shows that)"
+        ));
+    }
+    Ok(v)
+}
+
+/// Rounds of restarts: 1 to 100,000 (0 would restart nothing and audit an idle cluster; use
+/// `bench` for load without restarts).
+pub fn rounds(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 100_000).map_err(|e| {
+        format!("{e} (0 restarts nothing: use `gracerpc bench` for load without restarts)")
+    })
+}
+
+/// A node address `host:port`; a host name (`localhost:7000`) is resolved, preferring IPv4 (a
+/// `gracerpc serve` listens on 127.0.0.1 by default).
+pub fn node_addr(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.trim().parse() {
+        return Ok(a);
+    }
+    let addrs: Vec<std::net::SocketAddr> = s
+        .trim()
+        .to_socket_addrs()
+        .map_err(|e| format!("`{s}` is not host:port ({e})"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or(addrs.first())
+        .copied()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
 /// A whole number within `lo..=hi`, for flags that size memory or processes.
 fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
     let v: usize = s
@@ -64,6 +106,23 @@ mod tests {
         assert!(concurrency("0").is_err() && concurrency("1000000000").is_err());
         assert!(payload("17000000").is_err() && payload("-1").is_err());
         assert!(nodes("257").is_err() && nodes("3").is_ok());
+    }
+
+    #[test]
+    fn rollout_refuses_zero_rounds_and_a_zero_drain() {
+        assert!(super::rounds("0").is_err() && super::rounds("2").is_ok());
+        assert!(super::drain_seconds("0").is_err() && super::drain_seconds("0.5").is_ok());
+    }
+
+    #[test]
+    fn node_addresses_resolve_host_names() {
+        let a = super::node_addr("localhost:7000").expect("localhost resolves");
+        assert!(a.ip().is_loopback() && a.port() == 7000, "{a}");
+        assert_eq!(
+            super::node_addr("127.0.0.1:9"),
+            Ok("127.0.0.1:9".parse().expect("addr"))
+        );
+        assert!(super::node_addr("no-port").is_err());
     }
 
     #[test]

@@ -39,7 +39,9 @@ pub struct ServeArgs {
     /// Worker threads (default: available cores).
     #[arg(long, value_parser = crate::cli::threads)]
     workers: Option<usize>,
-    /// Drain budget in seconds: how long the close sequence may take.
+    /// Drain budget in seconds: how long the whole close sequence may take (registry
+    /// withdrawal and the final linger included). 0 ends every connection at once on SIGTERM
+    /// (no RST, but nothing in flight gets its answer).
     #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
     drain_timeout: f64,
     /// How long `work` and `record` take, in milliseconds.

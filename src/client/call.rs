@@ -1,21 +1,10 @@
 //! One call: choose a node, send, wait for the outcome, and replay when — and only when — the
 //! request provably did not run (or is idempotent).
 //!
-//! The rules come from the core's [`Outcome`]s; nothing here guesses:
-//!
-//! | outcome                          | what the call does                                   |
-//! |----------------------------------|------------------------------------------------------|
-//! | Completed OK / other status      | returns the body / `CallError::Status`               |
-//! | Rejected (any reason)            | replays on another node (unless replay is off)       |
-//! | Unknown                          | retries if idempotent, else `CallError::OutcomeUnknown` |
-//! | DeadlineExceeded                 | `CallError::DeadlineExceeded { may_have_run }`       |
-//!
-//! A node that turns a request away as busy (OVERLOADED, NOT_READY) may be the only one, or all
-//! nodes may be full (the survivors of a drain): the call replays at once on another node, then
-//! after a doubling, jittered pause ([`BUSY_PAUSE_MIN`] to [`BUSY_PAUSE_MAX`]) — within its
-//! deadline, for as long as the client's retry budget allows (`retry_budget.rs`); when the
-//! budget is spent it fails fast with `CallError::Busy`. Replays after a shutdown never take
-//! from the budget.
+//! The rules come from the core's [`Outcome`]s; nothing here guesses. What to do after each
+//! attempt — end, replay at once, or replay after a busy pause within the client's retry
+//! budget — is decided by the sans-IO replay policy in [`policy`](super::policy), the same code
+//! the whole-cluster simulation drives.
 //!
 //! A call never depends on the I/O thread alone to end: a blocking call parks with a timeout
 //! and checks its deadline itself (running its connection's timers if they are overdue), and
@@ -33,14 +22,11 @@ use std::time::{Duration, Instant};
 use super::ClientInner;
 use super::error::CallError;
 use super::link::{Link, SendFail};
+use super::policy::{Attempts, BUSY_PAUSE_MAX, Policy, Verdict};
 use super::slot::Slot;
 use super::table::{Node, NodeSet, random_below};
-use crate::proto::{Outcome, RejectReason, Rejection, Status};
+use crate::proto::Outcome;
 
-/// The first pause before replaying a request a node turned away as busy.
-const BUSY_PAUSE_MIN: Duration = Duration::from_millis(1);
-/// The longest such pause.
-const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
 /// How long a node may refuse connections before a call gives up on it (or the call's whole
 /// deadline, if shorter): a restart takes less, a wrong address or a stopped service more.
 const REFUSED_PATIENCE: Duration = Duration::from_secs(1);
@@ -110,15 +96,9 @@ pub struct CallFuture<'a> {
     /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
     slot: Option<Arc<Slot>>,
     inflight: Option<InFlight>,
-    replays: u32,
-    /// Replays after a shutdown or an unsent frame (bounded by `max_replays`).
-    shutdown_replays: u32,
-    retries: u32,
-    avoid: Option<usize>,
-    may_have_run: bool,
+    /// The replay policy's memory of this call's attempts.
+    attempts: Attempts,
     started: bool,
-    /// Busy rejections (OVERLOADED, NOT_READY) in a row.
-    busy: u32,
     /// Do not send again before this (a pause after busy rejections).
     pause_until: Option<Instant>,
     /// The call's whole budget (for the patience with refusing nodes).
@@ -155,13 +135,8 @@ impl<'a> CallFuture<'a> {
             deadline,
             slot: Some(super::slot::take_pooled()),
             inflight: None,
-            replays: 0,
-            shutdown_replays: 0,
-            retries: 0,
-            avoid: None,
-            may_have_run: false,
+            attempts: Attempts::new(),
             started: true,
-            busy: 0,
             pause_until: None,
             budget,
             wake_at: deadline,
@@ -178,85 +153,50 @@ impl<'a> CallFuture<'a> {
     fn decide(&mut self, outcome: Outcome, node: &Node) -> Option<Result<Response, CallError>> {
         let cfg = &self.client.cfg;
         let stats = &self.client.stats;
-        match outcome {
-            Outcome::Completed { status, body } if status == Status::OK => {
-                self.client.budget.on_success();
-                Some(Ok(Response {
-                    body,
-                    node: node.addr(),
-                    replays: self.replays,
-                }))
-            }
-            Outcome::Completed { status, body } => {
-                self.client.budget.on_success();
-                Some(Err(CallError::Status { status, body }))
-            }
-            // Not run, and final: no other node would take it either.
-            Outcome::Refused { status, body } => Some(Err(CallError::Refused { status, body })),
-            Outcome::Rejected(why) => {
-                if let Some(cause) = self.client.health.failure() {
-                    return Some(Err(CallError::IoFailed {
-                        cause,
-                        may_have_run: self.may_have_run,
-                    }));
-                }
-                if !cfg.replay {
-                    return Some(Err(CallError::Rejected));
-                }
-                self.replays += 1;
-                stats.replayed.fetch_add(1, Ordering::Relaxed);
-                self.avoid = Some(node.index());
-                let busy = match why {
-                    Rejection::Server(r @ (RejectReason::OVERLOADED | RejectReason::NOT_READY)) => {
-                        Some(r)
-                    }
-                    _ => None,
-                };
-                let Some(reason) = busy else {
-                    // A node shutting down, or a frame never sent: replay elsewhere at once,
-                    // at no cost to the budget.
-                    self.busy = 0;
-                    self.shutdown_replays += 1;
-                    if self.shutdown_replays > cfg.max_replays {
-                        return Some(Err(CallError::Rejected));
-                    }
-                    return None;
-                };
-                if !self.client.budget.on_busy() {
-                    return Some(Err(CallError::Busy { reason }));
-                }
-                self.busy += 1;
-                if self.busy >= 2 {
-                    let pause = BUSY_PAUSE_MIN
-                        .saturating_mul(1 << (self.busy - 2).min(16))
-                        .min(BUSY_PAUSE_MAX);
-                    // Jitter (50–100 %): callers turned away together do not return together.
-                    let micros = pause.as_micros() as usize;
-                    let pause =
-                        Duration::from_micros((micros / 2 + random_below(micros / 2 + 1)) as u64);
-                    self.pause_until = Some(Instant::now() + pause);
-                }
-                None
-            }
-            Outcome::Unknown => {
-                if let Some(cause) = self.client.health.failure() {
-                    return Some(Err(CallError::IoFailed {
-                        cause,
-                        may_have_run: true,
-                    }));
-                }
-                if !(cfg.replay && self.idempotent) || self.retries >= cfg.max_replays {
-                    return Some(Err(CallError::OutcomeUnknown));
-                }
-                self.retries += 1;
-                self.may_have_run = true;
-                stats.retried.fetch_add(1, Ordering::Relaxed);
-                self.avoid = Some(node.index());
-                None
-            }
-            Outcome::DeadlineExceeded { sent } => Some(Err(CallError::DeadlineExceeded {
-                may_have_run: sent || self.may_have_run,
+        // A rejected or unknown attempt would be sent again, but the I/O thread that would
+        // carry it is gone: end with that cause instead.
+        if matches!(outcome, Outcome::Rejected(_) | Outcome::Unknown)
+            && let Some(cause) = self.client.health.failure()
+        {
+            let may_have_run =
+                matches!(outcome, Outcome::Unknown) || self.attempts.may_have_run();
+            return Some(Err(CallError::IoFailed {
+                cause,
+                may_have_run,
+            }));
+        }
+        let policy = Policy {
+            replay: cfg.replay,
+            max_replays: cfg.max_replays,
+        };
+        let before = (self.attempts.replays(), self.attempts.retries());
+        let verdict = self.attempts.decide(
+            policy,
+            self.idempotent,
+            outcome,
+            node.index(),
+            &self.client.budget,
+            &mut random_below,
+        );
+        if self.attempts.replays() > before.0 {
+            stats.replayed.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.attempts.retries() > before.1 {
+            stats.retried.fetch_add(1, Ordering::Relaxed);
+        }
+        match verdict {
+            Verdict::Done(body) => Some(Ok(Response {
+                body,
+                node: node.addr(),
+                replays: self.attempts.replays(),
             })),
+            Verdict::Fail(e) => Some(Err(e)),
+            Verdict::Again { pause } => {
+                if let Some(p) = pause {
+                    self.pause_until = Some(Instant::now() + p);
+                }
+                None
+            }
         }
     }
 
@@ -267,7 +207,7 @@ impl<'a> CallFuture<'a> {
         let table = &self.client.table;
         let mut skip = NodeSet::default();
         let mut raced = false;
-        while let Some(node) = table.choose_except(now, self.avoid, &skip) {
+        while let Some(node) = table.choose_except(now, self.attempts.avoid(), &skip) {
             skip.insert(node.index());
             let Some(link) = self.client.routes.get(node.index()) else {
                 raced = true;
@@ -324,7 +264,7 @@ impl<'a> CallFuture<'a> {
             .failure()
             .map(|cause| CallError::IoFailed {
                 cause,
-                may_have_run: self.may_have_run,
+                may_have_run: self.attempts.may_have_run(),
             })
     }
 }
@@ -364,7 +304,7 @@ impl Future for CallFuture<'_> {
             }
             let now = Instant::now();
             if now >= this.deadline {
-                let err = if this.may_have_run {
+                let err = if this.attempts.may_have_run() {
                     CallError::DeadlineExceeded { may_have_run: true }
                 } else {
                     this.no_node(now)
@@ -414,7 +354,7 @@ impl CallFuture<'_> {
         match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
             // "it never ran" (closed, rejected everywhere since) would be a lie.
-            Err(e) if self.may_have_run && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => Err(CallError::OutcomeUnknown),
             r => r,
         }
     }

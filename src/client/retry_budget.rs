@@ -23,7 +23,7 @@ const MILLI: u64 = 1000;
 
 /// A token bucket of busy replays, shared by every call of a client.
 #[derive(Debug)]
-pub(crate) struct RetryBudget {
+pub struct RetryBudget {
     /// Tokens left, in thousandths.
     milli: AtomicU64,
     max: u64,

@@ -140,7 +140,9 @@ impl Node {
         self.outstanding.load(Ordering::Relaxed)
     }
 
-    pub(crate) fn add_outstanding(&self) {
+    /// A call was sent to it (the client's driver counts; public for simulations).
+    #[doc(hidden)]
+    pub fn add_outstanding(&self) {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -152,7 +154,9 @@ impl Node {
         }
     }
 
-    pub(crate) fn sub_outstanding(&self) {
+    /// A call sent to it resolved.
+    #[doc(hidden)]
+    pub fn sub_outstanding(&self) {
         let _ = self
             .outstanding
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
@@ -521,8 +525,17 @@ fn seed() -> u64 {
     (addr ^ nanos.rotate_left(17)) | 1
 }
 
+/// Seeds this thread's balancing choices (and reconnection jitter), for a deterministic
+/// simulation that drives a [`NodeTable`] from one thread. Not needed otherwise: each thread
+/// seeds itself from the clock.
+#[doc(hidden)]
+pub fn seed_thread_rng(seed: u64) {
+    RNG.with(|c| c.set(seed | 1));
+}
+
 /// A uniform-enough random number below `n` (xorshift; for load balancing, not security).
-pub(crate) fn random_below(n: usize) -> usize {
+#[doc(hidden)]
+pub fn random_below(n: usize) -> usize {
     RNG.with(|c| {
         let mut x = c.get();
         x ^= x << 13;

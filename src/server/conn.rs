@@ -164,4 +164,25 @@ impl Conn {
         }
         self.core.is_closed()
     }
+
+    /// Closes at the end of the close sequence without an RST: shuts the write side (if the
+    /// core has not already), reads and discards the input that already arrived — bounded —
+    /// and closes. Closing with unread input would make the kernel send RST, which destroys
+    /// what the caller has not read yet (rule 4).
+    pub fn close_at_stop(mut self, scratch: &mut [u8]) {
+        if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+            log::debug!("shutdown(write) at the stop: {e}");
+        }
+        for _ in 0..STOP_READS {
+            match self.stream.read(scratch) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break, // WouldBlock: nothing left unread
+            }
+        }
+    }
 }
+
+/// Reads (of the loop's scratch buffer) at most to empty a socket's input at the stop.
+const STOP_READS: usize = 256;

@@ -28,7 +28,24 @@
 //!
 //! With a [`Registrar`] ([`Builder::registrar`]), the node is published in a service registry
 //! once READY, and the close sequence starts by withdrawing it — then GOAWAY, as above. The
-//! GOAWAY waits for the registry at most [`Builder::registry_timeout`] (default 500 ms).
+//! GOAWAY waits for the registry at most [`Builder::registry_timeout`] (default 500 ms), and
+//! never more than a quarter of the drain budget.
+//!
+//! ## Time accounting
+//! The drain budget `B` ([`Builder::drain_budget`], default 10 s) bounds the **whole** sequence,
+//! from the moment it is asked for (`t0`) until [`ServerHandle::wait`] returns:
+//!
+//! * the registry withdrawal takes at most `min(registry_timeout, B/4)`;
+//! * GOAWAY (sent at `t1`) announces `t0 + B − L − t1` as its `drain_budget_ms`, where
+//!   `L = min(linger, B/4)`: answers are written until then (default: 8 s, or 7.5 s after a
+//!   500 ms withdrawal);
+//! * then every connection still owing answers has its write side shut and is read until its
+//!   caller closes, until `t0 + B`;
+//! * at `t0 + B` the connections still open are closed without an RST (write side shut, the
+//!   input already arrived read and discarded);
+//! * finally the worker threads are joined: every worker not running a handler ends at once;
+//!   a handler still running is left to finish on its own thread, named in
+//!   [`DrainReport::stuck_workers`]. This takes at most 100 ms past `t0 + B`.
 //!
 //! The library never exits the process: signal handling is opt-in, and even then the server only
 //! returns its report.
@@ -142,7 +159,9 @@ impl Builder {
         self
     }
 
-    /// How long the close sequence may take before connections are ended (default 10 s).
+    /// How long the whole close sequence may take, registry withdrawal and linger included
+    /// (default 10 s; see the module docs for how it is divided). Zero ends connections at once
+    /// (still without an RST): nothing in flight gets its answer.
     pub fn drain_budget(mut self, budget: Duration) -> Self {
         self.drain_budget = crate::capped(budget);
         self
@@ -182,7 +201,8 @@ impl Builder {
         self
     }
 
-    /// How long to wait for a caller's close after our write side is shut.
+    /// How long to wait for a caller's close after our write side is shut (default 2 s; during
+    /// the close sequence at most a quarter of the drain budget).
     pub fn linger(mut self, linger: Duration) -> Self {
         self.conn.linger = crate::capped(linger);
         self
@@ -263,7 +283,7 @@ impl Builder {
     }
 
     /// How long the close sequence waits for the registry to confirm the withdrawal before it
-    /// sends GOAWAY anyway (default 500 ms).
+    /// sends GOAWAY anyway (default 500 ms; at most a quarter of the drain budget).
     pub fn registry_timeout(mut self, timeout: Duration) -> Self {
         self.registry_timeout = crate::capped(timeout);
         self
@@ -322,7 +342,7 @@ impl Builder {
         // reached; bounded, the channel is an array that allocates nothing per message.
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
-        workers::spawn(self.workers, job_queue.clone(), done_tx, waker.clone())?;
+        let workers = workers::spawn(self.workers, job_queue.clone(), done_tx, waker.clone())?;
         let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
         let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
         readiness.poll_change(std::time::Instant::now());
@@ -346,11 +366,12 @@ impl Builder {
             stats.clone(),
             readiness,
         );
+        el.workers = Some(workers);
         if let Some(r) = self.registrar {
             el.announcer = Some(announce::Announcer::spawn(
                 r,
                 local_addr,
-                self.registry_timeout,
+                event_loop::withdrawal_limit(self.drain_budget, self.registry_timeout),
                 waker.clone(),
             )?);
         }

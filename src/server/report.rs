@@ -27,6 +27,10 @@ pub struct DrainReport {
     pub answered_in: Option<Duration>,
     /// From the start of the close sequence until the server stopped.
     pub total: Duration,
+    /// Worker threads still running a handler when the server stopped (their thread names).
+    /// Every other worker was joined before the report was returned; these are left to finish
+    /// on their own (a thread cannot be stopped from outside), and their answers go nowhere.
+    pub stuck_workers: Vec<String>,
 }
 
 impl fmt::Display for DrainReport {
@@ -46,6 +50,14 @@ impl fmt::Display for DrainReport {
             self.goaway_sent,
             self.rejected_queued,
             self.abandoned
-        )
+        )?;
+        if !self.stuck_workers.is_empty() {
+            write!(
+                f,
+                ", {} workers still running a handler",
+                self.stuck_workers.len()
+            )?;
+        }
+        Ok(())
     }
 }

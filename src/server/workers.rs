@@ -6,13 +6,13 @@
 //! request is never both run and rejected (protocol.md rule 2).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use std::collections::VecDeque;
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
@@ -230,28 +230,95 @@ impl Drop for JobSender {
     }
 }
 
-/// Starts `n` worker threads.
+/// The worker threads, as the loop holds them to join them at the end.
+pub(crate) struct Workers {
+    handles: Vec<Option<JoinHandle<()>>>,
+    /// Each worker sends its index here as its thread ends (from a drop guard: panics too).
+    exited: Receiver<usize>,
+    /// Workers running a handler right now.
+    busy: Arc<AtomicUsize>,
+}
+
+impl Workers {
+    /// Joins the workers as they end (the queue must be closed), until every worker not running
+    /// a handler has ended, or until `until`. Returns the names of the workers still running —
+    /// a handler that hangs past the budget: Rust cannot stop a thread, so it is left detached,
+    /// and its answer goes nowhere.
+    pub fn join(&mut self, until: Instant) -> Vec<String> {
+        loop {
+            let running = self.handles.iter().filter(|h| h.is_some()).count();
+            if running == 0 || running <= self.busy.load(Ordering::Acquire) {
+                break;
+            }
+            // Short waits: a worker that was busy may finish meanwhile (and then exits).
+            let slice = (Instant::now() + Duration::from_millis(10)).min(until);
+            match self.exited.recv_deadline(slice) {
+                Ok(i) => {
+                    if let Some(h) = self.handles.get_mut(i).and_then(Option::take)
+                        && h.join().is_err()
+                    {
+                        log::error!("worker {i} panicked outside a handler");
+                    }
+                }
+                Err(_) if Instant::now() >= until => break,
+                Err(_) => {}
+            }
+        }
+        self.handles
+            .iter()
+            .flatten()
+            .map(|h| h.thread().name().unwrap_or("gracerpc-worker").to_owned())
+            .collect()
+    }
+}
+
+/// Sends the worker's index when its thread ends, however it ends.
+struct ExitNote(Sender<usize>, usize);
+
+impl Drop for ExitNote {
+    fn drop(&mut self) {
+        let _ = self.0.try_send(self.1);
+    }
+}
+
+/// Starts `n` worker threads. If one cannot be started, those started stop once the caller
+/// drops its [`JobSender`] (the queue closes).
 pub(crate) fn spawn(
     n: usize,
     jobs: Arc<JobQueue>,
     done: Sender<Completion>,
     waker: Arc<LoopWaker>,
-) -> std::io::Result<Vec<JoinHandle<()>>> {
-    (0..n)
+) -> std::io::Result<Workers> {
+    let (exit_tx, exited) = crossbeam_channel::bounded(n);
+    let busy = Arc::new(AtomicUsize::new(0));
+    let handles = (0..n)
         .map(|i| {
             let (jobs, done, waker) = (jobs.clone(), done.clone(), waker.clone());
+            let (note, busy) = (ExitNote(exit_tx.clone(), i), busy.clone());
             std::thread::Builder::new()
                 .name(format!("gracerpc-worker-{i}"))
-                .spawn(move || work(&jobs, done, waker))
+                .spawn(move || {
+                    let _note = note;
+                    work(&jobs, done, waker, &busy)
+                })
+                .map(Some)
         })
-        .collect()
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(Workers {
+        handles,
+        exited,
+        busy,
+    })
 }
 
-fn work(jobs: &JobQueue, done: Sender<Completion>, waker: Arc<LoopWaker>) {
+fn work(jobs: &JobQueue, done: Sender<Completion>, waker: Arc<LoopWaker>, busy: &AtomicUsize) {
     let mut batch = Vec::new();
     while jobs.take(&mut batch) {
         for job in batch.drain(..) {
-            if let Some(c) = run(job)
+            busy.fetch_add(1, Ordering::AcqRel);
+            let c = run(job);
+            busy.fetch_sub(1, Ordering::AcqRel);
+            if let Some(c) = c
                 && done.send(c).is_err()
             {
                 return; // the loop is gone

@@ -207,7 +207,12 @@ impl Sim {
     /// A simulation from `cfg`. Nothing has moved yet: call [`run`](Self::run).
     pub fn with(cfg: SimConfig) -> Sim {
         // Any fixed instant will do: only differences are ever looked at.
-        let base = Instant::now();
+        Sim::with_at(cfg, Instant::now())
+    }
+
+    /// A simulation from `cfg` whose clock starts at `base` (a connection opened at that
+    /// moment of a larger simulation's virtual clock, which then sets [`now`](Self::now)).
+    pub fn with_at(cfg: SimConfig, base: Instant) -> Sim {
         let linger = cfg.server.as_ref().map_or(SEC, |c| c.linger);
         let server = cfg.server.map(|c| {
             let mut s = ServerConn::new(base, c);
@@ -274,6 +279,19 @@ impl Sim {
             let _ = writeln!(s, "{:>10.3?}  {e:?}", t);
         }
         s
+    }
+
+    /// How many events are recorded so far.
+    pub fn log_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// The events recorded from index `from` on.
+    pub fn events_from(&self, from: usize) -> Vec<Ev> {
+        self.log[from.min(self.log.len())..]
+            .iter()
+            .map(|(_, e)| e.clone())
+            .collect()
     }
 
     /// Every frame the server side read, in order.
@@ -404,11 +422,20 @@ impl Sim {
 
     /// Sends a request if the caller allows it.
     pub fn try_send(&mut self, deadline: Instant) -> Result<u64, gracerpc::proto::ApiMisuse> {
+        self.try_send_as(deadline, false)
+    }
+
+    /// Sends a request, idempotent or not, if the caller allows it.
+    pub fn try_send_as(
+        &mut self,
+        deadline: Instant,
+        idempotent: bool,
+    ) -> Result<u64, gracerpc::proto::ApiMisuse> {
         let now = self.now;
         let user = self.next_user;
         self.next_user += 1;
         let client = self.client.as_mut().expect("the caller is raw");
-        let id = client.send_request(now, "echo", b"hi", deadline, false, user)?;
+        let id = client.send_request(now, "echo", b"hi", deadline, idempotent, user)?;
         self.push(Ev::Sent(id));
         self.drain_client_events();
         Ok(id)

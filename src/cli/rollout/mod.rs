@@ -46,15 +46,21 @@ impl Mode {
 /// Starts N `gracerpc serve` processes on free loopback ports, runs C closed-loop callers of the
 /// non-idempotent `record` method (every call carries a unique token that the node appends to its
 /// audit file when it runs it), restarts each node R times, and cross-checks every call's outcome
-/// against its token's executions. Exit status: non-zero in graceful mode if any call failed, was
-/// lost or ran twice, or if an outcome contradicts the audit files.
+/// against its token's executions.
+///
+/// Exit codes: 0 the promise held (graceful mode: no call failed, none lost, none ran twice, no
+/// outcome contradicts the audit files; other modes: the audit is consistent); 1 the promise was
+/// broken; 2 bad arguments, or a --json/--plot path that cannot be written (checked before the
+/// run); 3 the run could not be done (a node did not start or become ready; its logs are kept
+/// and named); 4 the run was audited and its table printed, but a --json/--plot file could not
+/// be written.
 #[derive(Args, Debug)]
 pub struct RolloutArgs {
     /// Nodes in the cluster.
     #[arg(long, value_parser = crate::cli::nodes, default_value_t = 3)]
     nodes: usize,
     /// Rounds: every node is restarted this many times.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, value_parser = crate::cli::rounds, default_value_t = 2)]
     rounds: usize,
     /// Calls kept in flight (closed-loop callers).
     #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 32)]
@@ -80,8 +86,8 @@ pub struct RolloutArgs {
     /// Seed for the order in which nodes are restarted (default: in index order).
     #[arg(long)]
     seed: Option<u64>,
-    /// Node drain budget in seconds.
-    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
+    /// Node drain budget in seconds (more than 0).
+    #[arg(long, value_parser = crate::cli::drain_seconds, default_value_t = 10.0)]
     drain_timeout: f64,
     /// Stop restarting once this many seconds have passed, at the end of a round (for soak
     /// runs: `--rounds` large, `--duration` the real bound).
@@ -116,13 +122,66 @@ pub struct RestartRecord {
     pub evict_us: Option<u64>,
 }
 
+/// Exit codes (see the command's help).
+const BROKEN: i32 = 1;
+const USAGE: i32 = 2;
+const NOT_RUN: i32 = 3;
+const NOT_WRITTEN: i32 = 4;
+
 pub fn run(args: RolloutArgs) -> i32 {
     crate::logger::init("[rollout] ");
+    // Before any work: a report path that cannot be written fails now, not after the run.
+    for path in [&args.json, &args.plot].into_iter().flatten() {
+        if let Err(e) = check_writable(path) {
+            eprintln!("gracerpc rollout: {}: {e}", path.display());
+            return USAGE;
+        }
+    }
     match rollout(args) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("gracerpc rollout: {e}");
-            1
+            NOT_RUN
+        }
+    }
+}
+
+/// Whether `path` can be written as a report: its folder exists and takes a new file there.
+/// Leaves no file behind that was not there before.
+fn check_writable(path: &std::path::Path) -> std::io::Result<()> {
+    if path.is_dir() {
+        return Err(std::io::Error::other("is a directory"));
+    }
+    let existed = path.exists();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(path)?;
+    if !existed {
+        std::fs::remove_file(path)?;
+    }
+    Ok(())
+}
+
+/// The run's temporary folder (node logs, audit files, etcd data): removed when the run ends,
+/// whatever the exit path, unless it is kept to be looked at — then its path is printed.
+struct RunDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl Drop for RunDir {
+    fn drop(&mut self) {
+        if self.keep {
+            eprintln!(
+                "gracerpc rollout: node logs kept in {}",
+                self.path.display()
+            );
+        } else if let Err(e) = std::fs::remove_dir_all(&self.path) {
+            eprintln!(
+                "gracerpc rollout: cannot remove {}: {e}",
+                self.path.display()
+            );
         }
     }
 }
@@ -141,6 +200,12 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         super::bench::token_base() >> 32
     ));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    // Declared first, so it is dropped last: after the nodes and the registry have stopped.
+    // Kept (and named) if the run cannot be done: the node logs say why.
+    let mut run_dir = RunDir {
+        path: dir.clone(),
+        keep: true,
+    };
     // Declared before the nodes, so it is stopped (by its PID) after them.
     let registry = match args.registry {
         Some(RegistryKind::Etcd) => Some(super::registry::LocalRegistry::start(&dir.join("etcd"))?),
@@ -298,9 +363,15 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let mut report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
     report.registry = service_url.as_ref().map_or("static", |_| "etcd");
     print!("{}", report.table());
-    if let Some(path) = &args.json {
-        std::fs::write(path, report.json() + "\n")
-            .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut written = true;
+    if let Some(path) = &args.json
+        && let Err(e) = std::fs::write(path, report.json() + "\n")
+    {
+        eprintln!(
+            "gracerpc rollout: the report was not written: {}: {e}",
+            path.display()
+        );
+        written = false;
     }
     if let Some(path) = &args.plot {
         let title = format!(
@@ -310,20 +381,27 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
             restarts.len(),
             args.concurrency
         );
-        plot::write(path, &calls, &restarts, &title).map_err(|e| format!("plot: {e}"))?;
-        println!("timeline written to {}", path.display());
+        match plot::write(path, &calls, &restarts, &title) {
+            Ok(()) => println!("timeline written to {}", path.display()),
+            Err(e) => {
+                eprintln!("gracerpc rollout: the timeline was not written: {e}");
+                written = false;
+            }
+        }
     }
     drop(registry);
-    if restarts
+    // The logs are worth keeping when a graceful node did not exit cleanly.
+    run_dir.keep = !restarts
         .iter()
-        .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful)
-    {
-        let _ = std::fs::remove_dir_all(&dir);
-    } else {
-        println!("node logs kept in {}", dir.display());
-    }
+        .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful);
     let broken = !found.clean() || (args.mode == Mode::Graceful && report.counts.failed > 0);
-    Ok(i32::from(broken))
+    Ok(if broken {
+        BROKEN
+    } else if !written {
+        NOT_WRITTEN
+    } else {
+        0
+    })
 }
 
 fn restart_order(nodes: usize, rounds: usize, seed: Option<u64>) -> Vec<usize> {

@@ -1,6 +1,25 @@
 //! The close sequence: withdraw from the registry, refuse new connections, GOAWAY everywhere,
 //! reject queued work, and end when every answer is written and every caller has closed — or
 //! when the budget runs out.
+//!
+//! # Time accounting
+//! The drain budget `B` bounds the whole sequence, measured from the moment it is asked for
+//! (`shutdown()` or the signal), `t0`:
+//!
+//! ```text
+//!  t0            t1 (GOAWAY)                         cut = t0 + B − L          end = t0 + B
+//!  ├─ withdrawal ─┼──────── answers (announced in GOAWAY) ─┼──── linger (L) ──────┤
+//!     ≤ min(registry_timeout, B/4)                          write sides shut,       the loop
+//!                                                           read and discard        returns
+//! ```
+//!
+//! * withdrawal: at most `min(registry_timeout, B/4)` (see `Builder::registrar`);
+//! * GOAWAY announces `drain_budget_ms = cut − t1`: how long the caller may still get answers;
+//! * `L = min(linger, B/4)`: at `cut` every connection still owing answers has its write side
+//!   shut and is read until EOF, for at most what is left until `end`;
+//! * at `end` whatever is still open is closed without an RST: write side shut, the input that
+//!   arrived read and discarded, then closed. The loop returns at `end` at the latest (then
+//!   only the worker threads are collected, see `EventLoop::finish`).
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -13,13 +32,25 @@ use crate::server::report::DrainReport;
 
 /// The state of a close sequence in progress.
 pub(super) struct Drain {
-    pub started: Instant,
+    /// When the close sequence was asked for (before any registry withdrawal): `t0`.
+    pub asked: Instant,
+    /// The answers' deadline (`cut`): connections still owing answers are ended then.
     pub deadline: Instant,
-    /// When everything must be over, forced or not.
-    pub hard_stop: Instant,
+    /// `t0 + budget`: when everything must be over, forced or not.
+    pub end: Instant,
     /// The budget ran out and `report.abandoned_on` was filled in.
     pub budget_spent: bool,
     pub report: DrainReport,
+}
+
+/// The part of the budget `B` kept for the linger at its end: `min(linger, B/4)`.
+pub(crate) fn linger_reserve(budget: Duration, linger: Duration) -> Duration {
+    linger.min(budget / 4)
+}
+
+/// How long the close sequence waits for the registry, at most: `min(timeout, B/4)`.
+pub(crate) fn withdrawal_limit(budget: Duration, registry_timeout: Duration) -> Duration {
+    registry_timeout.min(budget / 4)
 }
 
 impl EventLoop {
@@ -27,12 +58,14 @@ impl EventLoop {
         if self.drain.is_some() {
             return;
         }
+        let asked = self.withdrawing.as_ref().map_or(now, |(_, t)| *t);
         // Step 0: withdraw from the registry before GOAWAY, waiting (through the waker, never
-        // blocking this thread) at most the withdrawal timeout. Until then the node serves on.
+        // blocking this thread) at most the withdrawal limit. Until then the node serves on.
         if let Some(a) = self.announcer.as_mut()
             && let Withdrawal::Wait(until) = a.withdraw(now)
         {
-            self.withdrawing.get_or_insert_with(|| why.to_owned());
+            self.withdrawing
+                .get_or_insert_with(|| (why.to_owned(), now));
             self.next_tick = self.next_tick.min(until);
             return;
         }
@@ -41,11 +74,16 @@ impl EventLoop {
         if let Some(mut listener) = self.listener.take() {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        // Step 2: GOAWAY on every connection, idle ones included.
+        self.accept_retry = None;
         let budget = self.cfg.drain_budget;
+        let end = asked + budget;
+        let cut = (end - linger_reserve(budget, self.cfg.conn.linger)).max(now);
+        let announced = cut - now;
+        // Step 2: GOAWAY on every connection, idle ones included.
         let mut rejected = 0;
         for (slot, conn) in self.conns.iter_mut() {
-            conn.core.start_drain(now, budget, GoAwayReason::SHUTDOWN);
+            conn.core
+                .start_drain(now, announced, GoAwayReason::SHUTDOWN);
             // Step 3: queued work no worker has started is rejected; started work is answered.
             let Conn { core, jobs, .. } = conn;
             jobs.retain(|&id, state| {
@@ -61,15 +99,17 @@ impl EventLoop {
         }
         let goaway_sent = self.conns.len();
         log::info!(
-            "close sequence started ({why}): GOAWAY sent to {goaway_sent} connections, \
-             {rejected} queued requests rejected, {} in flight",
+            "close sequence started ({why}): GOAWAY sent to {goaway_sent} connections \
+             (answers for {} ms, closed by {} ms), {rejected} queued requests rejected, {} in \
+             flight",
+            announced.as_millis(),
+            (end - now).as_millis(),
             self.stats.in_flight.load(Ordering::Acquire)
         );
-        let linger = self.cfg.conn.linger;
         self.drain = Some(Drain {
-            started: now,
-            deadline: now + budget,
-            hard_stop: now + budget + linger + Duration::from_millis(100),
+            asked,
+            deadline: cut,
+            end,
             budget_spent: false,
             report: DrainReport {
                 goaway_sent,
@@ -82,32 +122,32 @@ impl EventLoop {
 
     /// Goes on with a close sequence that waited for the registry, once it may.
     pub(super) fn resume_drain(&mut self, now: Instant) {
-        if let Some(why) = self.withdrawing.clone() {
+        if let Some((why, _)) = self.withdrawing.clone() {
             self.begin_drain(now, &why);
         }
     }
 
     /// Ends the loop when the drain is over: every connection closed and every answer written,
-    /// or the hard stop reached.
+    /// or the end of the budget reached.
     pub(super) fn drain_done(&mut self, now: Instant) -> Option<DrainReport> {
         let drain = self.drain.as_mut()?;
         let in_flight = self.stats.in_flight.load(Ordering::Acquire);
         if in_flight == 0 && drain.report.answered_in.is_none() {
-            drain.report.answered_in = Some(now - drain.started);
+            drain.report.answered_in = Some(now - drain.asked);
             log::info!(
                 "all in-flight requests answered in {} ms",
-                (now - drain.started).as_millis()
+                (now - drain.asked).as_millis()
             );
         }
         let finished = self.conns.is_empty() && in_flight == 0;
-        // Past the budget, requests still running can never be answered: once every connection
-        // is gone there is nothing left to wait for.
+        // Past the answers' deadline, requests still running can never be answered: once every
+        // connection is gone there is nothing left to wait for.
         let given_up = self.conns.is_empty() && now >= drain.deadline;
-        if !finished && !given_up && now < drain.hard_stop {
+        if !finished && !given_up && now < drain.end {
             return None;
         }
         let mut report = std::mem::take(&mut drain.report);
-        report.total = now - drain.started;
+        report.total = now - drain.asked;
         report.abandoned = in_flight;
         report.clean = finished && now < drain.deadline;
         if report.clean {
@@ -126,12 +166,25 @@ impl EventLoop {
                 on.join(", ")
             );
         }
-        self.conns.clear();
         Some(report)
     }
 
-    /// When the drain budget runs out, records where requests are still pending. It runs before
-    /// the connections' own drain timers end them in this turn: a peer may close within
+    /// The connections still open when the loop stops are closed without an RST: write side
+    /// shut, the input that already arrived read and discarded, then closed.
+    pub(super) fn close_all(&mut self) {
+        let open = self.conns.len();
+        for (_, mut conn) in std::mem::take(&mut self.conns) {
+            let _ = self.poll.registry().deregister(&mut conn.stream);
+            conn.close_at_stop(&mut self.scratch);
+        }
+        if open > 0 {
+            log::info!("{open} connections still open at the end of the budget: closed");
+        }
+        self.stats.connections.store(0, Ordering::Relaxed);
+    }
+
+    /// When the answers' deadline passes, records where requests are still pending. It runs
+    /// before the connections' own drain timers end them in this turn: a peer may close within
     /// microseconds of our FIN, and then neither the connection nor its peer address (the
     /// socket goes to TCP_CLOSE, getpeername fails) is there to look at afterwards.
     pub(super) fn note_budget_spent(&mut self, now: Instant) {

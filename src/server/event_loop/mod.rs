@@ -18,6 +18,8 @@ use slab::Slab;
 mod dispatch;
 mod drain;
 
+pub(crate) use drain::withdrawal_limit;
+
 use dispatch::Dispatch;
 use drain::Drain;
 
@@ -27,7 +29,7 @@ use super::handler::Registry;
 use super::readiness::Readiness;
 use super::report::DrainReport;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Answer, Completion, JobSender, LoopWaker, Pools};
+use super::workers::{Answer, Completion, JobSender, LoopWaker, Pools, Workers};
 use crate::proto::{Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode};
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
@@ -69,8 +71,13 @@ pub(crate) struct EventLoop {
     pub readiness: Readiness,
     /// The registry hook (see `announce.rs`), if the server registers itself.
     pub announcer: Option<Announcer>,
-    /// The close sequence was asked for (and why) and waits for the registry withdrawal.
-    withdrawing: Option<String>,
+    /// The close sequence was asked for (why, and when) and waits for the registry withdrawal.
+    withdrawing: Option<(String, Instant)>,
+    /// `accept` failed (EMFILE, ENFILE, ...) with connections left in the backlog: try again
+    /// then. The listener is edge-triggered, so no new event would come for them.
+    accept_retry: Option<Instant>,
+    /// The worker threads, joined when the loop ends.
+    pub workers: Option<Workers>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
     /// The shared read buffer (see `Conn::read_some`).
@@ -82,6 +89,12 @@ pub(crate) struct EventLoop {
 
 /// How often timers are scanned at most: timeouts are at least this coarse.
 const TICK: Duration = Duration::from_millis(5);
+
+/// How long the loop waits at least for idle workers to exit once the queue is closed.
+const JOIN_GRACE: Duration = Duration::from_millis(100);
+
+/// How soon `accept` is tried again after it failed for want of resources.
+const ACCEPT_RETRY: Duration = Duration::from_millis(20);
 
 impl EventLoop {
     #[allow(clippy::too_many_arguments)]
@@ -114,6 +127,8 @@ impl EventLoop {
             readiness,
             announcer: None,
             withdrawing: None,
+            accept_retry: None,
+            workers: None,
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
@@ -122,8 +137,13 @@ impl EventLoop {
         }
     }
 
-    /// Runs until the close sequence ends.
+    /// Runs until the close sequence ends, then closes what is left and collects the workers.
     pub fn run(mut self) -> io::Result<DrainReport> {
+        let report = self.run_loop()?;
+        Ok(self.finish(report))
+    }
+
+    fn run_loop(&mut self) -> io::Result<DrainReport> {
         let mut events = Events::with_capacity(1024);
         loop {
             let timeout = self.next_tick.saturating_duration_since(Instant::now());
@@ -173,6 +193,31 @@ impl EventLoop {
         }
     }
 
+    /// After the loop: closes the connections left (without an RST), stops the workers and
+    /// joins those that are not running a handler; the others are named in the report.
+    fn finish(&mut self, mut report: DrainReport) -> DrainReport {
+        self.close_all();
+        self.jobs.0.close();
+        if let Some(workers) = self.workers.as_mut() {
+            let now = Instant::now();
+            let until = self
+                .drain
+                .as_ref()
+                .map_or(now, |d| d.end)
+                .max(now + JOIN_GRACE);
+            report.stuck_workers = workers.join(until);
+            if !report.stuck_workers.is_empty() {
+                log::warn!(
+                    "{} worker threads still run a handler: {}; they are left to finish on \
+                     their own, their answers go nowhere",
+                    report.stuck_workers.len(),
+                    report.stuck_workers.join(", ")
+                );
+            }
+        }
+        report
+    }
+
     // ---- accepting ----
 
     fn accept(&mut self, now: Instant) {
@@ -181,12 +226,24 @@ impl EventLoop {
                 return;
             };
             let (stream, peer) = match listener.accept() {
-                Ok(pair) => pair,
+                Ok(pair) => {
+                    if self.accept_retry.take().is_some() {
+                        log::info!("accept works again");
+                    }
+                    pair
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // e.g. EMFILE: leave the rest in the backlog and try again on the next event.
-                    log::warn!("accept failed: {e}");
+                    // e.g. EMFILE: the rest wait in the backlog. Edge-triggered, the listener
+                    // raises no new event for them, so a timer tries again while it lasts.
+                    if self.accept_retry.is_none() {
+                        log::warn!(
+                            "accept failed: {e}; retrying every {} ms",
+                            ACCEPT_RETRY.as_millis()
+                        );
+                    }
+                    self.accept_retry = Some(now + ACCEPT_RETRY);
                     return;
                 }
             };
@@ -389,7 +446,7 @@ impl EventLoop {
                 report.forced_by_signal = true;
                 report.clean = false;
                 report.abandoned = self.stats.in_flight.load(Ordering::Acquire);
-                report.total = now - drain.started;
+                report.total = now - drain.asked;
                 if !drain.budget_spent {
                     report.abandoned_on = self
                         .conns
@@ -425,7 +482,13 @@ impl EventLoop {
 
     fn on_tick(&mut self, now: Instant) {
         self.note_budget_spent(now);
+        if self.accept_retry.is_some_and(|t| t <= now) {
+            self.accept(now);
+        }
         let mut next = now + Duration::from_millis(250);
+        if let Some(t) = self.accept_retry {
+            next = next.min(t);
+        }
         for (slot, conn) in self.conns.iter_mut() {
             if let Some(t) = conn.core.poll_timeout() {
                 if t <= now {
@@ -445,11 +508,7 @@ impl EventLoop {
             next = now; // waiting for the registry: check its timeout every tick
         }
         if let Some(d) = &self.drain {
-            next = next.min(if now < d.deadline {
-                d.deadline
-            } else {
-                d.hard_stop
-            });
+            next = next.min(if now < d.deadline { d.deadline } else { d.end });
         }
         self.next_tick = next.max(now + TICK);
     }
@@ -465,18 +524,23 @@ impl EventLoop {
             if !conn.write_blocked {
                 conn.flush();
             }
-            if conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
+            // Close decisions first: shutting the write side drops the unwritten output, which
+            // may be what paused reading — input must then be read and discarded (rule 4), or
+            // it would still be unread when the connection closes (an RST).
+            let mut done = conn.apply_close(now);
+            if !done && conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
                 self.read_conn(slot, now, true);
-                if let Some(conn) = self.conns.get_mut(slot)
-                    && !conn.write_blocked
-                {
+                let Some(conn) = self.conns.get_mut(slot) else {
+                    continue;
+                };
+                if !conn.write_blocked {
                     conn.flush();
                 }
+                done = conn.apply_close(now);
             }
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
-            let done = conn.apply_close(now);
             let finished = conn.core.take_finished_answers();
             if finished > 0 {
                 self.stats.in_flight.fetch_sub(finished, Ordering::AcqRel);
