@@ -8,11 +8,15 @@
 //!   sequences.
 //! * `etcd` (feature `etcd`): etcd as the service registry — nodes register once READY and
 //!   deregister before GOAWAY; callers list and watch.
+//! * [`handoff`] (Linux): pass a running node's listeners to its replacement, so a single node
+//!   restarts without closing its port.
 #![deny(missing_docs)]
 
 pub mod client;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(target_os = "linux")]
+pub mod handoff;
 pub mod proto;
 pub mod server;
 
