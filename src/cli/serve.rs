@@ -4,6 +4,7 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -177,8 +178,9 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         },
         giver: giver.clone(),
     };
+    let stopping = Arc::new(AtomicBool::new(false));
     if !args.naive {
-        watch_signals(args.upgrade.is_some(), giver.clone());
+        watch_signals(args.upgrade.is_some(), giver.clone(), stopping.clone());
     }
     let report = builder.run_with(|handle| {
         let control = handle.control();
@@ -186,10 +188,12 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         std::thread::spawn(move || start.run(control, ready));
     })?;
     log::info!("{report}");
-    if let Some(g) = giver.lock().take()
-        && let Some(pid) = g.stop()
-    {
-        log::info!("exiting: pid {pid} serves our listeners");
+    let handed_to = giver.lock().take().and_then(Giver::stop);
+    match handed_to {
+        Some(pid) => log::info!("exiting: pid {pid} serves our listeners"),
+        // The signal thread may not have run before a quick drain ended: say it now.
+        None if !stopping.swap(true, Ordering::AcqRel) => notify(&[NotifyState::Stopping]),
+        None => {}
     }
     Ok(if report.clean {
         0
@@ -259,7 +263,7 @@ impl Startup {
 
 /// SIGTERM/SIGINT: tell systemd STOPPING=1 (unless the listeners were handed off: the new
 /// process is the service now). SIGHUP with --upgrade: start our replacement.
-fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>) {
+fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<AtomicBool>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
@@ -278,7 +282,7 @@ fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>) {
                 SIGHUP => log::warn!("SIGHUP ignored: no --upgrade socket"),
                 _ => {
                     let handed = giver.lock().as_ref().is_some_and(|g| g.handed_off());
-                    if !handed {
+                    if !handed && !stopping.swap(true, Ordering::AcqRel) {
                         notify(&[NotifyState::Stopping]);
                     }
                 }
