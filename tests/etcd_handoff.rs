@@ -73,7 +73,10 @@ fn a_handoff_keeps_the_registry_entry_no_delete_seen() {
         .try_iter()
         .filter(|ev| ev.addr == addr && ev.state == NodeState::Removed)
         .collect();
-    assert!(removed.is_empty(), "the follower saw the node removed: {removed:?}");
+    assert!(
+        removed.is_empty(),
+        "the follower saw the node removed: {removed:?}"
+    );
     assert_eq!(
         missing.load(Ordering::Relaxed),
         0,
@@ -81,7 +84,8 @@ fn a_handoff_keeps_the_registry_entry_no_delete_seen() {
     );
     assert_eq!(service.list().unwrap(), [addr], "still listed, now B's");
     assert!(
-        a.log().contains("entry left for the process that took over")
+        a.log()
+            .contains("entry left for the process that took over")
             && !a.log().contains("deregistered from"),
         "A must not withdraw:\n{}",
         a.log()

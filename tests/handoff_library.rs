@@ -76,8 +76,14 @@ fn an_embedded_server_hands_every_named_listener_to_its_successor() {
     assert!(report.clean, "the old server drains cleanly: {report}");
     assert!(giver.handed_off());
     assert_eq!(giver.stop(), Some(std::process::id()));
-    assert!(admin_handed.load(Ordering::Acquire), "the admin owner is told");
-    assert!(path.exists(), "the old side must not unlink a path it handed off");
+    assert!(
+        admin_handed.load(Ordering::Acquire),
+        "the admin owner is told"
+    );
+    assert!(
+        path.exists(),
+        "the old side must not unlink a path it handed off"
+    );
     // Callers now reach the new server on the same address, with no error.
     let mut answers = Vec::new();
     for _ in 0..50 {

@@ -18,11 +18,14 @@ use serve::{ServeProc, TempDir, read_audit};
 
 const EXIT: Duration = Duration::from_secs(30);
 
+/// One call: its token and its result.
+type Call = (u64, Result<Vec<u8>, String>);
+
 /// Callers of `record` on `addr`, each call with a unique token, until stopped (bounded in
 /// count and time).
 struct Load {
     stop: Arc<AtomicBool>,
-    threads: Vec<JoinHandle<Vec<(u64, Result<Vec<u8>, String>)>>>,
+    threads: Vec<JoinHandle<Vec<Call>>>,
 }
 
 impl Load {
@@ -50,7 +53,7 @@ impl Load {
         Load { stop, threads }
     }
 
-    fn stop(self) -> Vec<(u64, Result<Vec<u8>, String>)> {
+    fn stop(self) -> Vec<Call> {
         self.stop.store(true, Ordering::Release);
         self.threads
             .into_iter()
@@ -113,10 +116,13 @@ fn node(name: &str, dir: &TempDir, extra: &[&str]) -> ServeProc {
     ServeProc::start(name, &args)
 }
 
-fn check_audit(dir: &TempDir, calls: &[(u64, Result<Vec<u8>, String>)]) {
+fn check_audit(dir: &TempDir, calls: &[Call]) {
     let runs = read_audit(&[dir.file("audit")]);
     let failed: Vec<_> = calls.iter().filter(|(_, r)| r.is_err()).take(5).collect();
-    assert!(failed.is_empty(), "calls failed during the handoff: {failed:?}");
+    assert!(
+        failed.is_empty(),
+        "calls failed during the handoff: {failed:?}"
+    );
     for (token, _) in calls {
         assert_eq!(
             runs.get(token).copied(),
@@ -159,7 +165,10 @@ fn two_handoffs_in_a_row_under_load_lose_nothing_and_never_refuse() {
     c.signal(libc::SIGTERM);
     assert!(c.expect_exit(EXIT, "C drains").success());
     assert!(calls.len() > 50, "too few calls to judge: {}", calls.len());
-    assert_eq!(refused, 0, "{refused} of {tries} connects were refused: the port closed");
+    assert_eq!(
+        refused, 0,
+        "{refused} of {tries} connects were refused: the port closed"
+    );
     check_audit(&dir, &calls);
     assert!(
         !dir.file("up.sock").exists(),
@@ -215,7 +224,10 @@ fn an_upgrade_that_dies_or_is_never_ready_leaves_the_old_node_serving() {
     let fresh = Client::builder().nodes([addr]).build().unwrap();
     assert_eq!(fresh.call("echo", b"still here").unwrap(), b"still here");
     let calls = load.stop();
-    assert!(calls.iter().all(|(_, r)| r.is_ok()), "A's callers saw errors");
+    assert!(
+        calls.iter().all(|(_, r)| r.is_ok()),
+        "A's callers saw errors"
+    );
     let mut c = node("C", &dir, &[]);
     assert_eq!(c.addr, addr, "a later upgrade succeeds on the same path");
     assert!(a.expect_exit(EXIT, "A hands off to C").success());
@@ -243,7 +255,10 @@ impl ServeProcLike {
             if let Some(st) = self.0.try_wait().unwrap() {
                 return st;
             }
-            assert!(Instant::now() < end, "the upgrader did not exit in {timeout:?}");
+            assert!(
+                Instant::now() < end,
+                "the upgrader did not exit in {timeout:?}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }

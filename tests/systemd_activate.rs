@@ -43,7 +43,8 @@ fn wait_notify(sock: &UnixDatagram, want: &str, timeout: Duration) -> String {
     let mut seen = String::new();
     let mut buf = [0u8; 4096];
     while Instant::now() < end {
-        sock.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
         if let Ok(n) = sock.recv(&mut buf) {
             let msg = String::from_utf8_lossy(&buf[..n]).into_owned();
             seen.push_str(&msg);
@@ -85,7 +86,11 @@ fn serve_runs_on_the_socket_systemd_passes_and_notifies() {
     });
     let mut node = ServeProc::spawn("activated", cmd);
     assert!(trigger.join().unwrap(), "the activator never listened");
-    assert_eq!(node.addr.port(), port, "serve must use the activated socket");
+    assert_eq!(
+        node.addr.port(),
+        port,
+        "serve must use the activated socket"
+    );
     let ready = wait_notify(&notify, "READY=1", Duration::from_secs(10));
     assert!(
         ready.contains(&format!("MAINPID={}", node.pid())),
@@ -94,7 +99,8 @@ fn serve_runs_on_the_socket_systemd_passes_and_notifies() {
     let client = Client::builder().nodes([node.addr]).build().unwrap();
     assert_eq!(client.call("echo", b"activated").unwrap(), b"activated");
     assert!(
-        node.log().contains("socket activation: serving on fd 3 (rpc)"),
+        node.log()
+            .contains("socket activation: serving on fd 3 (rpc)"),
         "{}",
         node.log()
     );
@@ -132,7 +138,11 @@ fn a_passed_socket_of_the_wrong_kind_is_a_clear_startup_error() {
     assert!(waiter.is_finished(), "serve did not exit on a UDP socket");
     let out = waiter.join().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "exit 1 (could not start): {stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit 1 (could not start): {stderr}"
+    );
     assert!(
         stderr.contains("inherited fd 3 is not a TCP socket"),
         "a clear message: {stderr}"

@@ -62,10 +62,7 @@ fn systemd_listener() -> std::io::Result<Option<TcpListener>> {
     if fds.is_empty() {
         return Ok(None);
     }
-    let pick = fds
-        .iter()
-        .position(|(_, n)| n == handoff::RPC)
-        .unwrap_or(0);
+    let pick = fds.iter().position(|(_, n)| n == handoff::RPC).unwrap_or(0);
     let mut chosen = None;
     for (i, (fd, name)) in fds.into_iter().enumerate() {
         // SAFETY: systemd passed these descriptors to this pid (LISTEN_PID checked by

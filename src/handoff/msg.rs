@@ -140,7 +140,9 @@ pub fn encode(msg: &Msg, out: &mut Vec<u8>) -> Result<(), MsgError> {
             p.push(names.len() as u8);
             for n in names {
                 if n.is_empty() || n.len() > MAX_NAME {
-                    return Err(MsgError::TooBig("a listener name is empty or over 64 bytes"));
+                    return Err(MsgError::TooBig(
+                        "a listener name is empty or over 64 bytes",
+                    ));
                 }
                 p.push(n.len() as u8);
                 p.extend_from_slice(n.as_bytes());
@@ -321,10 +323,7 @@ mod tests {
             Err(MsgError::Malformed(_))
         ));
         // Trailing bytes in a fixed-size message.
-        assert!(matches!(
-            decode(&[4, 0, 1, 0]),
-            Err(MsgError::Malformed(_))
-        ));
+        assert!(matches!(decode(&[4, 0, 1, 0]), Err(MsgError::Malformed(_))));
         // Random bytes never panic.
         let mut x = 0x9e37_79b9_u32;
         for _ in 0..20_000 {

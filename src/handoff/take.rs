@@ -111,7 +111,10 @@ impl Takeover {
     }
 
     /// Takes the upgrade socket at `path` itself, to serve the next upgrade once committed.
-    pub fn upgrade_socket(&mut self, path: impl AsRef<Path>) -> Result<UpgradeSocket, HandoffError> {
+    pub fn upgrade_socket(
+        &mut self,
+        path: impl AsRef<Path>,
+    ) -> Result<UpgradeSocket, HandoffError> {
         let fd = self.take(UPGRADE)?;
         UpgradeSocket::inherited(fd, path)
     }

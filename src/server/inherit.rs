@@ -29,7 +29,11 @@ pub enum Family {
 impl Family {
     /// The family of an address.
     pub fn of(addr: &std::net::SocketAddr) -> Family {
-        if addr.is_ipv4() { Family::V4 } else { Family::V6 }
+        if addr.is_ipv4() {
+            Family::V4
+        } else {
+            Family::V6
+        }
     }
 }
 
@@ -146,26 +150,30 @@ fn sockopt(fd: RawFd, opt: libc::c_int) -> io::Result<libc::c_int> {
 /// On error the descriptor is closed.
 pub fn tcp_listener(fd: OwnedFd, family: Option<Family>) -> Result<TcpListener, InheritError> {
     let raw = fd.as_raw_fd();
-    let kind = sockopt(raw, libc::SO_TYPE).map_err(|source| InheritError::NotASocket {
-        fd: raw,
-        source,
-    })?;
-    let domain = sockopt(raw, libc::SO_DOMAIN).map_err(|source| InheritError::Io {
-        fd: raw,
-        source,
-    })?;
+    let kind = sockopt(raw, libc::SO_TYPE)
+        .map_err(|source| InheritError::NotASocket { fd: raw, source })?;
+    let domain =
+        sockopt(raw, libc::SO_DOMAIN).map_err(|source| InheritError::Io { fd: raw, source })?;
     let got = match domain {
         libc::AF_INET => Family::V4,
         libc::AF_INET6 => Family::V6,
-        _ => return Err(InheritError::NotTcp { fd: raw, domain, kind }),
+        _ => {
+            return Err(InheritError::NotTcp {
+                fd: raw,
+                domain,
+                kind,
+            });
+        }
     };
     if kind != libc::SOCK_STREAM {
-        return Err(InheritError::NotTcp { fd: raw, domain, kind });
+        return Err(InheritError::NotTcp {
+            fd: raw,
+            domain,
+            kind,
+        });
     }
-    let listening = sockopt(raw, libc::SO_ACCEPTCONN).map_err(|source| InheritError::Io {
-        fd: raw,
-        source,
-    })?;
+    let listening =
+        sockopt(raw, libc::SO_ACCEPTCONN).map_err(|source| InheritError::Io { fd: raw, source })?;
     if listening == 0 {
         return Err(InheritError::NotListening { fd: raw });
     }

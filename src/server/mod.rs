@@ -49,7 +49,6 @@ pub use handler::{Failure, Handler, Placement, Reply, Request};
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
 
-
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
@@ -516,7 +515,11 @@ impl ServerControl {
     /// Another process accepts on this server's listener now: stop accepting, keep the
     /// registry entry (see [`Registrar::handed_off`]), send GOAWAY and drain as on shutdown.
     pub fn handed_off(&self) {
-        if self.control.send_timeout(Control::HandedOff, CONTROL_WAIT).is_ok() {
+        if self
+            .control
+            .send_timeout(Control::HandedOff, CONTROL_WAIT)
+            .is_ok()
+        {
             self.waker.wake();
         }
     }

@@ -547,7 +547,11 @@ impl Report {
                 "{} (startup {} ms{})",
                 self.restart,
                 self.startup_ms,
-                if self.startup_burn { ", burning CPU" } else { "" }
+                if self.startup_burn {
+                    ", burning CPU"
+                } else {
+                    ""
+                }
             ),
         );
         line(
@@ -621,7 +625,10 @@ impl Report {
             .str("discovery", self.registry)
             .str("restart", self.restart)
             .num("startup_ms", self.startup_ms)
-            .raw("startup_burn", if self.startup_burn { "true" } else { "false" })
+            .raw(
+                "startup_burn",
+                if self.startup_burn { "true" } else { "false" },
+            )
             .num("probe_connects", self.probes)
             .num("conn_refused", self.refused)
             .num("nodes", self.nodes)
