@@ -94,3 +94,61 @@ fn an_embedded_server_hands_every_named_listener_to_its_successor() {
     assert!(new.wait().unwrap().clean);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// SO_PEERCRED: a process of another user (here: a thread that dropped to `nobody`, as root)
+/// is refused even when the socket file would let it connect; the old server serves on.
+#[test]
+fn an_upgrader_of_another_user_is_refused() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIPPED an_upgrader_of_another_user_is_refused: needs root to change uid");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("gracerpc-handoff-cred-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("up.sock");
+    let server = Server::builder()
+        .inline_handler("who", |_: &Request<'_>| Ok(b"old".to_vec()))
+        .spawn()
+        .unwrap();
+    let giver = Giver::spawn(
+        UpgradeSocket::bind(&path).unwrap(),
+        vec![Box::new(server.control())],
+        Timeouts::default(),
+    )
+    .unwrap();
+    // Loosen the file so that only the credential check stands in the way.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let p = path.clone();
+    let result = std::thread::spawn(move || {
+        // Only this thread changes its credentials (the raw syscall, not glibc's
+        // process-wide setresuid).
+        // SAFETY: setresuid on the calling thread; it ends right after.
+        let rc = unsafe { libc::syscall(libc::SYS_setresuid, 65534, 65534, 65534) };
+        assert_eq!(rc, 0, "setresuid: {}", std::io::Error::last_os_error());
+        handoff::take_over(&p, Duration::from_secs(5)).map(|_| ())
+    })
+    .join()
+    .unwrap();
+    assert!(
+        result.is_err(),
+        "an upgrader of another user got the listeners"
+    );
+    assert!(!giver.handed_off());
+    let client = Client::builder()
+        .nodes([server.local_addr()])
+        .build()
+        .unwrap();
+    assert_eq!(client.call("who", b"").unwrap(), b"old");
+    drop(giver);
+    assert!(
+        !path.exists(),
+        "the owner unlinks its path when it stops serving upgrades"
+    );
+    server.shutdown();
+    server.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -4,7 +4,6 @@ use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use clap::Args;
@@ -178,7 +177,7 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         },
         giver: giver.clone(),
     };
-    let stopping = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::new(Mutex::new(false));
     if !args.naive {
         watch_signals(args.upgrade.is_some(), giver.clone(), stopping.clone());
     }
@@ -191,9 +190,9 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     let handed_to = giver.lock().take().and_then(Giver::stop);
     match handed_to {
         Some(pid) => log::info!("exiting: pid {pid} serves our listeners"),
-        // The signal thread may not have run before a quick drain ended: say it now.
-        None if !stopping.swap(true, Ordering::AcqRel) => notify(&[NotifyState::Stopping]),
-        None => {}
+        // The signal thread may not have run before a quick drain ended: say it now (the
+        // lock waits for a notification it is sending).
+        None => notify_stopping(&stopping),
     }
     Ok(if report.clean {
         0
@@ -263,7 +262,16 @@ impl Startup {
 
 /// SIGTERM/SIGINT: tell systemd STOPPING=1 (unless the listeners were handed off: the new
 /// process is the service now). SIGHUP with --upgrade: start our replacement.
-fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<AtomicBool>) {
+/// Sends STOPPING=1 once.
+fn notify_stopping(sent: &Mutex<bool>) {
+    let mut sent = sent.lock();
+    if !*sent {
+        notify(&[NotifyState::Stopping]);
+        *sent = true;
+    }
+}
+
+fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<Mutex<bool>>) {
     use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
         Ok(s) => s,
@@ -282,8 +290,8 @@ fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<
                 SIGHUP => log::warn!("SIGHUP ignored: no --upgrade socket"),
                 _ => {
                     let handed = giver.lock().as_ref().is_some_and(|g| g.handed_off());
-                    if !handed && !stopping.swap(true, Ordering::AcqRel) {
-                        notify(&[NotifyState::Stopping]);
+                    if !handed {
+                        notify_stopping(&stopping);
                     }
                 }
             }
