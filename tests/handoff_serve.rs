@@ -272,3 +272,55 @@ impl Drop for ServeProcLike {
         }
     }
 }
+
+#[test]
+fn sighup_makes_a_node_start_its_successor_which_takes_over() {
+    let dir = TempDir::new("handoff-hup");
+    let mut a = node("A", &dir, &[]);
+    let addr = a.addr;
+    let client = Client::builder().nodes([addr]).build().unwrap();
+    assert!(client.wait_ready(addr, Duration::from_secs(10)));
+    let load = Load::start(&client, 4);
+    std::thread::sleep(Duration::from_millis(200));
+    a.signal(libc::SIGHUP);
+    let line = a.wait_log_line("SIGHUP: started pid", Duration::from_secs(10));
+    let pid: libc::pid_t = line
+        .split("started pid ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let st = a.expect_exit(EXIT, "A hands off to its successor and drains");
+    assert!(st.success(), "A: {st:?}\n{}", a.log());
+    assert!(
+        a.log().contains(&format!("handoff committed: pid {pid}")),
+        "{}",
+        a.log()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let calls = load.stop();
+    check_audit(&dir, &calls);
+    // The successor (A's child, not ours to wait for) serves; stop it by its pid.
+    let fresh = Client::builder().nodes([addr]).build().unwrap();
+    assert!(
+        fresh.call("echo", b"x").is_ok(),
+        "the successor serves {addr}"
+    );
+    // SAFETY: kill(2) on the pid of the successor this test caused to be started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let end = Instant::now() + EXIT;
+    // Gone, or a zombie waiting for a reaper that is not us.
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(')').next().map(|r| r.trim_start().to_owned()))
+            .is_some_and(|r| !r.starts_with('Z'))
+    };
+    while alive() {
+        assert!(
+            Instant::now() < end,
+            "the successor did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
