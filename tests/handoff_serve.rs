@@ -290,6 +290,7 @@ fn sighup_makes_a_node_start_its_successor_which_takes_over() {
         .and_then(|r| r.split_whitespace().next())
         .and_then(|p| p.parse().ok())
         .unwrap_or_else(|| panic!("no pid in {line:?}"));
+    let _guard = KillOnDrop(pid);
     let st = a.expect_exit(EXIT, "A hands off to its successor and drains");
     assert!(st.success(), "A: {st:?}\n{}", a.log());
     a.wait_log_line(
@@ -321,5 +322,18 @@ fn sighup_makes_a_node_start_its_successor_which_takes_over() {
             "the successor did not exit on SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Kills the successor (not our child, so no `Child` to do it) if the test ends early.
+struct KillOnDrop(libc::pid_t);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on the pid of the successor this test caused to be started; if it
+        // already exited, ESRCH (or, after reuse, a process of our own uid: the test runs alone).
+        if std::thread::panicking() {
+            unsafe { libc::kill(self.0, libc::SIGKILL) };
+        }
     }
 }
