@@ -10,6 +10,8 @@
 //!   node a trait to implement and the caller a typed client; serde values, postcard by default.
 //! * `etcd` (feature `etcd`): etcd as the service registry — nodes register once READY and
 //!   deregister before GOAWAY; callers list and watch.
+//! * [`handoff`] (Linux): pass a running node's listeners to its replacement, so a single node
+//!   restarts without closing its port.
 //!
 //! # Example
 //!
@@ -49,6 +51,8 @@
 pub mod client;
 #[cfg(feature = "etcd")]
 pub mod etcd;
+#[cfg(target_os = "linux")]
+pub mod handoff;
 pub mod proto;
 pub mod server;
 pub mod service;

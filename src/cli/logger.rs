@@ -24,14 +24,15 @@ impl Log for StderrLogger {
             .unwrap_or_default();
         let secs = now.as_secs() % 86_400;
         let (h, m, s, ms) = (secs / 3600, secs / 60 % 60, secs % 60, now.subsec_millis());
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(
-            err,
-            "{h:02}:{m:02}:{s:02}.{ms:03} {:5} {}{}",
+        // One write(2) per line: processes sharing stderr (the two sides of a listener
+        // handoff, a journal) must not interleave within a line (stderr is unbuffered).
+        let line = format!(
+            "{h:02}:{m:02}:{s:02}.{ms:03} {:5} {}{}\n",
             record.level(),
             self.prefix,
             record.args()
         );
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}

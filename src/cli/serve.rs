@@ -7,8 +7,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use gracerpc::handoff::{Giver, Takeover, Timeouts, UpgradeSocket};
 use gracerpc::proto::Status;
-use gracerpc::server::{Failure, Request, Server};
+use gracerpc::server::{Failure, ReadyHandle, Request, Server, ServerControl};
+use parking_lot::Mutex;
+use sd_notify::NotifyState;
+
+use super::upgrade::{notify, respawn_self, start_up};
 
 /// Exit code when the drain budget ran out before every request was answered.
 pub const EXIT_DRAIN_TIMEOUT: i32 = 3;
@@ -27,6 +32,19 @@ pub const EXIT_FORCED: i32 = 4;
 /// With --register etcd://HOST:PORT/SERVICE the node registers itself in etcd under a lease once
 /// it is ready, and on SIGTERM revokes the lease before sending GOAWAY (waiting for etcd at most
 /// 500 ms). Needs a build with `--features etcd`.
+///
+/// With --upgrade PATH the node restarts with no gap: it listens for upgrades on the Unix
+/// socket PATH (created 0600), and a new `serve --upgrade PATH` started while it runs takes
+/// over automatically — it receives the listening sockets, starts (--startup-ms) without
+/// accepting, says READY; the old node commits, the new one accepts, and only then does the old
+/// one stop accepting, send GOAWAY and drain (keeping its registry entry, now the new node's).
+/// If the new node fails or is not ready within --upgrade-timeout, it exits having accepted
+/// nothing and the old one keeps serving. SIGHUP makes the node start its own replacement
+/// this way (systemd: ExecReload=kill -HUP $MAINPID). Linux only.
+///
+/// Under systemd it serves on the socket passed by socket activation (LISTEN_FDS; the one
+/// named `rpc`, else the first), and notifies READY=1, STOPPING=1 and, after a takeover,
+/// MAINPID=.
 ///
 /// Exit codes: 0 drained cleanly; 1 could not start; 2 bad arguments; 3 the drain budget ran out
 /// (requests abandoned or callers did not close in time); 4 a second SIGTERM/SIGINT forced the
@@ -66,6 +84,19 @@ pub struct ServeArgs {
     /// The address to register, if callers must not use the listening one (e.g. 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     advertise: Option<std::net::SocketAddr>,
+    /// Listen for upgrades on this Unix socket; if a node already listens there, take over
+    /// its listeners instead of binding --listen.
+    #[arg(long, value_name = "PATH")]
+    upgrade: Option<PathBuf>,
+    /// Seconds an upgrade may take: the old node waits this long for the new one's READY.
+    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 30.0)]
+    upgrade_timeout: f64,
+    /// Startup time after binding and before READY, in milliseconds (like loading state).
+    #[arg(long, default_value_t = 0)]
+    startup_ms: u64,
+    /// Spend --startup-ms burning CPU instead of sleeping.
+    #[arg(long)]
+    startup_burn: bool,
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -119,6 +150,14 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     if !args.naive {
         builder = builder.handle_signals();
     }
+    let upgrade_timeout = Duration::from_secs_f64(args.upgrade_timeout);
+    let src = super::upgrade::listeners(args.upgrade.as_deref(), upgrade_timeout)?;
+    if let Some(l) = src.rpc {
+        builder = builder.listener(l);
+    }
+    if src.takeover.is_some() {
+        builder = builder.accept_paused();
+    }
     if let Some(url) = &args.register {
         builder = super::registry::register(
             builder,
@@ -128,14 +167,35 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         )
         .map_err(std::io::Error::other)?;
     }
+    let giver: Arc<Mutex<Option<Giver>>> = Arc::new(Mutex::new(None));
+    let start = Startup {
+        ms: args.startup_ms,
+        burn: args.startup_burn,
+        takeover: src.takeover,
+        upgrade: src.upgrade,
+        timeouts: Timeouts {
+            ready: upgrade_timeout,
+            ..Timeouts::default()
+        },
+        giver: giver.clone(),
+    };
+    let stopping = Arc::new(Mutex::new(false));
+    if !args.naive {
+        watch_signals(args.upgrade.is_some(), giver.clone(), stopping.clone());
+    }
     let report = builder.run_with(|handle| {
-        handle.ready().set_ready();
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "ready {}", handle.local_addr());
-        let _ = out.flush();
-        log::info!("listening on {}", handle.local_addr());
+        let control = handle.control();
+        let ready = handle.ready().clone();
+        std::thread::spawn(move || start.run(control, ready));
     })?;
     log::info!("{report}");
+    let handed_to = giver.lock().take().and_then(Giver::stop);
+    match handed_to {
+        Some(pid) => log::info!("exiting: pid {pid} serves our listeners"),
+        // The signal thread may not have run before a quick drain ended: say it now (the
+        // lock waits for a notification it is sending).
+        None => notify_stopping(&stopping),
+    }
     Ok(if report.clean {
         0
     } else if report.forced_by_signal {
@@ -143,4 +203,100 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     } else {
         EXIT_DRAIN_TIMEOUT
     })
+}
+
+/// What happens between binding and READY, on a thread of its own (the event loop runs on the
+/// main thread meanwhile).
+struct Startup {
+    ms: u64,
+    burn: bool,
+    takeover: Option<Takeover>,
+    upgrade: Option<UpgradeSocket>,
+    timeouts: Timeouts,
+    giver: Arc<Mutex<Option<Giver>>>,
+}
+
+impl Startup {
+    fn run(self, control: ServerControl, ready: ReadyHandle) {
+        let addr = control.local_addr();
+        let takeover = self.takeover;
+        let started = start_up(self.ms, self.burn, || {
+            takeover
+                .as_ref()
+                .is_some_and(|t| t.old_gave_up(Duration::ZERO))
+        });
+        if !started {
+            // The old node aborted (or exited): it serves on; we accepted nothing.
+            log::error!("upgrade abandoned by the old node while starting: exiting");
+            std::process::exit(1);
+        }
+        ready.set_ready();
+        if let Some(t) = takeover {
+            let c = control.clone();
+            match t.commit(self.timeouts.ack, move || c.start_accepting()) {
+                Ok(old) => log::info!("committed: accepting; pid {old} stops accepting and drains"),
+                Err(e) => {
+                    log::error!("upgrade failed: {e}; exiting having accepted nothing");
+                    std::process::exit(1);
+                }
+            }
+        }
+        let pid = std::process::id();
+        let mainpid = format!("{pid}");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "ready {addr}");
+        let _ = out.flush();
+        drop(out);
+        log::info!("listening on {addr}");
+        notify(&[
+            NotifyState::MainPid(pid),
+            NotifyState::Ready,
+            NotifyState::Status(&format!("serving on {addr} (pid {mainpid})")),
+        ]);
+        if let Some(socket) = self.upgrade {
+            match Giver::spawn(socket, vec![Box::new(control)], self.timeouts) {
+                Ok(g) => *self.giver.lock() = Some(g),
+                Err(e) => log::error!("cannot serve upgrades: {e}"),
+            }
+        }
+    }
+}
+
+/// SIGTERM/SIGINT: tell systemd STOPPING=1 (unless the listeners were handed off: the new
+/// process is the service now). SIGHUP with --upgrade: start our replacement.
+/// Sends STOPPING=1 once.
+fn notify_stopping(sent: &Mutex<bool>) {
+    let mut sent = sent.lock();
+    if !*sent {
+        notify(&[NotifyState::Stopping]);
+        *sent = true;
+    }
+}
+
+fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<Mutex<bool>>) {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot watch signals for systemd and SIGHUP: {e}");
+            return;
+        }
+    };
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            match sig {
+                SIGHUP if upgrade => match respawn_self() {
+                    Ok(pid) => log::info!("SIGHUP: started pid {pid} to take over"),
+                    Err(e) => log::error!("SIGHUP: cannot start a replacement: {e}"),
+                },
+                SIGHUP => log::warn!("SIGHUP ignored: no --upgrade socket"),
+                _ => {
+                    let handed = giver.lock().as_ref().is_some_and(|g| g.handed_off());
+                    if !handed {
+                        notify_stopping(&stopping);
+                    }
+                }
+            }
+        }
+    });
 }

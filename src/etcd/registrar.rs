@@ -140,6 +140,17 @@ impl Registrar for EtcdRegistrar {
         );
         Ok(())
     }
+
+    fn handed_off(&mut self) {
+        // The new process has put the same key on its own lease (or will within our TTL):
+        // revoking ours would delete nothing of its, but the key may still be on ours.
+        if self.stop_keeper().is_some() {
+            log::info!(
+                "registry: handed off; the lease is no longer renewed and the key stays for \
+                 the new process"
+            );
+        }
+    }
 }
 
 impl Drop for EtcdRegistrar {

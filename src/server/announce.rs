@@ -36,11 +36,18 @@ pub trait Registrar: Send + 'static {
     /// The close sequence has begun: withdraw the node. The server sends GOAWAY as soon as this
     /// returns, or after the withdrawal timeout if it has not returned by then.
     fn deregister(&mut self) -> io::Result<()>;
+
+    /// The node's listeners were handed to a new process (see `gracerpc::handoff`), which
+    /// serves the same address and registers it itself: stop keeping the entry alive but do
+    /// **not** withdraw it (that would delete the new process's entry). Called instead of
+    /// [`deregister`](Registrar::deregister). The default does nothing.
+    fn handed_off(&mut self) {}
 }
 
 enum Cmd {
     Register(SocketAddr),
     Deregister,
+    HandedOff,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -89,6 +96,13 @@ impl Announcer {
                                 log::warn!("registry: could not register {addr}: {e}");
                             }
                         }
+                        Cmd::HandedOff => {
+                            registrar.handed_off();
+                            log::info!("registry: entry left for the process that took over");
+                            flag.store(true, Ordering::Release);
+                            waker.wake();
+                            return;
+                        }
                         Cmd::Deregister => {
                             if let Err(e) = registrar.deregister() {
                                 log::warn!("registry: could not deregister: {e}");
@@ -115,6 +129,15 @@ impl Announcer {
             self.phase = Phase::Registered;
             let _ = self.tx.send(Cmd::Register(self.addr));
         }
+    }
+
+    /// The listeners were handed off: the entry stays for the new process. The close sequence
+    /// that follows does not wait for (or ask for) a withdrawal.
+    pub fn hand_off(&mut self) {
+        if self.phase == Phase::Registered {
+            let _ = self.tx.send(Cmd::HandedOff);
+        }
+        self.phase = Phase::Withdrawn;
     }
 
     /// Called when the close sequence starts and again on every wake-up and tick until it

@@ -54,6 +54,8 @@ mod announce;
 mod conn;
 mod event_loop;
 mod handler;
+#[cfg(target_os = "linux")]
+pub mod inherit;
 mod readiness;
 mod report;
 mod token;
@@ -97,6 +99,8 @@ impl Server {
 /// Configures and starts a server.
 pub struct Builder {
     listen: String,
+    inherited: Option<std::net::TcpListener>,
+    accept_paused: bool,
     workers: usize,
     queue: usize,
     drain_budget: Duration,
@@ -116,6 +120,8 @@ impl Default for Builder {
         let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
         Builder {
             listen: "127.0.0.1:0".into(),
+            inherited: None,
+            accept_paused: false,
             workers,
             queue: 4096,
             drain_budget: Duration::from_secs(10),
@@ -144,6 +150,24 @@ impl Builder {
     /// The address to listen on; port 0 picks a free one.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = addr.into();
+        self
+    }
+
+    /// Serve on this already-bound, listening socket instead of binding
+    /// [`listen`](Self::listen)'s address: one inherited from a parent process, from systemd
+    /// socket activation, or from a running node through [`crate::handoff`]. It is set
+    /// non-blocking. (On Linux, [`inherit::tcp_listener`] checks a raw fd first.)
+    pub fn listener(mut self, listener: std::net::TcpListener) -> Self {
+        self.inherited = Some(listener);
+        self
+    }
+
+    /// Start without accepting: the listener is held but connections wait in its accept queue
+    /// until [`ServerControl::start_accepting`]. The registry (if any) is told only once
+    /// accepting. For the new process of a listener handoff, which must not accept before the
+    /// old one commits.
+    pub fn accept_paused(mut self) -> Self {
+        self.accept_paused = true;
         self
     }
 
@@ -315,14 +339,24 @@ impl Builder {
     }
 
     fn build(self) -> io::Result<(EventLoop, HandleParts)> {
-        let addr = self.listen.to_socket_addrs()?.next().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
-        })?;
         let poll = Poll::new()?;
-        let mut listener = mio::net::TcpListener::bind(addr)?;
+        let mut listener = match self.inherited {
+            Some(l) => {
+                l.set_nonblocking(true)?;
+                mio::net::TcpListener::from_std(l)
+            }
+            None => {
+                let addr = self.listen.to_socket_addrs()?.next().ok_or_else(|| {
+                    io::Error::new(io::ErrorKind::InvalidInput, "no address to listen on")
+                })?;
+                mio::net::TcpListener::bind(addr)?
+            }
+        };
         let local_addr = listener.local_addr()?;
-        poll.registry()
-            .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        if !self.accept_paused {
+            poll.registry()
+                .register(&mut listener, token::LISTENER, Interest::READABLE)?;
+        }
         let signals = if self.signals {
             let mut s = signal_hook_mio::v1_0::Signals::new([
                 signal_hook::consts::SIGTERM,
@@ -365,6 +399,7 @@ impl Builder {
             waker.clone(),
             stats.clone(),
             readiness,
+            !self.accept_paused,
         );
         el.workers = Some(workers);
         if let Some(r) = self.registrar {
@@ -459,6 +494,16 @@ impl ServerHandle {
         }
     }
 
+    /// A cloneable, `Send` handle on the accept path, for a listener handoff (see
+    /// [`crate::handoff`]) run from another thread.
+    pub fn control(&self) -> ServerControl {
+        ServerControl {
+            control: self.control.clone(),
+            waker: self.waker.clone(),
+            local_addr: self.local_addr,
+        }
+    }
+
     /// The readiness handle: say when the server may take requests (with
     /// [`Builder::manual_ready`]), and at what capacity.
     pub fn ready(&self) -> &ReadyHandle {
@@ -489,5 +534,70 @@ impl ServerHandle {
         thread
             .join()
             .map_err(|_| io::Error::other("server thread panicked"))?
+    }
+}
+
+/// Controls a running server's accept path from any thread: start accepting (a server built
+/// with [`Builder::accept_paused`]), lend its listener to another process, and hand it off.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ServerControl {
+    control: Sender<Control>,
+    waker: Arc<LoopWaker>,
+    local_addr: SocketAddr,
+}
+
+impl std::fmt::Debug for ServerControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerControl")
+            .field("local_addr", &self.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a control request waits for the event loop to answer.
+const CONTROL_WAIT: Duration = Duration::from_secs(5);
+
+impl ServerControl {
+    /// The address the server is bound to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    fn ask<T>(&self, make: impl FnOnce(Sender<io::Result<T>>) -> Control) -> io::Result<T> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        self.control
+            .send_timeout(make(tx), CONTROL_WAIT)
+            .map_err(|_| io::Error::other("the server has stopped"))?;
+        self.waker.wake();
+        rx.recv_timeout(CONTROL_WAIT).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the server's event loop did not answer in 5 s (stopped?)",
+            )
+        })?
+    }
+
+    /// Starts accepting; returns once the event loop does.
+    pub fn start_accepting(&self) -> io::Result<()> {
+        self.ask(Control::StartAccepting)
+    }
+
+    /// A duplicate of the listening socket (the same socket and accept queue), to send to
+    /// another process. Refused once the close sequence began.
+    pub fn dup_listener(&self) -> io::Result<std::os::fd::OwnedFd> {
+        self.ask(Control::DupListener)
+    }
+
+    /// Another process accepts on this server's listener now: stop accepting, keep the
+    /// registry entry (see [`Registrar::handed_off`]), send GOAWAY and drain as on shutdown.
+    pub fn handed_off(&self) {
+        if self
+            .control
+            .send_timeout(Control::HandedOff, CONTROL_WAIT)
+            .is_ok()
+        {
+            self.waker.wake();
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod audit;
 mod node;
 mod plot;
+mod probe;
 
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
@@ -29,6 +30,16 @@ pub enum Mode {
     Naive,
     /// SIGKILL (a crash) with graceful callers: outcome unknown is reported, never lost.
     Kill,
+}
+
+/// How a graceful restart replaces a node's process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Restart {
+    /// SIGTERM, wait for the exit, start a new process on the same port.
+    Plain,
+    /// Start the new process first; it takes the listeners over (`serve --upgrade`) and the
+    /// old one drains once the new one accepts: the port never closes.
+    Handoff,
 }
 
 impl Mode {
@@ -99,6 +110,16 @@ pub struct RolloutArgs {
     /// Discover the nodes through a registry started for the run, instead of a static list.
     #[arg(long, value_enum)]
     registry: Option<RegistryKind>,
+    /// plain (stop, then start) or handoff (start the new process, which takes the
+    /// listeners over; the old one drains after). Graceful mode only.
+    #[arg(long, value_enum, default_value = "plain")]
+    restart: Restart,
+    /// Each node's startup time from binding to READY, in milliseconds (`serve --startup-ms`).
+    #[arg(long, default_value_t = 0)]
+    startup_ms: u64,
+    /// Nodes spend their startup burning CPU instead of sleeping (`serve --startup-burn`).
+    #[arg(long)]
+    startup_burn: bool,
 }
 
 /// Where the callers find the nodes.
@@ -221,7 +242,11 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         workers: args.workers,
         dir: dir.clone(),
         register: service_url.clone(),
+        startup_ms: args.startup_ms,
+        startup_burn: args.startup_burn,
+        handoff: args.restart == Restart::Handoff && args.mode == Mode::Graceful,
     };
+    let handoff = spec.handoff;
     let n = args.nodes.max(1);
     let mut nodes: Vec<NodeProc> = Vec::with_capacity(n);
     for i in 0..n {
@@ -279,6 +304,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let ticker =
         tty.then(|| spawn_progress(progress.clone(), load.sent.clone(), load.failed.clone(), t0));
 
+    let probe = probe::Probe::start(addrs.clone());
     std::thread::sleep(Duration::from_millis(500));
     let mut restarts = Vec::new();
     let mut all_events: Vec<NodeEvent> = Vec::new();
@@ -292,6 +318,15 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         }
         *progress.status.lock() = format!("restarting node {i} ({}/{})", k + 1, order.len());
         let addr = addrs[i];
+        let budget = Duration::from_secs_f64(args.drain_timeout + 5.0);
+        if handoff {
+            restarts.push(restart_by_handoff(&spec, &mut nodes, i, addr, budget, t0)?);
+            if !client.wait_ready(addr, Duration::from_secs(10)) {
+                return Err(format!("node {i} ({addr}) not ready after its handoff"));
+            }
+            std::thread::sleep(Duration::from_millis(args.settle_ms));
+            continue;
+        }
         let term = Instant::now();
         let sig = if args.mode == Mode::Kill {
             libc::SIGKILL
@@ -301,7 +336,6 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         nodes[i]
             .signal(sig)
             .map_err(|e| format!("signal node {i}: {e}"))?;
-        let budget = Duration::from_secs_f64(args.drain_timeout + 5.0);
         let (status, killed) = nodes[i].wait_exit(budget).map_err(|e| e.to_string())?;
         let exited = Instant::now();
         if killed {
@@ -342,6 +376,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     std::thread::sleep(Duration::from_millis(300));
     *progress.status.lock() = "stopping the load".into();
     let (calls, never_ended) = load.stop(Duration::from_secs(15));
+    let (probes, refused) = probe.stop();
     progress.done.store(true, Ordering::Release);
     if let Some(t) = ticker {
         let _ = t.join();
@@ -362,6 +397,11 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
 
     let mut report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
     report.registry = service_url.as_ref().map_or("static", |_| "etcd");
+    report.restart = if handoff { "handoff" } else { "plain" };
+    report.startup_ms = args.startup_ms;
+    report.startup_burn = args.startup_burn;
+    report.probes = probes;
+    report.refused = refused;
     print!("{}", report.table());
     let mut written = true;
     if let Some(path) = &args.json
@@ -394,13 +434,54 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     run_dir.keep = !restarts
         .iter()
         .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful);
-    let broken = !found.clean() || (args.mode == Mode::Graceful && report.counts.failed > 0);
+    let broken = !found.clean()
+        || (args.mode == Mode::Graceful && report.counts.failed > 0)
+        || (handoff && refused > 0);
     Ok(if broken {
         BROKEN
     } else if !written {
         NOT_WRITTEN
     } else {
         0
+    })
+}
+
+/// One restart by handoff: the new process starts while the old one serves, takes its
+/// listeners over and prints `ready` once it accepts; the old one then drains and exits. The
+/// window recorded is from the spawn to the later of the old exit and the new `ready`.
+fn restart_by_handoff(
+    spec: &NodeSpec,
+    nodes: &mut [NodeProc],
+    i: usize,
+    addr: SocketAddr,
+    budget: Duration,
+    t0: Instant,
+) -> Result<RestartRecord, String> {
+    let secs = |t: Instant| (t - t0).as_secs_f64();
+    let spawned = Instant::now();
+    let new = NodeProc::start(spec, i, &addr.to_string())
+        .map_err(|e| format!("handoff of node {i}: {e}"))?;
+    if new.addr != addr {
+        return Err(format!(
+            "handoff of node {i}: the new process serves {} instead of {addr}",
+            new.addr
+        ));
+    }
+    let ready = Instant::now();
+    let (status, killed) = nodes[i].wait_exit(budget).map_err(|e| e.to_string())?;
+    let exited = Instant::now();
+    if killed {
+        log::warn!("node {i}'s old process did not exit within {budget:?}: killed");
+    }
+    nodes[i] = new;
+    Ok(RestartRecord {
+        node: i,
+        term_s: secs(spawned),
+        exit_s: secs(exited),
+        ready_s: secs(ready.max(exited)),
+        exit_code: exit_number(status),
+        drain_ms: (exited - ready).as_secs_f64() * 1e3,
+        evict_us: None,
     })
 }
 
@@ -455,6 +536,13 @@ struct Report {
     mode: Mode,
     /// Where callers found the nodes: `static` or `etcd`.
     registry: &'static str,
+    /// `plain` or `handoff`.
+    restart: &'static str,
+    startup_ms: u64,
+    startup_burn: bool,
+    /// Connects of the probe (a new caller every 2 ms per node) and how many were refused.
+    probes: u64,
+    refused: u64,
     nodes: usize,
     counts: Counts,
     all: Latency,
@@ -497,6 +585,11 @@ impl Report {
         Report {
             mode,
             registry: "static",
+            restart: "plain",
+            startup_ms: 0,
+            startup_burn: false,
+            probes: 0,
+            refused: 0,
             nodes,
             counts,
             all: Latency::of(calls),
@@ -527,6 +620,19 @@ impl Report {
         line("mode", self.mode.name().into());
         line("discovery", self.registry.into());
         line(
+            "restart",
+            format!(
+                "{} (startup {} ms{})",
+                self.restart,
+                self.startup_ms,
+                if self.startup_burn {
+                    ", burning CPU"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line(
             "nodes / restarts",
             format!("{} / {}", self.nodes, self.restarts.len()),
         );
@@ -550,6 +656,10 @@ impl Report {
             format!("{} (never ended: {})", a.lost, self.never_ended),
         );
         line("mismatched", a.mismatched.to_string());
+        line(
+            "connection refused",
+            format!("{} of {} probe connects", self.refused, self.probes),
+        );
         line(
             "latency p50/p99/p99.9",
             format!(
@@ -591,6 +701,14 @@ impl Report {
         let mut j = Json::new();
         j.str("mode", self.mode.name())
             .str("discovery", self.registry)
+            .str("restart", self.restart)
+            .num("startup_ms", self.startup_ms)
+            .raw(
+                "startup_burn",
+                if self.startup_burn { "true" } else { "false" },
+            )
+            .num("probe_connects", self.probes)
+            .num("conn_refused", self.refused)
             .num("nodes", self.nodes)
             .num("restarts", self.restarts.len())
             .num("sent", c.sent)

@@ -19,6 +19,12 @@ pub struct NodeSpec {
     pub dir: PathBuf,
     /// `serve --register URL`: the node registers itself in this registry.
     pub register: Option<String>,
+    /// `serve --startup-ms`: time from binding to READY.
+    pub startup_ms: u64,
+    /// `serve --startup-burn`: spend the startup burning CPU.
+    pub startup_burn: bool,
+    /// Restart by listener handoff: every node gets `--upgrade dir/node-N.sock`.
+    pub handoff: bool,
 }
 
 /// A running node process. Dropping it kills the process if it is still running.
@@ -53,6 +59,13 @@ impl NodeProc {
         if let Some(url) = &spec.register {
             cmd.args(["--register", url]);
         }
+        cmd.args(["--startup-ms", &spec.startup_ms.to_string()]);
+        if spec.startup_burn {
+            cmd.arg("--startup-burn");
+        }
+        if spec.handoff {
+            cmd.arg("--upgrade").arg(upgrade_path(&spec.dir, index));
+        }
         let mut child = cmd.spawn()?;
         let stdout = child
             .stdout
@@ -64,13 +77,14 @@ impl NodeProc {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let line = match rx.recv_timeout(Duration::from_secs(10)) {
+        let bound = Duration::from_secs(10) + Duration::from_millis(spec.startup_ms);
+        let line = match rx.recv_timeout(bound) {
             Ok(line) => line,
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Err(io::Error::other(format!(
-                    "node {index} did not print `ready` in 10 s"
+                    "node {index} did not print `ready` in {bound:?}"
                 )));
             }
         };
@@ -153,6 +167,11 @@ pub fn exit_number(status: ExitStatus) -> i32 {
 
 pub fn audit_path(dir: &Path, index: usize) -> PathBuf {
     dir.join(format!("node-{index}.audit"))
+}
+
+/// The upgrade socket of node `index` (restarts by handoff).
+pub fn upgrade_path(dir: &Path, index: usize) -> PathBuf {
+    dir.join(format!("node-{index}.sock"))
 }
 
 pub fn log_path(dir: &Path, index: usize) -> PathBuf {

@@ -15,6 +15,7 @@ use mio::{Events, Interest, Poll};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+mod accepting;
 mod dispatch;
 mod drain;
 
@@ -35,6 +36,13 @@ use crate::proto::{Incoming, RejectReason, ServerConn, ServerConnConfig, Status,
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
 pub(crate) enum Control {
     Shutdown,
+    /// Start accepting (a server built with `accept_paused`); the reply says it does.
+    StartAccepting(crossbeam_channel::Sender<io::Result<()>>),
+    /// A duplicate of the listening socket, to hand to another process (see `handoff`).
+    DupListener(crossbeam_channel::Sender<io::Result<std::os::fd::OwnedFd>>),
+    /// Another process now accepts on our listener: stop accepting, keep the registry entry
+    /// (it is the new process's now), GOAWAY and drain.
+    HandedOff,
 }
 
 /// Limits the loop enforces.
@@ -58,6 +66,10 @@ pub(crate) struct Stats {
 pub(crate) struct EventLoop {
     pub poll: Poll,
     pub listener: Option<TcpListener>,
+    /// The listener is registered with the poll: connections are being accepted. False until
+    /// `StartAccepting` for a server built with `accept_paused` (e.g. the new process of a
+    /// handoff, which must not accept before COMMIT).
+    pub accepting: bool,
     pub signals: Option<Signals>,
     pub conns: Slab<Conn>,
     pub next_generation: u32,
@@ -110,10 +122,12 @@ impl EventLoop {
         waker: Arc<LoopWaker>,
         stats: Arc<Stats>,
         readiness: Readiness,
+        accepting: bool,
     ) -> EventLoop {
         EventLoop {
             poll,
             listener: Some(listener),
+            accepting,
             signals,
             conns: Slab::new(),
             next_generation: 0,
@@ -392,6 +406,13 @@ impl EventLoop {
         while let Ok(ctl) = self.control.try_recv() {
             match ctl {
                 Control::Shutdown => self.begin_drain(now, "shutdown() called"),
+                Control::StartAccepting(reply) => {
+                    let _ = reply.try_send(self.start_accepting(now));
+                }
+                Control::DupListener(reply) => {
+                    let _ = reply.try_send(self.dup_listener());
+                }
+                Control::HandedOff => self.handed_off(now),
             }
         }
         self.apply_readiness(now);
@@ -468,8 +489,9 @@ impl EventLoop {
                 self.touched.push(slot);
             }
         }
-        // Registered only once READY, and never after the close sequence began.
+        // Registered only once READY and accepting, and never after the close sequence began.
         if let Some(a) = self.announcer.as_mut()
+            && self.accepting
             && self.readiness.capacity().is_some()
             && self.drain.is_none()
             && self.withdrawing.is_none()
