@@ -158,8 +158,7 @@ impl<'a> CallFuture<'a> {
         if matches!(outcome, Outcome::Rejected(_) | Outcome::Unknown)
             && let Some(cause) = self.client.health.failure()
         {
-            let may_have_run =
-                matches!(outcome, Outcome::Unknown) || self.attempts.may_have_run();
+            let may_have_run = matches!(outcome, Outcome::Unknown) || self.attempts.may_have_run();
             return Some(Err(CallError::IoFailed {
                 cause,
                 may_have_run,
@@ -354,7 +353,9 @@ impl CallFuture<'_> {
         match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
             // "it never ran" (closed, rejected everywhere since) would be a lie.
-            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => Err(CallError::OutcomeUnknown),
+            Err(e) if self.attempts.may_have_run() && !e.may_have_run() => {
+                Err(CallError::OutcomeUnknown)
+            }
             r => r,
         }
     }
