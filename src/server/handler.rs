@@ -1,8 +1,6 @@
 //! What a service registers: handlers by method name, and the request and reply types they see.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
 use std::time::Instant;
 
 use crate::proto::Status;
@@ -78,36 +76,6 @@ pub enum Placement {
     /// On the event-loop thread, skipping the hand-off: the handler must be short and must never
     /// block, or every connection of the server waits for it.
     Inline,
-}
-
-pub(crate) struct Registered {
-    pub name: Arc<str>,
-    pub handler: Arc<dyn Handler>,
-    pub placement: Placement,
-}
-
-/// Handlers by method name.
-#[derive(Default)]
-pub(crate) struct Registry {
-    by_name: HashMap<String, Registered>,
-}
-
-impl Registry {
-    pub fn insert(&mut self, method: &str, handler: Arc<dyn Handler>, placement: Placement) {
-        let name: Arc<str> = Arc::from(method);
-        self.by_name.insert(
-            method.to_owned(),
-            Registered {
-                name,
-                handler,
-                placement,
-            },
-        );
-    }
-
-    pub fn get(&self, method: &str) -> Option<&Registered> {
-        self.by_name.get(method)
-    }
 }
 
 /// Runs a handler, turning a panic into [`Status::INTERNAL`] (it ran, and may have had effects).

@@ -20,6 +20,9 @@ pub(super) struct Drain {
     /// The budget ran out and `report.abandoned_on` was filled in.
     pub budget_spent: bool,
     pub report: DrainReport,
+    /// `Stats::expired` and `Shared::late` when the drain began.
+    pub expired_at_start: usize,
+    pub late_at_start: u64,
 }
 
 impl EventLoop {
@@ -44,6 +47,7 @@ impl EventLoop {
         // Step 2: GOAWAY on every connection, idle ones included.
         let budget = self.cfg.drain_budget;
         let mut rejected = 0;
+        let pools = &mut self.pools;
         for (slot, conn) in self.conns.iter_mut() {
             conn.core.start_drain(now, budget, GoAwayReason::SHUTDOWN);
             // Step 3: queued work no worker has started is rejected; started work is answered.
@@ -52,6 +56,7 @@ impl EventLoop {
                 if state.try_reject() {
                     let _ = core.reject(id, RejectReason::SHUTTING_DOWN);
                     rejected += 1;
+                    pools.release_state(state.clone());
                     false
                 } else {
                     true
@@ -74,8 +79,11 @@ impl EventLoop {
             report: DrainReport {
                 goaway_sent,
                 rejected_queued: rejected,
+                deferred_in_flight: self.pools.deferred(),
                 ..Default::default()
             },
+            expired_at_start: self.stats.expired.load(Ordering::Relaxed),
+            late_at_start: self.shared.late.load(Ordering::Relaxed),
         });
         self.next_tick = now;
     }
@@ -108,6 +116,9 @@ impl EventLoop {
         }
         let mut report = std::mem::take(&mut drain.report);
         report.total = now - drain.started;
+        report.deferred_expired =
+            self.stats.expired.load(Ordering::Relaxed) - drain.expired_at_start;
+        report.late_answers = self.shared.late.load(Ordering::Relaxed) - drain.late_at_start;
         report.abandoned = in_flight;
         report.clean = finished && now < drain.deadline;
         if report.clean {
