@@ -29,6 +29,7 @@ use super::error::CallError;
 use super::link::{Link, SendFail};
 use super::slot::Slot;
 use super::table::Node;
+use crate::proto::frame::{MetadataBuf, MetadataError};
 use crate::proto::{Outcome, RejectReason, Rejection, Status};
 
 /// The first pause before replaying a request a node turned away as busy.
@@ -37,12 +38,15 @@ const BUSY_PAUSE_MIN: Duration = Duration::from_millis(1);
 const BUSY_PAUSE_MAX: Duration = Duration::from_millis(50);
 
 /// Per-call options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// How long the call may take in all, replays included (default: the client's).
     pub deadline: Option<Duration>,
     /// The request may safely run more than once: retried even when its outcome is unknown.
     pub idempotent: bool,
+    /// Key/value headers sent with the request (trace context, tenant, …), to servers that
+    /// negotiated them (HELLO feature bit 1); dropped silently for older servers.
+    pub metadata: MetadataBuf,
 }
 
 impl CallOptions {
@@ -62,7 +66,42 @@ impl CallOptions {
         self.idempotent = yes;
         self
     }
+
+    /// Adds a metadata entry; fails past the limits (16 entries, 4096 bytes, keys of
+    /// `[a-z0-9._-]`).
+    pub fn header(
+        mut self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<CallOptions, MetadataError> {
+        self.metadata.insert(key, value.as_ref())?;
+        Ok(self)
+    }
+
+    /// Options for a downstream call made while handling `req`: its deadline is what the
+    /// caller of `req` still waits (so a chain of services never works past what the first
+    /// caller waits for), and it carries `req`'s W3C trace context (`traceparent`,
+    /// `tracestate`). Add more with [`propagate`](Self::propagate).
+    pub fn from_request(req: &crate::server::Request<'_>) -> CallOptions {
+        let mut opts = CallOptions::new().deadline(req.remaining());
+        for key in TRACE_KEYS {
+            opts = opts.propagate(req, key);
+        }
+        opts
+    }
+
+    /// Copies `req`'s metadata entry `key`, if it has one (and if it fits: the caller's entries
+    /// were within the same limits).
+    pub fn propagate(mut self, req: &crate::server::Request<'_>, key: &str) -> CallOptions {
+        if let Some(v) = req.metadata().get(key) {
+            let _ = self.metadata.insert(key, v);
+        }
+        self
+    }
 }
+
+/// The metadata keys [`CallOptions::from_request`] passes on.
+const TRACE_KEYS: [&str; 2] = ["traceparent", "tracestate"];
 
 /// A successful call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +130,7 @@ pub struct CallFuture<'a> {
     method: Cow<'a, str>,
     body: Cow<'a, [u8]>,
     idempotent: bool,
+    metadata: MetadataBuf,
     deadline: Instant,
     /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
     slot: Option<Arc<Slot>>,
@@ -121,6 +161,7 @@ impl<'a> CallFuture<'a> {
             method,
             body,
             idempotent: opts.idempotent,
+            metadata: opts.metadata.clone(),
             deadline,
             slot: Some(super::slot::take_pooled()),
             inflight: None,
@@ -196,6 +237,7 @@ impl<'a> CallFuture<'a> {
                 table,
                 now,
                 &self.method,
+                self.metadata.as_metadata(),
                 &self.body,
                 self.deadline,
                 self.idempotent,

@@ -39,8 +39,8 @@ use super::buf::OutBuf;
 use super::codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 use super::error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 use super::frame::{
-    CRITICAL_FEATURES, ErrorFrame, Frame, GoAway, Hello, MAX_METHOD_LEN, Request, VERSION,
-    encode_header_only,
+    CRITICAL_FEATURES, ErrorFrame, FEATURE_METADATA, Frame, GoAway, Hello, MAX_METHOD_LEN,
+    Metadata, Request, VERSION, encode_header_only,
 };
 use super::header::HEADER_LEN;
 use super::id_hash::{IdMap, id_map};
@@ -163,6 +163,8 @@ pub struct ClientConn {
     events: VecDeque<ClientEvent>,
     ready: Option<u8>,
     peer_max_frame: u32,
+    /// Both HELLOs set feature bit 1: requests may carry metadata.
+    metadata_on: bool,
     last_input: Instant,
     hello_deadline: Option<Instant>,
     ping_deadline: Option<Instant>,
@@ -187,6 +189,7 @@ impl ClientConn {
             events: VecDeque::with_capacity(16),
             ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
+            metadata_on: false,
             last_input: now,
             ping_deadline: None,
             next_deadline: None,
@@ -244,13 +247,48 @@ impl ClientConn {
         idempotent: bool,
         user: u64,
     ) -> Result<u64, ApiMisuse> {
+        self.send_request_with(
+            now,
+            method,
+            Metadata::EMPTY,
+            body,
+            deadline,
+            idempotent,
+            user,
+        )
+    }
+
+    /// Whether the server's HELLO set feature bit 1: metadata given to
+    /// [`send_request_with`](Self::send_request_with) is sent.
+    pub fn metadata_on(&self) -> bool {
+        self.metadata_on
+    }
+
+    /// [`send_request`](Self::send_request) with metadata. The metadata is sent only where both
+    /// HELLOs set feature bit 1; to an older server the request goes without it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_request_with(
+        &mut self,
+        now: Instant,
+        method: &str,
+        metadata: Metadata<'_>,
+        body: &[u8],
+        deadline: Instant,
+        idempotent: bool,
+        user: u64,
+    ) -> Result<u64, ApiMisuse> {
+        let metadata = if self.metadata_on {
+            metadata
+        } else {
+            Metadata::EMPTY
+        };
         if !self.is_sendable() {
             return Err(ApiMisuse::NotSendable);
         }
         if method.is_empty() || method.len() > MAX_METHOD_LEN {
             return Err(ApiMisuse::BadMethod);
         }
-        let len = Request::body_len(method, body);
+        let len = Request::body_len_with(method, metadata, body);
         if len > self.peer_max_frame as usize {
             return Err(ApiMisuse::TooLarge {
                 len,
@@ -269,6 +307,7 @@ impl ClientConn {
             deadline_us,
             idempotent,
             method,
+            metadata,
             body,
         }
         .encode(self.out.vec());
@@ -509,6 +548,7 @@ impl ClientConn {
             );
         }
         self.peer_max_frame = h.max_frame;
+        self.metadata_on = h.features & FEATURE_METADATA != 0;
         self.state = State::Open;
         Ok(())
     }

@@ -1,9 +1,11 @@
 //! What a service registers: handlers by method name, and the request and reply types they see.
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::proto::Status;
+use crate::proto::frame::Metadata;
 
 /// A request as a handler sees it.
 #[derive(Clone, Copy, Debug)]
@@ -18,6 +20,11 @@ pub struct Request<'a> {
     pub deadline: Instant,
     /// Whether the caller marked the request safe to run more than once.
     pub idempotent: bool,
+    /// The caller's address.
+    pub peer: SocketAddr,
+    /// The caller's metadata (trace context, tenant, …); empty from a caller that did not
+    /// negotiate it. See `context.rs` for the accessors.
+    pub metadata: Metadata<'a>,
 }
 
 /// A handler's failure: a status other than OK and an optional body for the caller.

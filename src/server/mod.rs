@@ -34,7 +34,10 @@
 //! returns its report.
 
 mod announce;
+#[cfg(feature = "tokio")]
+mod async_handler;
 mod conn;
+mod context;
 mod event_loop;
 mod handler;
 mod readiness;
@@ -46,6 +49,8 @@ mod token;
 mod workers;
 
 pub use announce::Registrar;
+#[cfg(feature = "tokio")]
+pub use async_handler::{AsyncHandler, OwnedRequest, ReplyFuture};
 pub use handler::{Failure, Handler, Placement, Reply, Request};
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;

@@ -5,6 +5,7 @@
 //! cancelling, or closing the connection) race for it with a compare-and-swap, and only the
 //! winner acts: a request is never both run and rejected (protocol.md rule 2).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -22,6 +23,7 @@ use super::responder::{Shared, run_deferred};
 pub(crate) use super::slot::{Answer, JobState};
 use super::token::ConnRef;
 use crate::proto::RejectReason;
+use crate::proto::frame::Metadata;
 
 /// Job states and request buffers kept by the loop for reuse, so handing a request to a worker
 /// allocates nothing once the pools are warm.
@@ -72,11 +74,12 @@ impl Pools {
         }
     }
 
-    /// A buffer holding a copy of `bytes`.
-    pub fn buf(&mut self, bytes: &[u8]) -> Vec<u8> {
+    /// A buffer holding a copy of `first` then `then`.
+    pub fn buf(&mut self, first: &[u8], then: &[u8]) -> Vec<u8> {
         let mut b = self.bufs.pop().unwrap_or_default();
         b.clear();
-        b.extend_from_slice(bytes);
+        b.extend_from_slice(first);
+        b.extend_from_slice(then);
         b
     }
 
@@ -93,7 +96,11 @@ pub(crate) struct Job {
     pub conn: ConnRef,
     pub id: u64,
     pub method: Arc<str>,
+    /// The metadata entries (checked when decoded), then the payload.
     pub body: Vec<u8>,
+    /// Bytes of `body` that are metadata.
+    pub meta_len: usize,
+    pub peer: SocketAddr,
     pub deadline: Instant,
     pub idempotent: bool,
     pub handler: Callable,
@@ -268,18 +275,24 @@ fn run(job: Job) -> Option<Completion> {
         id,
         method,
         body,
+        meta_len,
+        peer,
         deadline,
         idempotent,
         handler,
         state,
         shared,
     } = job;
+    let (meta, payload) = body.split_at(meta_len.min(body.len()));
     let req = Request {
         id,
         method: &method,
-        body: &body,
+        body: payload,
         deadline,
         idempotent,
+        peer,
+        // Checked when the frame was decoded; an impossible failure reads as no metadata.
+        metadata: Metadata::from_entries(meta).unwrap_or_default(),
     };
     let expired = Instant::now() >= deadline;
     let handler = match handler {

@@ -15,6 +15,9 @@ pub const MAGIC: [u8; 4] = *b"GRAC";
 pub const VERSION: u16 = 1;
 /// Feature bits 16..=31 are critical: a receiver must understand them or refuse the connection.
 pub const CRITICAL_FEATURES: u32 = 0xffff_0000;
+/// Optional feature bit 1: the sender reads and writes request metadata (protocol.md §3.3,
+/// §4.2). REQUEST flag `0x02` is sent only where both HELLOs set it.
+pub const FEATURE_METADATA: u32 = 0x0000_0002;
 /// The smallest `max_frame` a peer may announce.
 pub const MIN_MAX_FRAME: u32 = 1024;
 
@@ -39,7 +42,7 @@ impl Hello {
         Hello {
             min_version: VERSION,
             max_version: VERSION,
-            features: 0,
+            features: FEATURE_METADATA,
             max_frame,
         }
     }

@@ -24,6 +24,7 @@ pub(super) struct Dispatch<'a> {
     pub expiries: &'a mut Expiries,
     pub deferred: &'a DeferredLimits,
     pub me: ConnRef,
+    pub peer: std::net::SocketAddr,
 }
 
 /// The limits on requests answered later.
@@ -55,6 +56,8 @@ impl Dispatch<'_> {
             body: acc.body,
             deadline: acc.deadline,
             idempotent: acc.idempotent,
+            peer: self.peer,
+            metadata: acc.metadata,
         };
         let later = !matches!(reg.handler, Callable::Now(_));
         if later {
@@ -102,7 +105,9 @@ impl Dispatch<'_> {
             conn: self.me,
             id: acc.id,
             method: reg.name.clone(),
-            body: self.pools.buf(acc.body),
+            body: self.pools.buf(acc.metadata.as_bytes(), acc.body),
+            meta_len: acc.metadata.as_bytes().len(),
+            peer: self.peer,
             deadline: acc.deadline,
             idempotent: acc.idempotent,
             handler: reg.handler.clone(),

@@ -299,6 +299,7 @@ impl EventLoop {
             expiries: &mut self.expiries,
             deferred: &self.cfg.deferred,
             me: conn.me,
+            peer: conn.peer,
         };
         let Conn {
             input,
