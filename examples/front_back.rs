@@ -116,13 +116,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let reply = client.call_with("front.get", b"user-42", &opts)?;
     let text = String::from_utf8(reply.body)?;
     println!("front.get -> {text}");
-    assert!(text.contains(TRACEPARENT), "the trace context reached the back service");
+    assert!(
+        text.contains(TRACEPARENT),
+        "the trace context reached the back service"
+    );
     let left: u128 = text
         .rsplit_once(", ")
         .and_then(|(_, t)| t.split(' ').next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(u128::MAX);
-    assert!(left <= 800, "the back service works within the first caller's deadline");
+    assert!(
+        left <= 800,
+        "the back service works within the first caller's deadline"
+    );
 
     client.close(Duration::from_secs(1));
     front.shutdown();

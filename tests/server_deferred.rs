@@ -308,3 +308,50 @@ fn racing_answers_resolve_each_request_exactly_once() {
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(s.in_flight(), 0);
 }
+
+#[test]
+fn deferred_requests_running_at_shutdown_are_answered_by_their_responders() {
+    let kept = Kept::default();
+    let s = server(|b| {
+        b.deferred_handler_with("keep", keeping(&kept), gracerpc::server::Placement::Inline)
+    });
+    let mut p = connect_ready(s.local_addr());
+    for id in 1..=5 {
+        p.send_request(id, "keep", b"");
+    }
+    kept.wait(5);
+    s.shutdown();
+    let goaway = p.expect_matching(QUICK, "GOAWAY", |f| matches!(f, OwnedFrame::GoAway { .. }));
+    assert!(
+        matches!(
+            goaway,
+            OwnedFrame::GoAway {
+                last_accepted: 5,
+                ..
+            }
+        ),
+        "{goaway:?}"
+    );
+    p.send_ok(&frames::goaway_ack(5), "GOAWAY_ACK");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(
+        s.in_flight(),
+        5,
+        "started deferred requests were dropped at the drain"
+    );
+    for r in kept.take() {
+        assert!(
+            r.ok(b"done".to_vec()),
+            "the responder's answer goes out during the drain"
+        );
+    }
+    let ids: Vec<u64> = (1..=5).collect();
+    let got = p.collect_answers(&ids, QUICK);
+    for id in ids {
+        assert_eq!(response(&got[&id]).0, Status::OK);
+    }
+    p.close_and_expect_eof(QUICK, "caller's close");
+    let (report, _s) = wait_report(s, QUICK);
+    assert!(report.clean, "{report:?}");
+    assert_eq!(report.deferred_in_flight, 5, "{report:?}");
+}

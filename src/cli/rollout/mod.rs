@@ -93,6 +93,10 @@ pub struct RolloutArgs {
     /// Discover the nodes through a registry started for the run, instead of a static list.
     #[arg(long, value_enum)]
     registry: Option<RegistryKind>,
+    /// How the nodes' `record` waits: `deferred` serves it with a deferred responder completed
+    /// by a timer (see `serve --handler-mode`).
+    #[arg(long, value_enum, default_value_t = crate::cli::serve::HandlerMode::Blocking)]
+    handler_mode: crate::cli::serve::HandlerMode,
 }
 
 /// Where the callers find the nodes.
@@ -156,6 +160,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         workers: args.workers,
         dir: dir.clone(),
         register: service_url.clone(),
+        handler_mode: args.handler_mode,
     };
     let n = args.nodes.max(1);
     let mut nodes: Vec<NodeProc> = Vec::with_capacity(n);
