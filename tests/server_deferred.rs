@@ -273,7 +273,7 @@ fn racing_answers_resolve_each_request_exactly_once() {
                 let id = req.id;
                 std::thread::spawn(move || {
                     std::thread::sleep(Duration::from_micros((id * 997 % 12_000) + 500));
-                    if n % 7 == 0 {
+                    if n.is_multiple_of(7) {
                         drop(r);
                     } else {
                         let _ = r.ok(b"x".to_vec());
@@ -292,7 +292,7 @@ fn racing_answers_resolve_each_request_exactly_once() {
                 &frames::request_with(id, "race", b"", deadline_us, false),
                 "REQUEST",
             );
-            if (id + round) % 5 == 0 {
+            if (id + round).is_multiple_of(5) {
                 p.send_ok(&frames::cancel(id), "CANCEL");
             }
         }

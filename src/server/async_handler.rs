@@ -67,8 +67,8 @@ pub struct OwnedRequest {
 }
 
 impl OwnedRequest {
-    /// The borrowed view handlers and [`CallOptions::from_request`]
-    /// (crate::client::CallOptions::from_request) take.
+    /// The borrowed view handlers and
+    /// [`CallOptions::from_request`](crate::client::CallOptions::from_request) take.
     pub fn as_request(&self) -> Request<'_> {
         Request {
             id: self.id,
