@@ -68,7 +68,7 @@ impl F {
     pub const HELLO: F = F::Hello {
         min: VERSION,
         max: VERSION,
-        features: 0,
+        features: gracerpc::proto::frame::FEATURE_METADATA,
     };
 
     /// The id a frame is about, for frames that answer or carry a request.
