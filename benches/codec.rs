@@ -19,6 +19,7 @@ fn request_bytes(body: &[u8]) -> Vec<u8> {
         deadline_us: 250_000,
         idempotent: true,
         method: "echo",
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body,
     })
     .encode(&mut out);
@@ -40,6 +41,7 @@ fn request(c: &mut Criterion) {
                     deadline_us: 250_000,
                     idempotent: true,
                     method: "echo",
+                    metadata: gracerpc::proto::frame::Metadata::EMPTY,
                     body: black_box(&body),
                 })
                 .encode(&mut out);
@@ -75,6 +77,7 @@ fn small_stream() -> Vec<u8> {
                 deadline_us: 10_000,
                 idempotent: false,
                 method: "get",
+                metadata: gracerpc::proto::frame::Metadata::EMPTY,
                 body: b"key-0001",
             })
             .encode(&mut out),

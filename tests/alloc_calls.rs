@@ -65,6 +65,7 @@ fn raw_caller(
                 deadline_us: 5_000_000,
                 idempotent: false,
                 method,
+                metadata: gracerpc::proto::frame::Metadata::EMPTY,
                 body,
             }
             .encode(out);

@@ -69,6 +69,7 @@ fn stream(n: usize) -> Vec<u8> {
                 deadline_us: 50_000,
                 idempotent: i % 2 == 0,
                 method: "echo",
+                metadata: gracerpc::proto::frame::Metadata::EMPTY,
                 body: &payload,
             }),
             2 | 3 => Frame::Response(Response {

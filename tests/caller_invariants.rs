@@ -295,7 +295,7 @@ fn a_poll_never_blocks() {
     let opts = CallOptions::new().deadline(Duration::from_secs(30));
     let big = vec![7u8; 256 * 1024];
     let mut futs: Vec<_> = (0..64)
-        .map(|_| client.call_async("x", big.clone(), opts))
+        .map(|_| client.call_async("x", big.clone(), opts.clone()))
         .collect();
     let mut cx = Context::from_waker(Waker::noop());
     let mut slowest = Duration::ZERO;

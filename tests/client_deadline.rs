@@ -112,7 +112,7 @@ fn dropping_a_call_sends_cancel_and_the_queued_job_never_runs() {
 
     // Occupy the only worker.
     let blocker = {
-        let client = client.clone();
+        let (client, opts) = (client.clone(), opts.clone());
         std::thread::spawn(move || client.call_with("block", b"blocker", &opts))
     };
     wait_until("the blocker runs", WAIT, || {
@@ -122,7 +122,7 @@ fn dropping_a_call_sends_cancel_and_the_queued_job_never_runs() {
     // A call that gets written and queued behind it, then dropped.
     let mut cx = Context::from_waker(Waker::noop());
     {
-        let mut fut = pin!(client.call_async("record", b"dropped".to_vec(), opts));
+        let mut fut = pin!(client.call_async("record", b"dropped".to_vec(), opts.clone()));
         assert!(fut.as_mut().poll(&mut cx).is_pending());
         wait_until("the server queued the request", WAIT, || {
             node.handle().in_flight() == 2

@@ -215,13 +215,15 @@ fn io_thread_failure_ends_every_waiting_call_and_every_new_call() {
     let mut waiting = Vec::new();
     for i in 0..2 {
         let c = client.clone();
+        let long = long.clone();
         waiting.push(std::thread::spawn(move || {
             c.call_with("x", &token(1, i), &long)
         }));
     }
     let c = client.clone();
+    let long_async = long.clone();
     waiting.push(std::thread::spawn(move || {
-        block_on(c.call_async("x", b"f".to_vec(), long))
+        block_on(c.call_async("x", b"f".to_vec(), long_async))
     }));
     wait_until("three calls outstanding", cluster::WAIT, || {
         client

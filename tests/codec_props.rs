@@ -64,6 +64,7 @@ impl Owned {
                 deadline_us: *deadline_us,
                 idempotent: *idempotent,
                 method,
+                metadata: gracerpc::proto::frame::Metadata::EMPTY,
                 body,
             }),
             Owned::Response { id, status, body } => Frame::Response(Response {

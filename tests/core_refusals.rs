@@ -107,6 +107,7 @@ fn server_sends(features: u32, status: Status) -> Status {
         deadline_us: 1_000_000,
         idempotent: true,
         method: "calc.add",
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body: b"",
     });
     let Ok(Incoming::Request(acc)) = s.handle_frame(now, req) else {

@@ -35,6 +35,7 @@ fn finished_answers_count_only_requests_the_driver_accepted() {
         deadline_us: 1000,
         idempotent: false,
         method: "m",
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body: b"",
     })
     .encode(&mut b);

@@ -120,6 +120,7 @@ fn a_response_over_the_callers_max_frame_names_the_limit() {
         deadline_us: 1_000_000,
         idempotent: false,
         method: "big",
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body: b"",
     });
     let Ok(Incoming::Request(acc)) = s.handle_frame(now, req) else {

@@ -5,8 +5,8 @@
 //! wire format changed: update `protocol.md` in the same commit, or undo the change.
 
 use gracerpc::proto::frame::{
-    Cancel, ErrorFrame, FEATURE_REFUSALS, GoAway, GoAwayAck, Hello, Ping, Ready, Request, Response,
-    ShutdownReject,
+    Cancel, ErrorFrame, FEATURE_METADATA, FEATURE_REFUSALS, GoAway, GoAwayAck, Hello, Metadata,
+    MetadataBuf, MetadataError, Ping, Ready, Request, Response, ShutdownReject,
 };
 use gracerpc::proto::{
     DecodeError, ErrorCode, Frame, GoAwayReason, HEADER_LEN, Header, Kind, RejectReason, Status,
@@ -60,13 +60,16 @@ fn hello() {
 }
 
 #[test]
-fn hello_ours_sets_refusals() {
+fn hello_ours_sets_refusals_and_metadata() {
     check(
         "01 00 0000 00000010 0000000000000000
-         47524143 0001 0001 00000001 00100000",
+         47524143 0001 0001 00000003 00100000",
         Frame::Hello(Hello::ours(1 << 20)),
     );
-    assert_eq!(Hello::ours(1 << 20).features, FEATURE_REFUSALS);
+    assert_eq!(
+        Hello::ours(1 << 20).features,
+        FEATURE_REFUSALS | FEATURE_METADATA
+    );
 }
 
 #[test]
@@ -111,6 +114,7 @@ fn request() {
             deadline_us: 250_000,
             idempotent: true,
             method: "echo",
+            metadata: Metadata::EMPTY,
             body: b"hi",
         }),
     );
@@ -126,9 +130,116 @@ fn request_not_idempotent_empty_payload() {
             deadline_us: 0,
             idempotent: false,
             method: "put",
+            metadata: Metadata::EMPTY,
             body: b"",
         }),
     );
+}
+
+#[test]
+fn request_with_metadata() {
+    // Flags 0x03: IDEMPOTENT | METADATA. 100 ms, method `get`, metadata tenant=acme, payload `k1`.
+    let entries = hex("06 74656e616e74 0004 61636d65");
+    check(
+        "02 03 0000 00000019 0000000000000003
+         000186a0 03 676574 000d 06 74656e616e74 0004 61636d65 6b31",
+        Frame::Request(Request {
+            id: 3,
+            deadline_us: 100_000,
+            idempotent: true,
+            method: "get",
+            metadata: Metadata::from_entries(&entries).expect("valid entries"),
+            body: b"k1",
+        }),
+    );
+    let m = Metadata::from_entries(&entries).unwrap();
+    assert_eq!(m.get_str("tenant"), Some("acme"));
+    let mut built = MetadataBuf::new();
+    built.insert("tenant", b"acme").unwrap();
+    assert_eq!(
+        built.as_metadata(),
+        m,
+        "MetadataBuf encodes the same entries"
+    );
+}
+
+#[test]
+fn request_with_two_metadata_entries_and_empty_payload() {
+    // a="" and b.c="x"; not idempotent; 1 s; method `put`.
+    let entries = hex("01 61 0000 03 622e63 0001 78");
+    check(
+        "02 02 0000 00000015 0000000000000004
+         000f4240 03 707574 000b 01 61 0000 03 622e63 0001 78",
+        Frame::Request(Request {
+            id: 4,
+            deadline_us: 1_000_000,
+            idempotent: false,
+            method: "put",
+            metadata: Metadata::from_entries(&entries).expect("valid entries"),
+            body: b"",
+        }),
+    );
+    let m = Metadata::from_entries(&entries).unwrap();
+    let all: Vec<(&str, &[u8])> = m.iter().collect();
+    assert_eq!(all, vec![("a", &b""[..]), ("b.c", &b"x"[..])]);
+}
+
+#[test]
+fn metadata_limits_are_typed_errors_when_built_and_malformed_on_the_wire() {
+    let mut m = MetadataBuf::new();
+    for i in 0..16 {
+        m.insert(&format!("k{i}"), b"v").unwrap();
+    }
+    assert_eq!(
+        m.insert("k16", b"v"),
+        Err(MetadataError::TooManyEntries { max: 16 })
+    );
+    let mut big = MetadataBuf::new();
+    assert!(matches!(
+        big.insert("k", &[0u8; 4096]),
+        Err(MetadataError::TooLarge { max: 4096, .. })
+    ));
+    for bad in ["", "Upper", "sp ace", &"k".repeat(65)] {
+        assert!(
+            matches!(
+                MetadataBuf::new().insert(bad, b""),
+                Err(MetadataError::BadKey { .. })
+            ),
+            "{bad:?}"
+        );
+    }
+    // On the wire: 17 entries, a bad key, a value past the block, a block past the body.
+    let mut seventeen = Vec::new();
+    for i in 0..17u8 {
+        seventeen.extend_from_slice(&[1, b'a' + i, 0, 0]);
+    }
+    let mut frame17 = Vec::new();
+    let body_len = 4 + 1 + 1 + 2 + seventeen.len();
+    frame17.extend_from_slice(&hex("02 02 0000"));
+    frame17.extend_from_slice(&(body_len as u32).to_be_bytes());
+    frame17.extend_from_slice(&hex("0000000000000001 000f4240 01 61"));
+    frame17.extend_from_slice(&(seventeen.len() as u16).to_be_bytes());
+    frame17.extend_from_slice(&seventeen);
+    let cases = [
+        frame17,
+        hex("02 02 0000 0000000c 0000000000000001 000f4240 01 61 0004 01 41 0000"),
+        hex("02 02 0000 0000000c 0000000000000001 000f4240 01 61 0004 01 61 0005"),
+        hex("02 02 0000 00000008 0000000000000001 000f4240 01 61 0004"),
+    ];
+    for b in cases {
+        let err = decode(&b, MAX).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DecodeError::Malformed {
+                    kind: Kind::REQUEST,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.code(), ErrorCode::MALFORMED);
+    }
 }
 
 #[test]
@@ -372,8 +483,8 @@ fn unknown_kinds_are_refused() {
 
 #[test]
 fn flags_a_kind_does_not_define_are_refused() {
-    // REQUEST defines only 0x01.
-    let err = decode(&hex("02 02 0000 00000000 0000000000000001"), MAX).unwrap_err();
+    // REQUEST defines only 0x01 and 0x02.
+    let err = decode(&hex("02 04 0000 00000000 0000000000000001"), MAX).unwrap_err();
     assert_eq!(
         err,
         DecodeError::ReservedBits {

@@ -385,6 +385,7 @@ impl Harness {
                         deadline_us: 1000,
                         idempotent: false,
                         method: "echo",
+                        metadata: gracerpc::proto::frame::Metadata::EMPTY,
                         body: b"",
                     }),
                     1 => Frame::Cancel(Cancel { id }),

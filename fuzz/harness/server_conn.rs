@@ -231,6 +231,7 @@ impl Harness {
                     deadline_us,
                     idempotent,
                     method: "echo",
+                    metadata: gracerpc::proto::frame::Metadata::EMPTY,
                     body: &body,
                 })
                 .encode(&mut bytes);

@@ -229,7 +229,7 @@ impl Driver {
         self.sent.fetch_add(1, Ordering::Relaxed);
         let fut = self
             .client
-            .call_async(&self.spec.method, body.to_vec(), self.spec.opts);
+            .call_async(&self.spec.method, body.to_vec(), self.spec.opts.clone());
         lane.fut = Some(Box::pin(fut));
     }
 }

@@ -8,6 +8,7 @@ pub mod registry;
 pub mod rollout;
 pub mod serve;
 pub mod summary;
+pub mod timer;
 pub mod upgrade;
 
 /// Parses a duration flag given in seconds: a finite number from 0 to one day. Anything else

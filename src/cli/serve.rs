@@ -9,10 +9,13 @@ use std::time::Duration;
 use clap::Args;
 use gracerpc::handoff::{Giver, Takeover, Timeouts, UpgradeSocket};
 use gracerpc::proto::Status;
-use gracerpc::server::{Failure, ReadyHandle, Request, Server, ServerControl};
+use gracerpc::server::{
+    Builder, Failure, Placement, ReadyHandle, Request, Responder, Server, ServerControl,
+};
 use parking_lot::Mutex;
 use sd_notify::NotifyState;
 
+use super::timer::Timer;
 use super::upgrade::{notify, respawn_self, start_up};
 
 /// Exit code when the drain budget ran out before every request was answered.
@@ -97,6 +100,20 @@ pub struct ServeArgs {
     /// Spend --startup-ms burning CPU instead of sleeping.
     #[arg(long)]
     startup_burn: bool,
+    /// How `work` and `record` wait their --work-ms: `blocking` sleeps on a worker; `deferred`
+    /// hands the responder to a timer thread (no worker held), which writes the audit token and
+    /// answers.
+    #[arg(long, value_enum, default_value_t = HandlerMode::Blocking)]
+    handler_mode: HandlerMode,
+}
+
+/// How the built-in methods wait (see `--handler-mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum HandlerMode {
+    /// Sleep on a worker thread.
+    Blocking,
+    /// A deferred responder completed by a timer.
+    Deferred,
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -123,27 +140,11 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         .drain_budget(Duration::from_secs_f64(args.drain_timeout.max(0.0)))
         .warmup(Duration::from_millis(args.warmup_ms))
         .manual_ready()
-        .inline_handler("echo", |req: &Request<'_>| Ok(req.body.to_vec()))
-        .handler("work", move |req: &Request<'_>| {
-            std::thread::sleep(work);
-            Ok(req.body.to_vec())
-        })
-        .handler("record", move |req: &Request<'_>| {
-            let Some(token) = req.body.first_chunk::<8>() else {
-                return Err(Failure::new(
-                    Status::INVALID_ARGUMENT,
-                    "record needs an 8-byte token",
-                ));
-            };
-            std::thread::sleep(work);
-            if let Some(file) = &audit {
-                // O_APPEND and one write(2) of 8 bytes: concurrent records never interleave.
-                (&**file)
-                    .write_all(token)
-                    .map_err(|e| Failure::new(Status::APP_ERROR, format!("audit write: {e}")))?;
-            }
-            Ok(token.to_vec())
-        });
+        .inline_handler("echo", |req: &Request<'_>| Ok(req.body.to_vec()));
+    builder = match args.handler_mode {
+        HandlerMode::Blocking => blocking(builder, work, audit),
+        HandlerMode::Deferred => deferred(builder, work, audit)?,
+    };
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
@@ -299,4 +300,72 @@ fn watch_signals(upgrade: bool, giver: Arc<Mutex<Option<Giver>>>, stopping: Arc<
             }
         }
     });
+}
+
+fn token_of(body: &[u8]) -> Result<[u8; 8], Failure> {
+    body.first_chunk::<8>()
+        .copied()
+        .ok_or_else(|| Failure::new(Status::INVALID_ARGUMENT, "record needs an 8-byte token"))
+}
+
+fn write_token(audit: &Option<Arc<File>>, token: &[u8; 8]) -> Result<(), Failure> {
+    if let Some(file) = audit {
+        // O_APPEND and one write(2) of 8 bytes: concurrent records never interleave.
+        (&**file)
+            .write_all(token)
+            .map_err(|e| Failure::new(Status::APP_ERROR, format!("audit write: {e}")))?;
+    }
+    Ok(())
+}
+
+/// `work` and `record` sleep on a worker.
+fn blocking(b: Builder, work: Duration, audit: Option<Arc<File>>) -> Builder {
+    b.handler("work", move |req: &Request<'_>| {
+        std::thread::sleep(work);
+        Ok(req.body.to_vec())
+    })
+    .handler("record", move |req: &Request<'_>| {
+        let token = token_of(req.body)?;
+        std::thread::sleep(work);
+        write_token(&audit, &token)?;
+        Ok(token.to_vec())
+    })
+}
+
+/// `work` and `record` hand their responder to a timer: no worker waits.
+fn deferred(b: Builder, work: Duration, audit: Option<Arc<File>>) -> std::io::Result<Builder> {
+    let timer = Timer::start()?;
+    let t2 = timer.clone();
+    Ok(b.deferred_handler_with(
+        "work",
+        move |req: &Request<'_>, r: Responder| {
+            let body = req.body.to_vec();
+            timer.after(work, move || {
+                let _ = r.ok(body);
+            });
+        },
+        Placement::Inline,
+    )
+    .deferred_handler_with(
+        "record",
+        move |req: &Request<'_>, r: Responder| {
+            let token = match token_of(req.body) {
+                Ok(t) => t,
+                Err(f) => {
+                    let _ = r.fail(f);
+                    return;
+                }
+            };
+            let audit = audit.clone();
+            t2.after(work, move || {
+                // A request the server already answered (deadline, cancel) records nothing.
+                if r.is_answered() {
+                    return;
+                }
+                let reply = write_token(&audit, &token).map(|()| token.to_vec());
+                let _ = r.respond(reply);
+            });
+        },
+        Placement::Inline,
+    ))
 }

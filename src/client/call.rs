@@ -26,6 +26,7 @@ use super::policy::{Attempts, BUSY_PAUSE_MAX, Policy, Verdict};
 use super::slot::Slot;
 use super::table::{Node, NodeSet, random_below};
 use crate::proto::Outcome;
+use crate::proto::frame::{MetadataBuf, MetadataError};
 
 /// How long a node may refuse connections before a call gives up on it (or the call's whole
 /// deadline, if shorter): a restart takes less, a wrong address or a stopped service more.
@@ -38,12 +39,15 @@ const RACE_RETRY: Duration = Duration::from_millis(1);
 const BLOCK_ON_SLICE: Duration = Duration::from_millis(20);
 
 /// Per-call options.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CallOptions {
     /// How long the call may take in all, replays included (default: the client's).
     pub deadline: Option<Duration>,
     /// The request may safely run more than once: retried even when its outcome is unknown.
     pub idempotent: bool,
+    /// Key/value headers sent with the request (trace context, tenant, …), to servers that
+    /// negotiated them (HELLO feature bit 1); dropped silently for older servers.
+    pub metadata: MetadataBuf,
 }
 
 impl CallOptions {
@@ -63,7 +67,42 @@ impl CallOptions {
         self.idempotent = yes;
         self
     }
+
+    /// Adds a metadata entry; fails past the limits (16 entries, 4096 bytes, keys of
+    /// `[a-z0-9._-]`).
+    pub fn header(
+        mut self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+    ) -> Result<CallOptions, MetadataError> {
+        self.metadata.insert(key, value.as_ref())?;
+        Ok(self)
+    }
+
+    /// Options for a downstream call made while handling `req`: its deadline is what the
+    /// caller of `req` still waits (so a chain of services never works past what the first
+    /// caller waits for), and it carries `req`'s W3C trace context (`traceparent`,
+    /// `tracestate`). Add more with [`propagate`](Self::propagate).
+    pub fn from_request(req: &crate::server::Request<'_>) -> CallOptions {
+        let mut opts = CallOptions::new().deadline(req.remaining());
+        for key in TRACE_KEYS {
+            opts = opts.propagate(req, key);
+        }
+        opts
+    }
+
+    /// Copies `req`'s metadata entry `key`, if it has one (and if it fits: the caller's entries
+    /// were within the same limits).
+    pub fn propagate(mut self, req: &crate::server::Request<'_>, key: &str) -> CallOptions {
+        if let Some(v) = req.metadata().get(key) {
+            let _ = self.metadata.insert(key, v);
+        }
+        self
+    }
 }
+
+/// The metadata keys [`CallOptions::from_request`] passes on.
+const TRACE_KEYS: [&str; 2] = ["traceparent", "tracestate"];
 
 /// A successful call.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,6 +131,7 @@ pub struct CallFuture<'a> {
     method: Cow<'a, str>,
     body: Cow<'a, [u8]>,
     idempotent: bool,
+    metadata: MetadataBuf,
     deadline: Instant,
     /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
     slot: Option<Arc<Slot>>,
@@ -132,6 +172,7 @@ impl<'a> CallFuture<'a> {
             method,
             body,
             idempotent: opts.idempotent,
+            metadata: opts.metadata.clone(),
             deadline,
             slot: Some(super::slot::take_pooled()),
             inflight: None,
@@ -216,6 +257,7 @@ impl<'a> CallFuture<'a> {
                 table,
                 now,
                 &self.method,
+                self.metadata.as_metadata(),
                 &self.body,
                 self.deadline,
                 self.idempotent,

@@ -196,6 +196,7 @@ impl Link {
         table: &NodeTable,
         now: Instant,
         method: &str,
+        metadata: crate::proto::frame::Metadata<'_>,
         body: &[u8],
         deadline: Instant,
         idempotent: bool,
@@ -211,7 +212,7 @@ impl Link {
             let idle = g.core.out_len() == 0 && g.core.outstanding() == 0;
             match g
                 .core
-                .send_request(now, method, body, deadline, idempotent, 0)
+                .send_request_with(now, method, metadata, body, deadline, idempotent, 0)
             {
                 Ok(id) => {
                     g.slots.insert(id, slot.clone());

@@ -45,8 +45,8 @@ use super::buf::OutBuf;
 use super::codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 use super::error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 use super::frame::{
-    CRITICAL_FEATURES, ErrorFrame, FEATURE_REFUSALS, Frame, GoAway, Hello, MAX_METHOD_LEN,
-    OUR_FEATURES, Request, VERSION, encode_header_only,
+    CRITICAL_FEATURES, ErrorFrame, FEATURE_METADATA, FEATURE_REFUSALS, Frame, GoAway, Hello,
+    MAX_METHOD_LEN, Metadata, OUR_FEATURES, Request, VERSION, encode_header_only,
 };
 use super::header::HEADER_LEN;
 use super::id_hash::{IdMap, id_map};
@@ -189,6 +189,8 @@ pub struct ClientConn {
     peer_max_frame: u32,
     /// Both HELLOs set FEATURE_REFUSALS: refusal statuses mean "not run, final".
     refusals: bool,
+    /// Both HELLOs set feature bit 1: requests may carry metadata.
+    metadata_on: bool,
     last_input: Instant,
     hello_deadline: Option<Instant>,
     ping_deadline: Option<Instant>,
@@ -218,6 +220,7 @@ impl ClientConn {
             ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
             refusals: false,
+            metadata_on: false,
             last_input: now,
             ping_deadline: None,
             drain_deadline: None,
@@ -283,13 +286,48 @@ impl ClientConn {
         idempotent: bool,
         user: u64,
     ) -> Result<u64, ApiMisuse> {
+        self.send_request_with(
+            now,
+            method,
+            Metadata::EMPTY,
+            body,
+            deadline,
+            idempotent,
+            user,
+        )
+    }
+
+    /// Whether the server's HELLO set feature bit 1: metadata given to
+    /// [`send_request_with`](Self::send_request_with) is sent.
+    pub fn metadata_on(&self) -> bool {
+        self.metadata_on
+    }
+
+    /// [`send_request`](Self::send_request) with metadata. The metadata is sent only where both
+    /// HELLOs set feature bit 1; to an older server the request goes without it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn send_request_with(
+        &mut self,
+        now: Instant,
+        method: &str,
+        metadata: Metadata<'_>,
+        body: &[u8],
+        deadline: Instant,
+        idempotent: bool,
+        user: u64,
+    ) -> Result<u64, ApiMisuse> {
+        let metadata = if self.metadata_on {
+            metadata
+        } else {
+            Metadata::EMPTY
+        };
         if !self.is_sendable() {
             return Err(ApiMisuse::NotSendable);
         }
         if method.is_empty() || method.len() > MAX_METHOD_LEN {
             return Err(ApiMisuse::BadMethod);
         }
-        let len = Request::body_len(method, body);
+        let len = Request::body_len_with(method, metadata, body);
         if len > self.peer_max_frame as usize {
             return Err(ApiMisuse::TooLarge {
                 len,
@@ -315,6 +353,7 @@ impl ClientConn {
             deadline_us,
             idempotent,
             method,
+            metadata,
             body,
         }
         .encode(self.out.vec());
@@ -584,6 +623,7 @@ impl ClientConn {
         }
         self.peer_max_frame = h.max_frame;
         self.refusals = h.features & OUR_FEATURES & FEATURE_REFUSALS != 0;
+        self.metadata_on = h.features & FEATURE_METADATA != 0;
         self.state = State::Open;
         Ok(())
     }

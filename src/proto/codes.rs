@@ -89,6 +89,12 @@ wire_code! {
     INVALID_ARGUMENT = 3,
     /// The handler panicked; it may have had effects.
     INTERNAL = 4,
+    /// The handler ran and had not answered by the request's deadline (plus the server's grace
+    /// for a deferred handler): the server answered for it. It may have had effects.
+    DEADLINE_EXCEEDED = 5,
+    /// The handler ran and the caller cancelled it (CANCEL): the server answered for it and
+    /// stopped the work it could stop. It may have had effects.
+    CANCELLED = 6,
     /// Refusal: no handler is registered under the method name. Never ran; final.
     REFUSED_UNKNOWN_METHOD = 0x40,
     /// Refusal: the payload does not decode as the method's argument. Never ran; final.

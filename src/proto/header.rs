@@ -18,6 +18,9 @@ pub const HEADER_LEN: usize = 16;
 
 /// REQUEST flag: the request may safely run more than once.
 pub const FLAG_IDEMPOTENT: u8 = 0x01;
+/// REQUEST flag: a metadata block follows the method name (only where both HELLOs set feature
+/// bit 1, protocol.md §4.2).
+pub const FLAG_METADATA: u8 = 0x02;
 
 /// A parsed frame header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +79,7 @@ impl Header {
 /// The flags each kind defines, or `None` for a kind this version does not know.
 fn allowed_flags(kind: Kind) -> Option<u8> {
     match kind {
-        Kind::REQUEST => Some(FLAG_IDEMPOTENT),
+        Kind::REQUEST => Some(FLAG_IDEMPOTENT | FLAG_METADATA),
         Kind::HELLO
         | Kind::RESPONSE
         | Kind::SHUTDOWN_REJECT

@@ -19,6 +19,6 @@ pub use client_conn::{ClientConn, ClientConnConfig, ClientEvent, Outcome, Reject
 pub use codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 pub use error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 pub use frame::{Frame, decode};
-pub use header::{FLAG_IDEMPOTENT, HEADER_LEN, Header};
+pub use header::{FLAG_IDEMPOTENT, FLAG_METADATA, HEADER_LEN, Header};
 pub use id_hash::{IdHasher, IdMap, IdSet, id_map};
 pub use server_conn::{Accepted, CloseAction, Incoming, ServerConn, ServerConnConfig};

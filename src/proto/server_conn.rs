@@ -31,8 +31,8 @@ use super::buf::OutBuf;
 use super::codes::{ErrorCode, GoAwayReason, Kind, RejectReason, Status};
 use super::error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 use super::frame::{
-    CRITICAL_FEATURES, ErrorFrame, FEATURE_REFUSALS, Frame, GoAway, Hello, OUR_FEATURES, Ready,
-    Request, Response, ShutdownReject, VERSION, encode_header_only,
+    CRITICAL_FEATURES, ErrorFrame, FEATURE_METADATA, FEATURE_REFUSALS, Frame, GoAway, Hello,
+    Metadata, OUR_FEATURES, Ready, Request, Response, ShutdownReject, VERSION, encode_header_only,
 };
 use super::header::HEADER_LEN;
 use super::id_hash::IdSet;
@@ -81,6 +81,8 @@ pub struct Accepted<'a> {
     pub deadline: Instant,
     /// Whether the caller marked it safe to run more than once.
     pub idempotent: bool,
+    /// The caller's metadata (empty unless both HELLOs set feature bit 1).
+    pub metadata: Metadata<'a>,
 }
 
 /// What a frame from the peer asks of the driver.
@@ -145,6 +147,8 @@ pub struct ServerConn {
     peer_max_frame: u32,
     /// Both HELLOs set FEATURE_REFUSALS: refusal statuses may be sent as they are.
     refusals: bool,
+    /// Both HELLOs set feature bit 1: REQUEST may carry metadata.
+    metadata_on: bool,
     peer_eof: bool,
     /// The caller's HELLO was read. Not the same as leaving `Handshake`: a drain may start
     /// before the caller's HELLO arrives.
@@ -177,6 +181,7 @@ impl ServerConn {
             sent_ready: None,
             peer_max_frame: super::frame::MIN_MAX_FRAME,
             refusals: false,
+            metadata_on: false,
             peer_eof: false,
             hello_done: false,
             goaway_acked: false,
@@ -595,6 +600,7 @@ impl ServerConn {
             return Err(self.fail(now, ConnError::Protocol(err), 0));
         }
         // Unknown optional feature bits are ignored.
+        self.metadata_on = h.features & FEATURE_METADATA != 0;
         self.peer_max_frame = h.max_frame;
         self.refusals = h.features & OUR_FEATURES & FEATURE_REFUSALS != 0;
         if self.state == State::Handshake {
@@ -608,6 +614,15 @@ impl ServerConn {
         // Rule 1: ids strictly increase in wire order.
         if r.id <= self.last_id {
             let err = ProtocolError::new(ErrorCode::ID_ORDER, r.id, "request id not increasing");
+            return Err(self.fail(now, ConnError::Protocol(err), r.id));
+        }
+        // Metadata only where both HELLOs set feature bit 1 (protocol.md §4.2).
+        if !r.metadata.is_empty() && !self.metadata_on {
+            let err = ProtocolError::new(
+                ErrorCode::MALFORMED,
+                r.id,
+                "REQUEST carries metadata the connection did not negotiate",
+            );
             return Err(self.fail(now, ConnError::Protocol(err), r.id));
         }
         self.last_id = r.id;
@@ -631,6 +646,7 @@ impl ServerConn {
             body: r.body,
             deadline: now + Duration::from_micros(u64::from(r.deadline_us)),
             idempotent: r.idempotent,
+            metadata: r.metadata,
         }))
     }
 

@@ -1,11 +1,11 @@
 //! What a service registers: handlers by method name, and the request and reply types they see.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::proto::Status;
+use crate::proto::frame::Metadata;
 
 /// A request as a handler sees it.
 ///
@@ -24,6 +24,11 @@ pub struct Request<'a> {
     pub deadline: Instant,
     /// Whether the caller marked the request safe to run more than once.
     pub idempotent: bool,
+    /// The caller's address.
+    pub peer: SocketAddr,
+    /// The caller's metadata (trace context, tenant, …); empty from a caller that did not
+    /// negotiate it. See `context.rs` for the accessors.
+    pub metadata: Metadata<'a>,
 }
 
 impl<'a> Request<'a> {
@@ -45,11 +50,6 @@ impl<'a> Request<'a> {
     /// When the caller stops waiting for the answer.
     pub fn deadline(&self) -> Instant {
         self.deadline
-    }
-
-    /// How long the caller still waits, from now (zero once the deadline has passed).
-    pub fn remaining(&self) -> std::time::Duration {
-        self.deadline.saturating_duration_since(Instant::now())
     }
 
     /// Whether the caller marked the request safe to run more than once.
@@ -124,57 +124,6 @@ pub enum Placement {
     /// On the event-loop thread, skipping the hand-off: the handler must be short and must never
     /// block, or every connection of the server waits for it.
     Inline,
-}
-
-pub(crate) struct Registered {
-    pub name: Arc<str>,
-    pub handler: Arc<dyn Handler>,
-    pub placement: Placement,
-    /// What the method declares: `Some(false)` refuses requests flagged IDEMPOTENT
-    /// (REFUSED_NOT_IDEMPOTENT, never run); `None` (the bytes API) takes either.
-    pub idempotent: Option<bool>,
-}
-
-/// Handlers by method name.
-#[derive(Default)]
-pub(crate) struct Registry {
-    by_name: HashMap<String, Registered>,
-}
-
-impl Registry {
-    pub fn insert(
-        &mut self,
-        method: &str,
-        handler: Arc<dyn Handler>,
-        placement: Placement,
-        idempotent: Option<bool>,
-    ) {
-        let name: Arc<str> = Arc::from(method);
-        self.by_name.insert(
-            method.to_owned(),
-            Registered {
-                name,
-                handler,
-                placement,
-                idempotent,
-            },
-        );
-    }
-
-    pub fn get(&self, method: &str) -> Option<&Registered> {
-        self.by_name.get(method)
-    }
-}
-
-impl Registered {
-    /// Why this method refuses `acc` before running it, if it does: a request flagged
-    /// IDEMPOTENT to a method declared not idempotent (protocol.md §6.2).
-    pub fn refusal(&self, idempotent: bool) -> Option<(Status, &'static [u8])> {
-        (idempotent && self.idempotent == Some(false)).then_some((
-            Status::REFUSED_NOT_IDEMPOTENT,
-            &b"request flagged idempotent, method declared not idempotent"[..],
-        ))
-    }
 }
 
 /// Runs a handler, turning a panic into [`Status::INTERNAL`] (it ran, and may have had effects).

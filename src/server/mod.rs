@@ -51,22 +51,31 @@
 //! returns its report.
 
 mod announce;
+#[cfg(feature = "tokio")]
+mod async_handler;
 mod conn;
+mod context;
 mod event_loop;
 mod handler;
 #[cfg(target_os = "linux")]
 pub mod inherit;
 mod readiness;
+mod registry;
 mod report;
+mod responder;
+mod slot;
 mod token;
 mod workers;
 
 /// Re-exported so a service needs no `proto` import for its statuses.
 pub use crate::proto::Status;
 pub use announce::Registrar;
+#[cfg(feature = "tokio")]
+pub use async_handler::{AsyncHandler, OwnedRequest, ReplyFuture};
 pub use handler::{Failure, Handler, Placement, Reply, Request};
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
+pub use responder::{DeferredHandler, Responder};
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -78,8 +87,9 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 use mio::{Interest, Poll, Waker};
 
-use event_loop::{Control, EventLoop, LoopConfig, Stats};
-use handler::Registry;
+use event_loop::{Control, DeferredLimits, EventLoop, LoopConfig, Stats};
+use registry::{Callable, Registry};
+use responder::Shared;
 use workers::LoopWaker;
 
 use crate::proto::ServerConnConfig;
@@ -113,6 +123,7 @@ pub struct Builder {
     registry: Registry,
     registrar: Option<Box<dyn Registrar>>,
     registry_timeout: Duration,
+    deferred: DeferredLimits,
 }
 
 impl Default for Builder {
@@ -134,6 +145,10 @@ impl Default for Builder {
             registry: Registry::default(),
             registrar: None,
             registry_timeout: Duration::from_millis(500),
+            deferred: DeferredLimits {
+                max: 16 * 1024,
+                grace: Duration::from_millis(100),
+            },
         }
     }
 }
@@ -253,7 +268,8 @@ impl Builder {
     /// Registers a handler with an explicit placement. The method takes requests flagged
     /// idempotent or not (see [`method`](Self::method) to declare it).
     pub fn handler_with(mut self, method: &str, h: impl Handler, placement: Placement) -> Self {
-        self.registry.insert(method, Arc::new(h), placement, None);
+        self.registry
+            .insert(method, Callable::Now(Arc::new(h)), placement, None);
         self
     }
 
@@ -268,8 +284,48 @@ impl Builder {
         placement: Placement,
         idempotent: bool,
     ) -> Self {
+        self.registry.insert(
+            method,
+            Callable::Now(Arc::new(h)),
+            placement,
+            Some(idempotent),
+        );
+        self
+    }
+
+    /// Registers a handler that answers later, from any thread, through the [`Responder`] it
+    /// is given. It is started on a worker thread; it should return soon and keep the
+    /// responder (hand it to a timer, a channel, another thread). See [`Responder`] for what
+    /// happens to one dropped or never answered.
+    pub fn deferred_handler(self, method: &str, h: impl DeferredHandler) -> Self {
+        self.deferred_handler_with(method, h, Placement::Worker)
+    }
+
+    /// Registers a deferred handler with an explicit placement: [`Placement::Inline`] starts it
+    /// on the event-loop thread (it must not block), saving the hand-off to a worker.
+    pub fn deferred_handler_with(
+        mut self,
+        method: &str,
+        h: impl DeferredHandler,
+        placement: Placement,
+    ) -> Self {
         self.registry
-            .insert(method, Arc::new(h), placement, Some(idempotent));
+            .insert(method, Callable::Later(Arc::new(h)), placement, None);
+        self
+    }
+
+    /// Deferred and async requests started and not yet answered, at most, server-wide (default
+    /// 16384; at least 1); more are rejected as OVERLOADED before they start.
+    pub fn max_deferred(mut self, n: usize) -> Self {
+        self.deferred.max = n.max(1);
+        self
+    }
+
+    /// How long after a deferred request's deadline the server stops waiting for its
+    /// responder and answers [`Status::DEADLINE_EXCEEDED`](crate::proto::Status) itself
+    /// (default 100 ms). Async handlers are cancelled at the deadline itself.
+    pub fn deferred_grace(mut self, grace: Duration) -> Self {
+        self.deferred.grace = crate::capped(grace);
         self
     }
 
@@ -385,8 +441,10 @@ impl Builder {
             conn: self.conn,
             max_connections: self.max_connections,
             drain_budget: self.drain_budget,
+            deferred: self.deferred,
             out_limit: self.out_limit,
         };
+        let shared = Shared::new(waker.clone());
         let mut el = EventLoop::new(
             poll,
             listener,
@@ -400,6 +458,7 @@ impl Builder {
             stats.clone(),
             readiness,
             !self.accept_paused,
+            shared.clone(),
         );
         el.workers = Some(workers);
         if let Some(r) = self.registrar {
@@ -419,6 +478,7 @@ impl Builder {
                 waker,
                 stats,
                 ready,
+                shared,
             },
         ))
     }
@@ -430,6 +490,7 @@ struct HandleParts {
     waker: Arc<LoopWaker>,
     stats: Arc<Stats>,
     ready: ReadyHandle,
+    shared: Arc<Shared>,
 }
 
 impl HandleParts {
@@ -440,6 +501,7 @@ impl HandleParts {
             waker: self.waker,
             stats: self.stats,
             ready: self.ready,
+            shared: self.shared,
             thread: parking_lot::Mutex::new(thread),
             detached: false,
         }
@@ -459,6 +521,7 @@ pub struct ServerHandle {
     waker: Arc<LoopWaker>,
     stats: Arc<Stats>,
     ready: ReadyHandle,
+    shared: Arc<Shared>,
     thread: parking_lot::Mutex<Option<JoinHandle<io::Result<DrainReport>>>>,
     detached: bool,
 }
@@ -513,6 +576,19 @@ impl ServerHandle {
     /// Requests accepted and not yet answered-and-written.
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::Acquire)
+    }
+
+    /// Answers given through a [`Responder`] (or by an async handler) for requests already
+    /// answered — by the server at the deadline, on CANCEL, or because the connection closed —
+    /// and dropped.
+    pub fn late_answers(&self) -> u64 {
+        self.shared.late.load(Ordering::Relaxed)
+    }
+
+    /// Deferred and async requests the server answered itself because their handler had not
+    /// answered by the deadline (plus the grace for deferred ones).
+    pub fn expired(&self) -> usize {
+        self.stats.expired.load(Ordering::Relaxed)
     }
 
     /// Connections open.

@@ -23,6 +23,14 @@ pub struct DrainReport {
     /// Per connection, where the budget ran out with requests still pending: the peer address
     /// and the number of requests pending on it.
     pub abandoned_on: Vec<(SocketAddr, usize)>,
+    /// Deferred and async requests started and unanswered when the close sequence began
+    /// (answered during the drain like any started request).
+    pub deferred_in_flight: usize,
+    /// Deferred and async requests the server answered itself during the drain, because their
+    /// handler had not answered by the deadline (plus the grace): `DEADLINE_EXCEEDED`.
+    pub deferred_expired: usize,
+    /// Answers given during the drain for requests already answered (dropped).
+    pub late_answers: u64,
     /// From the start of the close sequence until every in-flight request was answered.
     pub answered_in: Option<Duration>,
     /// From the start of the close sequence until the server stopped.
@@ -45,11 +53,13 @@ impl fmt::Display for DrainReport {
         write!(
             f,
             "{how} in {} ms: GOAWAY sent to {} connections, {} queued requests rejected, {} \
-             abandoned",
+             abandoned, {} deferred in flight ({} answered by the server at their deadline)",
             self.total.as_millis(),
             self.goaway_sent,
             self.rejected_queued,
-            self.abandoned
+            self.abandoned,
+            self.deferred_in_flight,
+            self.deferred_expired
         )?;
         if !self.stuck_workers.is_empty() {
             write!(

@@ -1,12 +1,13 @@
 //! The worker pool: threads fed through a bounded channel, answering through a channel and one
 //! `mio::Waker`.
 //!
-//! Each job has one atomic [`JobState`]. A worker and the event loop (draining, cancelling, or
-//! closing the connection) race for it with a compare-and-swap, and only the winner acts: a
-//! request is never both run and rejected (protocol.md rule 2).
+//! Each job has one atomic [`JobState`] (see `slot.rs`). A worker and the event loop (draining,
+//! cancelling, or closing the connection) race for it with a compare-and-swap, and only the
+//! winner acts: a request is never both run and rejected (protocol.md rule 2).
 
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,33 +17,13 @@ use crossbeam_channel::{Receiver, Sender};
 use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
-use super::handler::{Handler, Reply, Request, run_handler};
+use super::handler::{Request, run_handler};
+use super::registry::Callable;
+use super::responder::{Shared, run_deferred};
+pub(crate) use super::slot::{Answer, JobState};
 use super::token::ConnRef;
 use crate::proto::RejectReason;
-
-const QUEUED: u8 = 0;
-const RUNNING: u8 = 1;
-const REJECTED: u8 = 2;
-
-/// The run-or-reject state of one accepted request.
-#[derive(Debug, Default)]
-pub(crate) struct JobState(AtomicU8);
-
-impl JobState {
-    /// Queued → running. False if the loop rejected it first.
-    pub fn try_start(&self) -> bool {
-        self.0
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-
-    /// Queued → rejected. False if a worker started it first: it must then be answered.
-    pub fn try_reject(&self) -> bool {
-        self.0
-            .compare_exchange(QUEUED, REJECTED, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-    }
-}
+use crate::proto::frame::Metadata;
 
 /// Job states and request buffers kept by the loop for reuse, so handing a request to a worker
 /// allocates nothing once the pools are warm.
@@ -50,6 +31,7 @@ impl JobState {
 pub(crate) struct Pools {
     states: Vec<Arc<JobState>>,
     bufs: Vec<Vec<u8>>,
+    deferred: usize,
 }
 
 /// Items kept per pool, at most.
@@ -58,26 +40,46 @@ const POOL: usize = 1024;
 const POOL_BUF: usize = 64 * 1024;
 
 impl Pools {
-    /// A fresh job state (queued).
-    pub fn state(&mut self) -> Arc<JobState> {
-        self.states.pop().unwrap_or_default()
+    /// A fresh job state (queued) for request `id` on `conn`; `deferred` if it is answered
+    /// through the done list (counted in [`deferred`](Self::deferred) until released).
+    pub fn state(&mut self, conn: ConnRef, id: u64, deferred: bool) -> Arc<JobState> {
+        let mut state = self.states.pop().unwrap_or_default();
+        if let Some(s) = Arc::get_mut(&mut state) {
+            s.prepare(conn, id, deferred);
+        } else {
+            // Never: pooled states are unshared. A fresh one is correct all the same.
+            state = Arc::default();
+            if let Some(s) = Arc::get_mut(&mut state) {
+                s.prepare(conn, id, deferred);
+            }
+        }
+        if deferred {
+            self.deferred += 1;
+        }
+        state
+    }
+
+    /// Deferred requests accepted and not yet released by the loop.
+    pub fn deferred(&self) -> usize {
+        self.deferred
     }
 
     /// Takes back a job state the loop is done with; kept only if no worker still holds it.
     pub fn release_state(&mut self, mut state: Arc<JobState>) {
-        if let Some(s) = Arc::get_mut(&mut state)
-            && self.states.len() < POOL
-        {
-            *s.0.get_mut() = QUEUED;
+        if state.is_deferred() {
+            self.deferred -= 1;
+        }
+        if Arc::get_mut(&mut state).is_some() && self.states.len() < POOL {
             self.states.push(state);
         }
     }
 
-    /// A buffer holding a copy of `bytes`.
-    pub fn buf(&mut self, bytes: &[u8]) -> Vec<u8> {
+    /// A buffer holding a copy of `first` then `then`.
+    pub fn buf(&mut self, first: &[u8], then: &[u8]) -> Vec<u8> {
         let mut b = self.bufs.pop().unwrap_or_default();
         b.clear();
-        b.extend_from_slice(bytes);
+        b.extend_from_slice(first);
+        b.extend_from_slice(then);
         b
     }
 
@@ -94,11 +96,17 @@ pub(crate) struct Job {
     pub conn: ConnRef,
     pub id: u64,
     pub method: Arc<str>,
+    /// The metadata entries (checked when decoded), then the payload.
     pub body: Vec<u8>,
+    /// Bytes of `body` that are metadata.
+    pub meta_len: usize,
+    pub peer: SocketAddr,
     pub deadline: Instant,
     pub idempotent: bool,
-    pub handler: Arc<dyn Handler>,
+    pub handler: Callable,
     pub state: Arc<JobState>,
+    /// For a deferred handler: where its responder answers.
+    pub shared: Option<Arc<Shared>>,
 }
 
 /// A worker's answer for the loop.
@@ -108,12 +116,6 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
-}
-
-pub(crate) enum Answer {
-    Ran(Reply),
-    /// Never started (its deadline passed while queued).
-    Rejected(RejectReason),
 }
 
 /// Wakes the event loop at most once per batch of completions.
@@ -179,6 +181,9 @@ impl JobQueue {
     }
 
     /// Queues a job, or gives it back if the queue is full. Wakes nobody: see `kick`.
+    // The job comes back whole so its buffers return to the pools; boxing it would cost an
+    // allocation per request.
+    #[allow(clippy::result_large_err)]
     pub fn push(&self, job: Job) -> Result<(), Job> {
         let mut q = self.inner.lock();
         if q.closed || q.jobs.len() >= self.cap {
@@ -329,35 +334,60 @@ fn work(jobs: &JobQueue, done: Sender<Completion>, waker: Arc<LoopWaker>, busy: 
     }
 }
 
-/// Runs one job unless the loop rejected it first.
+/// Runs one job unless the loop rejected it first. A deferred job answers through its
+/// responder, not through the channel.
 fn run(job: Job) -> Option<Completion> {
     if !job.state.try_start() {
         return None; // the loop rejected it and answered already
     }
-    // Only the loop holds the state from here on, so it can reuse it once answered.
     let Job {
         conn,
         id,
         method,
         body,
+        meta_len,
+        peer,
         deadline,
         idempotent,
         handler,
         state,
+        shared,
     } = job;
+    let (meta, payload) = body.split_at(meta_len.min(body.len()));
+    let req = Request {
+        id,
+        method: &method,
+        body: payload,
+        deadline,
+        idempotent,
+        peer,
+        // Checked when the frame was decoded; an impossible failure reads as no metadata.
+        metadata: Metadata::from_entries(meta).unwrap_or_default(),
+    };
+    let expired = Instant::now() >= deadline;
+    let handler = match handler {
+        Callable::Later(h) => {
+            if let Some(shared) = shared {
+                if expired {
+                    // Rule 6: started by this worker, but no user code runs.
+                    shared.reject_started(&state, RejectReason::DEADLINE);
+                } else {
+                    run_deferred(h.as_ref(), &req, state, &shared);
+                }
+            }
+            return None;
+        }
+        Callable::Now(h) => h,
+        #[cfg(feature = "tokio")]
+        Callable::Async(_) => return None, // never queued: spawned on its runtime
+    };
+    // Only the loop holds the state from here on, so it can reuse it once answered.
     drop(state);
-    let result = if Instant::now() >= deadline {
+    let result = if expired {
         // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
         // "running", but only this worker can answer it now, and it answers with a reject.
         Answer::Rejected(RejectReason::DEADLINE)
     } else {
-        let req = Request {
-            id,
-            method: &method,
-            body: &body,
-            deadline,
-            idempotent,
-        };
         Answer::Ran(run_handler(handler.as_ref(), &req))
     };
     Some(Completion {

@@ -28,7 +28,7 @@ impl<C> Clone for TypedClient<C> {
     fn clone(&self) -> Self {
         TypedClient {
             client: self.client.clone(),
-            opts: self.opts,
+            opts: self.opts.clone(),
             codec: PhantomData,
         }
     }
@@ -80,7 +80,7 @@ impl<C: Codec> TypedClient<C> {
         buf.clear();
         let result = match C::encode(args, &mut buf) {
             Ok(()) => {
-                let opts = self.opts.idempotent(idempotent);
+                let opts = self.opts.clone().idempotent(idempotent);
                 Ok(self.client.call_with(method, &buf, &opts))
             }
             Err(e) => Err(ServiceError::Encode(e)),

@@ -282,6 +282,7 @@ fn caller_request_from_a_server() {
             deadline_us: 1000,
             idempotent: false,
             method: "record",
+            metadata: gracerpc::proto::frame::Metadata::EMPTY,
             body: b"reversed",
         }))
     });

@@ -42,6 +42,7 @@ pub fn request_with(
         deadline_us,
         idempotent,
         method,
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body,
     }))
 }

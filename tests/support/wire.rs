@@ -108,6 +108,7 @@ pub fn request_with(id: u64, deadline_us: u32) -> Vec<u8> {
         deadline_us,
         idempotent: false,
         method: "echo",
+        metadata: gracerpc::proto::frame::Metadata::EMPTY,
         body: b"hi",
     }))
 }

@@ -120,6 +120,10 @@ pub struct RolloutArgs {
     /// Nodes spend their startup burning CPU instead of sleeping (`serve --startup-burn`).
     #[arg(long)]
     startup_burn: bool,
+    /// How the nodes' `record` waits: `deferred` serves it with a deferred responder completed
+    /// by a timer (see `serve --handler-mode`).
+    #[arg(long, value_enum, default_value_t = crate::cli::serve::HandlerMode::Blocking)]
+    handler_mode: crate::cli::serve::HandlerMode,
 }
 
 /// Where the callers find the nodes.
@@ -245,6 +249,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         startup_ms: args.startup_ms,
         startup_burn: args.startup_burn,
         handoff: args.restart == Restart::Handoff && args.mode == Mode::Graceful,
+        handler_mode: args.handler_mode,
     };
     let handoff = spec.handoff;
     let n = args.nodes.max(1);

@@ -25,6 +25,8 @@ pub struct NodeSpec {
     pub startup_burn: bool,
     /// Restart by listener handoff: every node gets `--upgrade dir/node-N.sock`.
     pub handoff: bool,
+    /// `serve --handler-mode`.
+    pub handler_mode: crate::cli::serve::HandlerMode,
 }
 
 /// A running node process. Dropping it kills the process if it is still running.
@@ -50,6 +52,13 @@ impl NodeProc {
             .args(["--warmup-ms", &spec.warmup_ms.to_string()])
             .args(["--drain-timeout", &spec.drain_timeout_s.to_string()])
             .args(["--workers", &spec.workers.to_string()])
+            .args([
+                "--handler-mode",
+                match spec.handler_mode {
+                    crate::cli::serve::HandlerMode::Blocking => "blocking",
+                    crate::cli::serve::HandlerMode::Deferred => "deferred",
+                },
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));

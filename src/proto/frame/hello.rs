@@ -19,8 +19,11 @@ pub const CRITICAL_FEATURES: u32 = 0xffff_0000;
 /// server sends a status in [`Status::REFUSALS`](crate::proto::Status::REFUSALS) only to a
 /// caller that set it; a caller classifies such a status as refused only when the server set it.
 pub const FEATURE_REFUSALS: u32 = 0x0000_0001;
+/// Optional feature bit 1: the sender reads and writes request metadata (protocol.md §3.3,
+/// §4.2). REQUEST flag `0x02` is sent only where both HELLOs set it.
+pub const FEATURE_METADATA: u32 = 0x0000_0002;
 /// The feature bits this implementation sends and understands.
-pub const OUR_FEATURES: u32 = FEATURE_REFUSALS;
+pub const OUR_FEATURES: u32 = FEATURE_REFUSALS | FEATURE_METADATA;
 /// The smallest `max_frame` a peer may announce.
 pub const MIN_MAX_FRAME: u32 = 1024;
 

@@ -6,6 +6,7 @@ mod empty;
 mod error;
 mod goaway;
 mod hello;
+pub mod metadata;
 mod ready;
 mod reject;
 mod request;
@@ -15,8 +16,10 @@ pub use empty::{Cancel, GoAwayAck, Ping};
 pub use error::{ErrorFrame, MAX_MESSAGE};
 pub use goaway::GoAway;
 pub use hello::{
-    CRITICAL_FEATURES, FEATURE_REFUSALS, Hello, MAGIC, MIN_MAX_FRAME, OUR_FEATURES, VERSION,
+    CRITICAL_FEATURES, FEATURE_METADATA, FEATURE_REFUSALS, Hello, MAGIC, MIN_MAX_FRAME,
+    OUR_FEATURES, VERSION,
 };
+pub use metadata::{Metadata, MetadataBuf, MetadataError};
 pub use ready::Ready;
 pub use reject::ShutdownReject;
 pub use request::{MAX_METHOD_LEN, Request};

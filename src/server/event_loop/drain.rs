@@ -41,6 +41,9 @@ pub(super) struct Drain {
     /// The budget ran out and `report.abandoned_on` was filled in.
     pub budget_spent: bool,
     pub report: DrainReport,
+    /// `Stats::expired` and `Shared::late` when the drain began.
+    pub expired_at_start: usize,
+    pub late_at_start: u64,
 }
 
 /// The part of the budget `B` kept for the linger at its end: `min(linger, B/4)`.
@@ -81,6 +84,7 @@ impl EventLoop {
         let announced = cut - now;
         // Step 2: GOAWAY on every connection, idle ones included.
         let mut rejected = 0;
+        let pools = &mut self.pools;
         for (slot, conn) in self.conns.iter_mut() {
             conn.core
                 .start_drain(now, announced, GoAwayReason::SHUTDOWN);
@@ -90,6 +94,7 @@ impl EventLoop {
                 if state.try_reject() {
                     let _ = core.reject(id, RejectReason::SHUTTING_DOWN);
                     rejected += 1;
+                    pools.release_state(state.clone());
                     false
                 } else {
                     true
@@ -114,8 +119,11 @@ impl EventLoop {
             report: DrainReport {
                 goaway_sent,
                 rejected_queued: rejected,
+                deferred_in_flight: self.pools.deferred(),
                 ..Default::default()
             },
+            expired_at_start: self.stats.expired.load(Ordering::Relaxed),
+            late_at_start: self.shared.late.load(Ordering::Relaxed),
         });
         self.next_tick = now;
     }
@@ -148,6 +156,9 @@ impl EventLoop {
         }
         let mut report = std::mem::take(&mut drain.report);
         report.total = now - drain.asked;
+        report.deferred_expired =
+            self.stats.expired.load(Ordering::Relaxed) - drain.expired_at_start;
+        report.late_answers = self.shared.late.load(Ordering::Relaxed) - drain.late_at_start;
         report.abandoned = in_flight;
         report.clean = finished && now < drain.deadline;
         if report.clean {

@@ -18,20 +18,25 @@ use slab::Slab;
 mod accepting;
 mod dispatch;
 mod drain;
+mod expiry;
+mod later;
 
 pub(crate) use drain::withdrawal_limit;
 
+pub(crate) use dispatch::DeferredLimits;
 use dispatch::Dispatch;
 use drain::Drain;
+use expiry::Expiries;
 
 use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
-use super::handler::Registry;
 use super::readiness::Readiness;
+use super::registry::Registry;
 use super::report::DrainReport;
+use super::responder::Shared;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
 use super::workers::{Answer, Completion, JobSender, LoopWaker, Pools, Workers};
-use crate::proto::{Incoming, RejectReason, ServerConn, ServerConnConfig, Status, decode};
+use crate::proto::{Incoming, ServerConn, ServerConnConfig, Status, decode};
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
 pub(crate) enum Control {
@@ -50,6 +55,8 @@ pub(crate) struct LoopConfig {
     pub conn: ServerConnConfig,
     pub max_connections: usize,
     pub drain_budget: Duration,
+    /// Limits on deferred and async requests.
+    pub deferred: DeferredLimits,
     /// Output bytes queued for one connection above which the loop stops reading from it.
     pub out_limit: usize,
 }
@@ -61,6 +68,9 @@ pub(crate) struct Stats {
     pub in_flight: AtomicUsize,
     /// Connections open.
     pub connections: AtomicUsize,
+    /// Deferred and async requests the server answered itself at their deadline (plus the grace
+    /// for deferred ones).
+    pub expired: AtomicUsize,
 }
 
 pub(crate) struct EventLoop {
@@ -95,6 +105,9 @@ pub(crate) struct EventLoop {
     /// The shared read buffer (see `Conn::read_some`).
     scratch: Vec<u8>,
     pools: Pools,
+    /// Where responders and async tasks leave their answers.
+    pub shared: Arc<Shared>,
+    expiries: Expiries,
     drain: Option<Drain>,
     next_tick: Instant,
 }
@@ -123,6 +136,7 @@ impl EventLoop {
         stats: Arc<Stats>,
         readiness: Readiness,
         accepting: bool,
+        shared: Arc<Shared>,
     ) -> EventLoop {
         EventLoop {
             poll,
@@ -146,6 +160,8 @@ impl EventLoop {
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
+            shared,
+            expiries: Expiries::default(),
             drain: None,
             next_tick: Instant::now(),
         }
@@ -350,7 +366,11 @@ impl EventLoop {
             jobs: &self.jobs.0,
             stats: &self.stats,
             pools: &mut self.pools,
+            shared: &self.shared,
+            expiries: &mut self.expiries,
+            deferred: &self.cfg.deferred,
             me: conn.me,
+            peer: conn.peer,
         };
         let Conn {
             input,
@@ -366,14 +386,7 @@ impl EventLoop {
                 Ok(Some((frame, n))) => {
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
-                        Ok(Incoming::Cancel(id)) => {
-                            if jobs.get(&id).is_some_and(|s| s.try_reject()) {
-                                if let Some(state) = jobs.remove(&id) {
-                                    ctx.pools.release_state(state);
-                                }
-                                let _ = core.reject(id, RejectReason::CANCELLED);
-                            }
-                        }
+                        Ok(Incoming::Cancel(id)) => later::cancel(core, jobs, ctx.pools, id),
                         Ok(Incoming::None) => {}
                         Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
                     }
@@ -403,6 +416,7 @@ impl EventLoop {
         while let Ok(c) = self.completions.try_recv() {
             self.complete(c);
         }
+        self.take_done();
         while let Ok(ctl) = self.control.try_recv() {
             match ctl {
                 Control::Shutdown => self.begin_drain(now, "shutdown() called"),
@@ -420,7 +434,9 @@ impl EventLoop {
     }
 
     fn complete(&mut self, c: Completion) {
-        self.pools.release_buf(c.buf);
+        if c.buf.capacity() > 0 {
+            self.pools.release_buf(c.buf);
+        }
         let conn = match self.conns.get_mut(c.conn.slot) {
             Some(conn) if conn.me == c.conn => conn,
             _ => {
@@ -507,8 +523,12 @@ impl EventLoop {
         if self.accept_retry.is_some_and(|t| t <= now) {
             self.accept(now);
         }
+        self.expire(now);
         let mut next = now + Duration::from_millis(250);
         if let Some(t) = self.accept_retry {
+            next = next.min(t);
+        }
+        if let Some(t) = self.expiries.next() {
             next = next.min(t);
         }
         for (slot, conn) in self.conns.iter_mut() {
@@ -581,8 +601,15 @@ impl EventLoop {
         // Queued work for a closed connection is not run: its answer could go nowhere.
         let mut dropped = conn.core.take_finished_answers();
         for (_, state) in conn.jobs.drain() {
-            if state.try_reject() {
+            // A deferred request still running is claimed here: its answer could go nowhere,
+            // and a responder that never answers must not keep it in flight.
+            if state.try_reject() || (state.is_deferred() && state.try_answer()) {
+                state.wake_runner();
                 dropped += 1;
+                self.pools.release_state(state);
+            } else if state.is_deferred() {
+                // Answered, its slot on the done list: counted when it comes off it.
+                self.pools.release_state(state);
             }
         }
         if dropped > 0 {

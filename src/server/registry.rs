@@ -1,0 +1,71 @@
+//! Handlers by method name, and what kind of handler each is.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::handler::{Handler, Placement};
+use super::responder::DeferredHandler;
+use crate::proto::Status;
+
+/// How a method is run.
+#[derive(Clone)]
+pub(crate) enum Callable {
+    /// Answers when it returns.
+    Now(Arc<dyn Handler>),
+    /// Answers later, through a responder.
+    Later(Arc<dyn DeferredHandler>),
+    /// An async handler on the user's tokio runtime.
+    #[cfg(feature = "tokio")]
+    Async(Arc<super::async_handler::AsyncEntry>),
+}
+
+pub(crate) struct Registered {
+    pub name: Arc<str>,
+    pub handler: Callable,
+    pub placement: Placement,
+    /// What the method declares: `Some(false)` refuses requests flagged IDEMPOTENT
+    /// (REFUSED_NOT_IDEMPOTENT, never run); `None` (the bytes API) takes either.
+    pub idempotent: Option<bool>,
+}
+
+/// Handlers by method name.
+#[derive(Default)]
+pub(crate) struct Registry {
+    by_name: HashMap<String, Registered>,
+}
+
+impl Registry {
+    pub fn insert(
+        &mut self,
+        method: &str,
+        handler: Callable,
+        placement: Placement,
+        idempotent: Option<bool>,
+    ) {
+        let name: Arc<str> = Arc::from(method);
+        self.by_name.insert(
+            method.to_owned(),
+            Registered {
+                name,
+                handler,
+                placement,
+                idempotent,
+            },
+        );
+    }
+
+    pub fn get(&self, method: &str) -> Option<&Registered> {
+        self.by_name.get(method)
+    }
+}
+
+impl Registered {
+    /// Why this method refuses a request before running it, if it does: a request flagged
+    /// IDEMPOTENT to a method declared not idempotent (protocol.md §6.2).
+    pub fn refusal(&self, idempotent: bool) -> Option<(Status, &'static [u8])> {
+        (idempotent && self.idempotent == Some(false)).then_some((
+            Status::REFUSED_NOT_IDEMPOTENT,
+            &b"request flagged idempotent, method declared not idempotent"[..],
+        ))
+    }
+}
