@@ -22,6 +22,31 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
+/// Parses a duration flag: a number with a unit, `us`, `ms`, `s` or `m` (`250ms`, `1.5s`), or
+/// a bare number of seconds; finite, from 0 to one day. Every duration flag of the CLI takes
+/// this form (the older `--*-ms` spellings stay as hidden aliases).
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: the unit must be us, ms, s or m (e.g. 250ms)"
+            ));
+        }
+    };
+    let secs = seconds(num)? * scale;
+    if secs > 86_400.0 {
+        return Err(format!("`{s}` must be at most one day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// A whole number within `lo..=hi`, for flags that size memory or processes.
 fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
     let v: usize = s
@@ -56,7 +81,20 @@ pub fn threads(s: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{concurrency, nodes, payload, seconds};
+    use super::{concurrency, duration, nodes, payload, seconds};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["5h", "ms", "-1ms", "infs", "2000m", "1 s x"] {
+            assert!(duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn counts_are_bounded() {

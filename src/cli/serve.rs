@@ -17,7 +17,7 @@ pub const EXIT_FORCED: i32 = 4;
 
 /// Run one node.
 ///
-/// Methods: `echo` (returns the body), `work` (sleeps --work-ms, then echoes), `record`
+/// Methods: `echo` (returns the body), `work` (sleeps --work, then echoes), `record`
 /// (non-idempotent: appends the 8-byte token at the start of the body to the audit file once per
 /// execution, written before the response is sent).
 ///
@@ -39,15 +39,20 @@ pub struct ServeArgs {
     /// Worker threads (default: available cores).
     #[arg(long, value_parser = crate::cli::threads)]
     workers: Option<usize>,
-    /// Drain budget in seconds: how long the close sequence may take.
-    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
-    drain_timeout: f64,
-    /// How long `work` and `record` take, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    work_ms: u64,
-    /// Once ready, ramp the advertised capacity from 10 % to 100 % over this many milliseconds.
-    #[arg(long, default_value_t = 0)]
-    warmup_ms: u64,
+    /// Drain budget: how long the close sequence may take (`10s`, `500ms`; a bare number is
+    /// seconds, like every duration flag).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "10s", value_name = "DURATION")]
+    drain_timeout: Duration,
+    /// How long `work` and `record` take (e.g. `5ms`).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    work: Duration,
+    #[arg(long, hide = true, conflicts_with = "work")]
+    work_ms: Option<u64>,
+    /// Once ready, ramp the advertised capacity from 10 % to 100 % over this long.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    warmup: Duration,
+    #[arg(long, hide = true, conflicts_with = "warmup")]
+    warmup_ms: Option<u64>,
     /// File that `record` appends each executed token to.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -58,9 +63,10 @@ pub struct ServeArgs {
     /// etcd://HOST:PORT/SERVICE (needs the `etcd` feature).
     #[arg(long, value_name = "URL")]
     register: Option<String>,
-    /// Lease TTL in seconds for --register: how long a crashed node stays listed.
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    register_ttl: u64,
+    /// Lease TTL for --register (whole seconds, at least 1): how long a crashed node stays
+    /// listed.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "5s", value_name = "DURATION")]
+    register_ttl: Duration,
     /// The address to register, if callers must not use the listening one (e.g. 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     advertise: Option<std::net::SocketAddr>,
@@ -84,11 +90,11 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         )),
         None => None,
     };
-    let work = Duration::from_millis(args.work_ms);
+    let work = args.work_ms.map_or(args.work, Duration::from_millis);
     let mut builder = Server::builder()
         .listen(args.listen.clone())
-        .drain_budget(Duration::from_secs_f64(args.drain_timeout.max(0.0)))
-        .warmup(Duration::from_millis(args.warmup_ms))
+        .drain_budget(args.drain_timeout)
+        .warmup(args.warmup_ms.map_or(args.warmup, Duration::from_millis))
         .manual_ready()
         .inline_handler("echo", |req: &Request<'_>| Ok(req.body.to_vec()))
         .handler("work", move |req: &Request<'_>| {
@@ -121,7 +127,7 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         builder = super::registry::register(
             builder,
             url,
-            Duration::from_secs(args.register_ttl.max(1)),
+            Duration::from_secs(args.register_ttl.as_secs().max(1)),
             args.advertise,
         )
         .map_err(std::io::Error::other)?;
