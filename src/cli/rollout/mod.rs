@@ -328,14 +328,18 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     }
     if let Some(path) = &args.plot {
         let title = format!(
-            "gracerpc rollout, mode {}: {} nodes, {} restarts, {} callers",
+            "gracerpc rollout, mode {}: {}, {}, {}",
             args.mode.name(),
-            n,
-            restarts.len(),
-            args.concurrency
+            plural(n, "node"),
+            plural(restarts.len(), "restart"),
+            plural(args.concurrency, "caller")
         );
-        plot::write(path, &calls, &restarts, &title).map_err(|e| format!("plot: {e}"))?;
-        note(format!("timeline written to {}", path.display()));
+        let png = plot::write(path, &calls, &restarts, &title).map_err(|e| format!("plot: {e}"))?;
+        note(format!(
+            "timeline written to {} and {}",
+            path.display(),
+            png.display()
+        ));
     }
     drop(registry);
     if restarts
@@ -347,6 +351,15 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         note(format!("node logs kept in {}", dir.display()));
     }
     Ok(i32::from(summary.verdict != "PASS"))
+}
+
+/// `1 node`, `3 nodes`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn restart_order(nodes: usize, rounds: usize, seed: Option<u64>) -> Vec<usize> {
