@@ -10,6 +10,7 @@
 //!   deregister before GOAWAY; callers list and watch.
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod client;
 #[cfg(feature = "etcd")]
 pub mod etcd;

@@ -1,5 +1,6 @@
 //! The subcommands of the `gracerpc` binary.
 
+pub mod admin;
 pub mod bench;
 pub mod call;
 pub mod load;

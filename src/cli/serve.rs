@@ -70,6 +70,14 @@ pub struct ServeArgs {
     /// The address to register, if callers must not use the listening one (e.g. 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     advertise: Option<std::net::SocketAddr>,
+    /// Serve the admin endpoint here (HTTP): /metrics (Prometheus), /readyz (200 once ready,
+    /// 503 from the signal on), /livez. Turns per-method latency histograms on.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// On SIGTERM, turn /readyz to 503 at once but keep serving this long before the registry
+    /// withdrawal and GOAWAY (for load balancers that poll /readyz).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    unready_delay: Duration,
 }
 
 pub fn run(args: ServeArgs) -> i32 {
@@ -90,12 +98,21 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         )),
         None => None,
     };
+    // Bound first, so a taken port fails the start instead of a running node.
+    let admin_listener =
+        match &args.admin_listen {
+            Some(addr) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}"))
+            })?),
+            None => None,
+        };
     let work = args.work_ms.map_or(args.work, Duration::from_millis);
     let mut builder = Server::builder()
         .listen(args.listen.clone())
         .drain_budget(args.drain_timeout)
         .warmup(args.warmup_ms.map_or(args.warmup, Duration::from_millis))
         .manual_ready()
+        .unready_delay(args.unready_delay)
         .inline_handler("echo", |req: &Request<'_>| Ok(req.body.to_vec()))
         .handler("work", move |req: &Request<'_>| {
             std::thread::sleep(work);
@@ -117,6 +134,9 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
             }
             Ok(token.to_vec())
         });
+    if admin_listener.is_some() {
+        builder = builder.metrics();
+    }
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
@@ -132,13 +152,21 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         )
         .map_err(std::io::Error::other)?;
     }
+    let mut admin = None;
     let report = builder.run_with(|handle| {
+        if let Some(listener) = admin_listener {
+            match super::admin::start(listener, handle) {
+                Ok(a) => admin = Some(a),
+                Err(e) => log::error!("admin endpoint: {e}"),
+            }
+        }
         handle.ready().set_ready();
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "ready {}", handle.local_addr());
         let _ = out.flush();
         log::info!("listening on {}", handle.local_addr());
     })?;
+    drop(admin);
     log::info!("{report}");
     Ok(if report.clean {
         0

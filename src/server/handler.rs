@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::proto::Status;
+use crate::server::metrics::MethodLatency;
 
 /// A request as a handler sees it.
 #[derive(Clone, Copy, Debug)]
@@ -84,12 +85,16 @@ pub(crate) struct Registered {
     pub name: Arc<str>,
     pub handler: Arc<dyn Handler>,
     pub placement: Placement,
+    /// Its latency histogram, made with the method so recording needs no lookup.
+    pub latency: Arc<MethodLatency>,
 }
 
 /// Handlers by method name.
 #[derive(Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, Registered>,
+    /// Record per-method latency ([`Builder::metrics`](crate::server::Builder::metrics)).
+    pub timed: bool,
 }
 
 impl Registry {
@@ -101,8 +106,20 @@ impl Registry {
                 name,
                 handler,
                 placement,
+                latency: Arc::default(),
             },
         );
+    }
+
+    /// Every method and its latency histogram, for `ServerMetrics`.
+    pub fn latencies(&self) -> Vec<(Arc<str>, Arc<MethodLatency>)> {
+        let mut v: Vec<_> = self
+            .by_name
+            .values()
+            .map(|r| (r.name.clone(), r.latency.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn get(&self, method: &str) -> Option<&Registered> {

@@ -17,6 +17,7 @@ use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
 use super::handler::{Handler, Reply, Request, run_handler};
+use super::metrics::MethodLatency;
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 
@@ -99,6 +100,8 @@ pub(crate) struct Job {
     pub idempotent: bool,
     pub handler: Arc<dyn Handler>,
     pub state: Arc<JobState>,
+    /// When it was accepted, and its method's histogram (with metrics on).
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 /// A worker's answer for the loop.
@@ -277,6 +280,7 @@ fn run(job: Job) -> Option<Completion> {
         idempotent,
         handler,
         state,
+        timing,
     } = job;
     drop(state);
     let result = if Instant::now() >= deadline {
@@ -291,7 +295,11 @@ fn run(job: Job) -> Option<Completion> {
             deadline,
             idempotent,
         };
-        Answer::Ran(run_handler(handler.as_ref(), &req))
+        let reply = run_handler(handler.as_ref(), &req);
+        if let Some((t, latency)) = timing {
+            latency.observe(t.elapsed());
+        }
+        Answer::Ran(reply)
     };
     Some(Completion {
         conn,

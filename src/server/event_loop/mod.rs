@@ -40,6 +40,9 @@ pub(crate) struct LoopConfig {
     pub conn: ServerConnConfig,
     pub max_connections: usize,
     pub drain_budget: Duration,
+    /// How long the node keeps serving after it turned unready, before the registry withdrawal
+    /// and GOAWAY.
+    pub unready_delay: Duration,
     /// Output bytes queued for one connection above which the loop stops reading from it.
     pub out_limit: usize,
 }
@@ -51,6 +54,8 @@ pub(crate) struct Stats {
     pub in_flight: AtomicUsize,
     /// Connections open.
     pub connections: AtomicUsize,
+    /// Event counters for [`ServerMetrics`](crate::server::ServerMetrics).
+    pub counters: crate::server::metrics::Counters,
 }
 
 pub(crate) struct EventLoop {
@@ -71,6 +76,8 @@ pub(crate) struct EventLoop {
     pub announcer: Option<Announcer>,
     /// The close sequence was asked for (and why) and waits for the registry withdrawal.
     withdrawing: Option<String>,
+    /// When the unready delay of a close sequence asked for ends.
+    unready_until: Option<Instant>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
     /// The shared read buffer (see `Conn::read_some`).
@@ -114,6 +121,7 @@ impl EventLoop {
             readiness,
             announcer: None,
             withdrawing: None,
+            unready_until: None,
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
@@ -219,6 +227,10 @@ impl EventLoop {
                 continue;
             }
             entry.insert(conn);
+            self.stats
+                .counters
+                .connections_accepted
+                .fetch_add(1, Ordering::Relaxed);
             self.stats
                 .connections
                 .store(self.conns.len(), Ordering::Relaxed);
@@ -354,10 +366,20 @@ impl EventLoop {
         if let Some(state) = conn.jobs.remove(&c.id) {
             self.pools.release_state(state);
         }
+        let counters = &self.stats.counters;
         let res = match c.result {
-            Answer::Ran(Ok(body)) => conn.core.respond(c.id, Status::OK, &body),
-            Answer::Ran(Err(f)) => conn.core.respond(c.id, f.status, &f.body),
-            Answer::Rejected(reason) => conn.core.reject(c.id, reason),
+            Answer::Ran(Ok(body)) => {
+                counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                conn.core.respond(c.id, Status::OK, &body)
+            }
+            Answer::Ran(Err(f)) => {
+                counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                conn.core.respond(c.id, f.status, &f.body)
+            }
+            Answer::Rejected(reason) => {
+                counters.reject(reason);
+                conn.core.reject(c.id, reason)
+            }
         };
         if let Err(e) = res {
             log::error!("completion for request {}: {e}", c.id);
@@ -410,6 +432,11 @@ impl EventLoop {
                 conn.core.set_ready(capacity);
                 self.touched.push(slot);
             }
+            let serving = capacity.is_some() && self.drain.is_none() && self.withdrawing.is_none();
+            self.stats
+                .counters
+                .serving
+                .store(serving, Ordering::Release);
         }
         // Registered only once READY, and never after the close sequence began.
         if let Some(a) = self.announcer.as_mut()
