@@ -111,6 +111,8 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
+    /// The job's timing, back to the loop, which records it with its own clock reading.
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 pub(crate) enum Answer {
@@ -295,16 +297,13 @@ fn run(job: Job) -> Option<Completion> {
             deadline,
             idempotent,
         };
-        let reply = run_handler(handler.as_ref(), &req);
-        if let Some((t, latency)) = timing {
-            latency.observe(t.elapsed());
-        }
-        Answer::Ran(reply)
+        Answer::Ran(run_handler(handler.as_ref(), &req))
     };
     Some(Completion {
         conn,
         id,
         result,
         buf: body,
+        timing,
     })
 }

@@ -18,6 +18,8 @@ pub(super) struct Dispatch<'a> {
     pub stats: &'a Stats,
     pub pools: &'a mut Pools,
     pub me: ConnRef,
+    /// This turn's clock reading: when the request was accepted, for its latency.
+    pub now: Instant,
 }
 
 impl Dispatch<'_> {
@@ -37,7 +39,7 @@ impl Dispatch<'_> {
             let _ = core.respond(acc.id, Status::UNKNOWN_METHOD, b"unknown method");
             return;
         };
-        let started = self.registry.timed.then(Instant::now);
+        let started = self.registry.timed.then_some(self.now);
         let req = Request {
             id: acc.id,
             method: acc.method,
@@ -48,7 +50,8 @@ impl Dispatch<'_> {
         if reg.placement == Placement::Inline {
             let reply = run_handler(reg.handler.as_ref(), &req);
             if let Some(t) = started {
-                reg.latency.observe(t.elapsed());
+                reg.latency
+                    .observe(Instant::now().saturating_duration_since(t));
             }
             let _ = match reply {
                 Ok(body) => {

@@ -292,6 +292,7 @@ impl EventLoop {
             stats: &self.stats,
             pools: &mut self.pools,
             me: conn.me,
+            now,
         };
         let Conn {
             input,
@@ -342,7 +343,7 @@ impl EventLoop {
     fn on_wake(&mut self, now: Instant) {
         self.waker.clear();
         while let Ok(c) = self.completions.try_recv() {
-            self.complete(c);
+            self.complete(c, now);
         }
         while let Ok(ctl) = self.control.try_recv() {
             match ctl {
@@ -353,7 +354,12 @@ impl EventLoop {
         self.resume_drain(now);
     }
 
-    fn complete(&mut self, c: Completion) {
+    fn complete(&mut self, c: Completion, now: Instant) {
+        // Accepted (this loop's clock at the turn it was read) to answered (at this turn): no
+        // clock read of its own.
+        if let Some((accepted, latency)) = &c.timing {
+            latency.observe(now.saturating_duration_since(*accepted));
+        }
         self.pools.release_buf(c.buf);
         let conn = match self.conns.get_mut(c.conn.slot) {
             Some(conn) if conn.me == c.conn => conn,
