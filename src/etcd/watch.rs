@@ -258,7 +258,7 @@ mod tests {
         let mut got = Vec::new();
         let mut idles = 0;
         let t = Instant::now();
-        while got.len() < 1 && t.elapsed() < Duration::from_secs(10) {
+        while got.is_empty() && t.elapsed() < Duration::from_secs(10) {
             match w.next().unwrap() {
                 Watched::Events(e) => got.extend(e),
                 Watched::Idle => idles += 1,

@@ -23,6 +23,8 @@ const READY: RGBColor = RGBColor(0, 150, 0);
 const WINDOW: RGBColor = RGBColor(255, 200, 120);
 
 type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+/// Draws one legend row's marker at (x, y).
+type Mark<'f> = &'f dyn Fn(i32, i32, &Area<'_>) -> Result<(), String>;
 
 /// Draws the timeline to `path` (an SVG) and to the same path with `.png`; returns the PNG's.
 pub fn write(
@@ -240,7 +242,7 @@ fn panel(
 
 fn draw_legend(area: &Area<'_>) -> Result<(), String> {
     let font = ("sans-serif", 14).into_font();
-    let rows: [(&str, &dyn Fn(i32, i32, &Area<'_>) -> Result<(), String>); 6] = [
+    let rows: [(&str, Mark<'_>); 6] = [
         ("successful calls/s", &|x, y, a| {
             a.draw(&PathElement::new([(x, y), (x + 24, y)], OK.stroke_width(2)))
                 .map_err(err)
