@@ -169,6 +169,7 @@ impl<'a> CallFuture<'a> {
             }
             Outcome::Unknown => {
                 if !(cfg.replay && self.idempotent) || self.retries >= cfg.max_replays {
+                    stats.outcome_unknown.fetch_add(1, Ordering::Relaxed);
                     return Some(Err(CallError::OutcomeUnknown));
                 }
                 self.retries += 1;

@@ -45,6 +45,7 @@ mod discovery;
 mod error;
 mod io_loop;
 mod link;
+mod metrics;
 mod slot;
 pub mod table;
 mod waiters;
@@ -53,6 +54,7 @@ mod wake;
 pub use call::{CallFuture, CallOptions, Response, block_on};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
+pub use metrics::ClientMetrics;
 pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
 
 use std::borrow::Cow;
@@ -208,6 +210,7 @@ impl ClientBuilder {
 pub(crate) struct Stats {
     pub replayed: AtomicU64,
     pub retried: AtomicU64,
+    pub outcome_unknown: AtomicU64,
 }
 
 /// Counters of a client since it was built.
@@ -365,6 +368,14 @@ impl Client {
                 return false;
             }
             let _ = events.recv_timeout(left.min(Duration::from_millis(50)));
+        }
+    }
+
+    /// The client's metrics, to register in a Prometheus registry. It does not keep the client
+    /// alive: once the client is gone, scrapes show nothing of it.
+    pub fn metrics(&self) -> ClientMetrics {
+        ClientMetrics {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 

@@ -188,6 +188,8 @@ pub struct NodeTable {
     subscribers: Mutex<Vec<crossbeam_channel::Sender<NodeEvent>>>,
     /// Bumped whenever a node becomes choosable; callers waiting for a node watch it.
     pub(crate) ready_epoch: AtomicU64,
+    /// GOAWAY frames received from the nodes (for `ClientMetrics`).
+    pub(crate) goaways_received: AtomicU64,
 }
 
 impl fmt::Debug for NodeTable {
@@ -212,6 +214,7 @@ impl NodeTable {
             epoch: Instant::now(),
             subscribers: Mutex::new(Vec::new()),
             ready_epoch: AtomicU64::new(0),
+            goaways_received: AtomicU64::new(0),
         }
     }
 
