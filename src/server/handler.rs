@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::proto::Status;
+use crate::server::metrics::MethodLatency;
 
 /// A request as a handler sees it.
 ///
@@ -133,12 +134,16 @@ pub(crate) struct Registered {
     /// What the method declares: `Some(false)` refuses requests flagged IDEMPOTENT
     /// (REFUSED_NOT_IDEMPOTENT, never run); `None` (the bytes API) takes either.
     pub idempotent: Option<bool>,
+    /// Its latency histogram, made with the method so recording needs no lookup.
+    pub latency: Arc<MethodLatency>,
 }
 
 /// Handlers by method name.
 #[derive(Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, Registered>,
+    /// Record per-method latency ([`Builder::metrics`](crate::server::Builder::metrics)).
+    pub timed: bool,
 }
 
 impl Registry {
@@ -157,8 +162,20 @@ impl Registry {
                 handler,
                 placement,
                 idempotent,
+                latency: Arc::default(),
             },
         );
+    }
+
+    /// Every method and its latency histogram, for `ServerMetrics`.
+    pub fn latencies(&self) -> Vec<(Arc<str>, Arc<MethodLatency>)> {
+        let mut v: Vec<_> = self
+            .by_name
+            .values()
+            .map(|r| (r.name.clone(), r.latency.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn get(&self, method: &str) -> Option<&Registered> {

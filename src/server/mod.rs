@@ -56,6 +56,7 @@ mod event_loop;
 mod handler;
 #[cfg(target_os = "linux")]
 pub mod inherit;
+mod metrics;
 mod readiness;
 mod report;
 mod token;
@@ -65,6 +66,7 @@ mod workers;
 pub use crate::proto::Status;
 pub use announce::Registrar;
 pub use handler::{Failure, Handler, Placement, Reply, Request};
+pub use metrics::ServerMetrics;
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
 
@@ -113,6 +115,7 @@ pub struct Builder {
     registry: Registry,
     registrar: Option<Box<dyn Registrar>>,
     registry_timeout: Duration,
+    unready_delay: Duration,
 }
 
 impl Default for Builder {
@@ -134,6 +137,7 @@ impl Default for Builder {
             registry: Registry::default(),
             registrar: None,
             registry_timeout: Duration::from_millis(500),
+            unready_delay: Duration::ZERO,
         }
     }
 }
@@ -147,6 +151,22 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
+    /// Record per-method latency histograms for [`ServerMetrics`] (two clock reads per call;
+    /// the event counters are kept either way).
+    pub fn metrics(mut self) -> Self {
+        self.registry.timed = true;
+        self
+    }
+
+    /// At the start of the close sequence, turn unready at once ([`ServerMetrics::is_serving`],
+    /// an admin endpoint's `/readyz`) but keep serving for `delay` before the registry
+    /// withdrawal and GOAWAY: for load balancers and Kubernetes endpoints that notice a node
+    /// going away only when they next poll it. Default 0.
+    pub fn unready_delay(mut self, delay: Duration) -> Self {
+        self.unready_delay = crate::capped(delay);
+        self
+    }
+
     /// The address to listen on; port 0 picks a free one.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = addr.into();
@@ -381,11 +401,20 @@ impl Builder {
         let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
         readiness.poll_change(std::time::Instant::now());
         let stats = Arc::new(Stats::default());
+        stats
+            .counters
+            .serving
+            .store(readiness.capacity().is_some(), Ordering::Release);
         let cfg = LoopConfig {
             conn: self.conn,
             max_connections: self.max_connections,
             drain_budget: self.drain_budget,
+            unready_delay: self.unready_delay,
             out_limit: self.out_limit,
+        };
+        let metrics = ServerMetrics {
+            stats: stats.clone(),
+            methods: self.registry.latencies().into(),
         };
         let mut el = EventLoop::new(
             poll,
@@ -419,6 +448,7 @@ impl Builder {
                 waker,
                 stats,
                 ready,
+                metrics,
             },
         ))
     }
@@ -430,6 +460,7 @@ struct HandleParts {
     waker: Arc<LoopWaker>,
     stats: Arc<Stats>,
     ready: ReadyHandle,
+    metrics: ServerMetrics,
 }
 
 impl HandleParts {
@@ -440,6 +471,7 @@ impl HandleParts {
             waker: self.waker,
             stats: self.stats,
             ready: self.ready,
+            metrics: self.metrics,
             thread: parking_lot::Mutex::new(thread),
             detached: false,
         }
@@ -459,6 +491,7 @@ pub struct ServerHandle {
     waker: Arc<LoopWaker>,
     stats: Arc<Stats>,
     ready: ReadyHandle,
+    metrics: ServerMetrics,
     thread: parking_lot::Mutex<Option<JoinHandle<io::Result<DrainReport>>>>,
     detached: bool,
 }
@@ -513,6 +546,12 @@ impl ServerHandle {
     /// Requests accepted and not yet answered-and-written.
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::Acquire)
+    }
+
+    /// The server's metrics, to register in a Prometheus registry (a cheap handle; every
+    /// scrape reads the counters as they are then).
+    pub fn metrics(&self) -> ServerMetrics {
+        self.metrics.clone()
     }
 
     /// Connections open.

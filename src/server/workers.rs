@@ -17,6 +17,7 @@ use mio::Waker;
 use parking_lot::{Condvar, Mutex};
 
 use super::handler::{Handler, Reply, Request, run_handler};
+use super::metrics::MethodLatency;
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 
@@ -99,6 +100,8 @@ pub(crate) struct Job {
     pub idempotent: bool,
     pub handler: Arc<dyn Handler>,
     pub state: Arc<JobState>,
+    /// When it was accepted, and its method's histogram (with metrics on).
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 /// A worker's answer for the loop.
@@ -108,6 +111,8 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
+    /// The job's timing, back to the loop, which records it with its own clock reading.
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 pub(crate) enum Answer {
@@ -179,6 +184,8 @@ impl JobQueue {
     }
 
     /// Queues a job, or gives it back if the queue is full. Wakes nobody: see `kick`.
+    // The job comes back whole for the caller to reject and reuse; boxing it would allocate.
+    #[allow(clippy::result_large_err)]
     pub fn push(&self, job: Job) -> Result<(), Job> {
         let mut q = self.inner.lock();
         if q.closed || q.jobs.len() >= self.cap {
@@ -344,6 +351,7 @@ fn run(job: Job) -> Option<Completion> {
         idempotent,
         handler,
         state,
+        timing,
     } = job;
     drop(state);
     let result = if Instant::now() >= deadline {
@@ -365,5 +373,6 @@ fn run(job: Job) -> Option<Completion> {
         id,
         result,
         buf: body,
+        timing,
     })
 }
