@@ -37,17 +37,18 @@ pub const EXIT_FORCED: i32 = 4;
 ///
 /// With --upgrade PATH the node restarts with no gap: it listens for upgrades on the Unix
 /// socket PATH (created 0600), and a new `serve --upgrade PATH` started while it runs takes
-/// over automatically — it receives the listening sockets (RPC and admin), starts (--startup)
-/// without
-/// accepting, says READY; the old node commits, the new one accepts, and only then does the old
-/// one stop accepting, send GOAWAY and drain (keeping its registry entry, now the new node's).
-/// If the new node fails or is not ready within --upgrade-timeout, it exits having accepted
-/// nothing and the old one keeps serving. SIGHUP makes the node start its own replacement
-/// this way (systemd: ExecReload=kill -HUP $MAINPID). Linux only.
+/// over automatically — it receives the listening sockets (RPC, and admin with
+/// --admin-listen), starts (--startup) without accepting, says READY; the old node commits, the
+/// new one accepts, and only then does the old one stop accepting, send GOAWAY and drain
+/// (keeping its registry entry, now the new node's). If the new node fails or is not ready
+/// within --upgrade-timeout, it exits having accepted nothing and the old one keeps serving.
+/// SIGHUP makes the node start its own replacement this way (systemd: ExecReload=kill -HUP
+/// $MAINPID). Linux only.
 ///
 /// Under systemd it serves on the socket passed by socket activation (LISTEN_FDS; the one
-/// named `rpc`, else the first), and notifies READY=1, STOPPING=1 and, after a takeover,
-/// MAINPID=.
+/// named `rpc`, else the first not named `admin`; the one named `admin` serves the admin
+/// endpoint), and notifies
+/// READY=1, STOPPING=1 and, after a takeover, MAINPID=.
 ///
 /// Exit codes: 0 drained cleanly; 1 could not start; 2 bad arguments; 3 the drain budget ran out
 /// (requests abandoned or callers did not close in time); 4 a second SIGTERM/SIGINT forced the
@@ -140,13 +141,14 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     // Listeners first (taken over, from systemd, or bound), so a taken port fails the start
     // instead of a running node.
     let src = super::upgrade::listeners(args.upgrade.as_deref(), args.upgrade_timeout)?;
-    let admin_listener = match (src.admin, &args.admin_listen) {
-        (Some(l), _) => Some(l),
-        (None, Some(addr)) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}"))
-        })?),
-        (None, None) => None,
-    };
+    let admin_listener =
+        match (src.admin, &args.admin_listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}"))
+            })?),
+            (None, None) => None,
+        };
     let work = args.work_ms.map_or(args.work, Duration::from_millis);
     let mut builder = Server::builder()
         .listen(args.listen.clone())

@@ -158,8 +158,7 @@ impl<'a> CallFuture<'a> {
         if matches!(outcome, Outcome::Rejected(_) | Outcome::Unknown)
             && let Some(cause) = self.client.health.failure()
         {
-            let may_have_run =
-                matches!(outcome, Outcome::Unknown) || self.attempts.may_have_run();
+            let may_have_run = matches!(outcome, Outcome::Unknown) || self.attempts.may_have_run();
             return Some(Err(CallError::IoFailed {
                 cause,
                 may_have_run,

@@ -435,8 +435,11 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     }
     let mut written = true;
     if let Some(path) = &args.json_file
-        && let Err(e) = std::fs::write(path, json + "
-")
+        && let Err(e) = std::fs::write(
+            path,
+            json + "
+",
+        )
     {
         eprintln!(
             "gracerpc rollout: the report was not written: {}: {e}",
