@@ -47,8 +47,7 @@ pub const EXIT_FORCED: i32 = 4;
 ///
 /// Under systemd it serves on the socket passed by socket activation (LISTEN_FDS; the one
 /// named `rpc`, else the first not named `admin`; the one named `admin` serves the admin
-/// endpoint), and notifies
-/// READY=1, STOPPING=1 and, after a takeover, MAINPID=.
+/// endpoint), and notifies READY=1, STOPPING=1 and, after a takeover, MAINPID=.
 ///
 /// Exit codes: 0 drained cleanly; 1 could not start; 2 bad arguments; 3 the drain budget ran out
 /// (requests abandoned or callers did not close in time); 4 a second SIGTERM/SIGINT forced the
