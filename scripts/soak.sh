@@ -32,7 +32,7 @@ echo "soak: ${DURATION}s of rollout, $NODES nodes, $CONCURRENCY callers, mode $M
 timeout --signal=KILL $((DURATION + 300)) nice -n 10 "$BIN" rollout \
     --nodes "$NODES" --concurrency "$CONCURRENCY" --work-ms "$WORK_MS" \
     --settle-ms "$SETTLE_MS" --mode "$MODE" --rounds 100000 --duration "$DURATION" \
-    --json "$OUT/report.json" >"$OUT/rollout.txt" 2>"$OUT/rollout.log" &
+    --json-file "$OUT/report.json" >"$OUT/rollout.txt" 2>"$OUT/rollout.log" &
 TIMEOUT_PID=$!
 
 # Sample VmHWM of the rollout process (the child of `timeout`) and of its `gracerpc serve`
@@ -58,7 +58,7 @@ wait "$TIMEOUT_PID"
 rc=$?
 
 cut -c1-160 "$OUT/rollout.txt"  # drain ms / exit codes have one entry per restart
-field() { grep -o "\"$1\": [0-9]*" "$OUT/report.json" 2>/dev/null | grep -o '[0-9]*$'; }
+field() { grep -o "\"$1\": *[0-9]*" "$OUT/report.json" 2>/dev/null | grep -o '[0-9]*$'; }
 if [[ -s $OUT/report.json ]]; then
     echo "soak figures ($MODE, ${DURATION}s):"
     for k in restarts sent ok failed duplicates lost mismatched phantom outcome_unknown replayed; do

@@ -48,6 +48,7 @@
 //! [`client::Client::call`].
 #![deny(missing_docs)]
 
+pub mod admin;
 pub mod client;
 #[cfg(feature = "etcd")]
 pub mod etcd;

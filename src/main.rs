@@ -2,7 +2,7 @@
 
 mod cli;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 pub(crate) use cli::logger;
 
@@ -22,8 +22,16 @@ enum Command {
     Rollout(cli::rollout::RolloutArgs),
 }
 
+/// Shown under every command's `--help`.
+const FOOTER: &str = "Environment:\n  GRACERPC_LOG  log level on stderr: error, warn, info \
+                      (default), debug, trace\n\nDurations: a number with a unit (250ms, 1.5s, \
+                      10us, 2m); a bare number is seconds.";
+
 fn main() {
-    let cli = Cli::parse();
+    let cmd = Cli::command()
+        .after_help(FOOTER)
+        .mut_subcommands(|c| c.after_help(FOOTER));
+    let cli = Cli::from_arg_matches(&cmd.get_matches()).unwrap_or_else(|e| e.exit());
     let code = match cli.command {
         Command::Serve(args) => cli::serve::run(args),
         Command::Call(args) => cli::call::run(args),

@@ -90,8 +90,11 @@ fn raw_caller(
     }
 }
 
-fn server_path(method: &str, inline: bool) -> f64 {
+fn server_path(method: &str, inline: bool, metrics: bool) -> f64 {
     let mut b = Server::builder().workers(2);
+    if metrics {
+        b = b.metrics();
+    }
     let echo = |r: &Request<'_>| Ok(r.body.to_vec());
     b = if inline {
         b.inline_handler(method, echo)
@@ -285,11 +288,20 @@ fn typed_calls_allocate_at_most_one_more_than_bytes_calls() {
 #[test]
 fn allocations_per_call_after_warmup() {
     let _turn = ONE_AT_A_TIME.lock();
-    let inline = server_path("echo", true);
-    let worker = server_path("echo", false);
+    let inline = server_path("echo", true, false);
+    let worker = server_path("echo", false, false);
+    // With metrics on (latency histograms per method): still nothing per call.
+    let inline_m = server_path("echo", true, true);
+    let worker_m = server_path("echo", false, true);
     let caller = caller_path();
     println!(
-        "allocations per call: server inline {inline:.3}, server worker {worker:.3}, caller {caller:.3}"
+        "allocations per call: server inline {inline:.3}, server worker {worker:.3}, with \
+         metrics {inline_m:.3} / {worker_m:.3}, caller {caller:.3}"
+    );
+    assert!(
+        inline_m <= 1.05 && worker_m <= 1.05,
+        "server path with metrics: {inline_m:.3} (inline) / {worker_m:.3} (worker) allocations \
+         per call"
     );
     // The handler's own reply body (`to_vec`) is one allocation per call; the framework adds
     // none on the server path, and the caller path costs at most one (the response body).

@@ -64,7 +64,7 @@ fn rollout_checks_its_report_paths_before_the_run() {
     let missing = tmp.0.join("no/such/folder/report.json");
     let dir = tmp.0.to_string_lossy().into_owned();
     for args in [
-        vec!["--json", missing.to_str().expect("utf-8")],
+        vec!["--json-file", missing.to_str().expect("utf-8")],
         vec!["--plot", missing.to_str().expect("utf-8")],
         vec!["--plot", &dir],
     ] {
@@ -128,13 +128,13 @@ fn a_rollout_leaves_no_temporary_folder_behind() {
         "1",
         "--rounds",
         "1",
-        "--settle-ms",
-        "0",
+        "--settle",
+        "0s",
         "--concurrency",
         "2",
         "--drain-timeout",
-        "2",
-        "--json",
+        "2s",
+        "--json-file",
     ]);
     c.arg(&json).env("TMPDIR", &tmp.0);
     let out = run_within(c, Duration::from_secs(60));

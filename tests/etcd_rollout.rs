@@ -8,19 +8,15 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// The value under `key` in a flat JSON object (a number, or a string without its quotes).
+/// The value under `key` in the JSON report, as text.
 fn field(json: &str, key: &str) -> String {
-    let pat = format!("\"{key}\": ");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len();
-    json[at..]
-        .chars()
-        .take_while(|c| *c != ',' && *c != '}')
-        .collect::<String>()
-        .trim()
-        .trim_matches('"')
-        .to_owned()
+    let v: serde_json::Value =
+        serde_json::from_str(json).unwrap_or_else(|e| panic!("not JSON ({e}): {json}"));
+    match &v[key] {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => panic!("no {key} in {json}"),
+        other => other.to_string(),
+    }
 }
 
 fn num(json: &str, key: &str) -> u64 {
@@ -48,7 +44,7 @@ fn rolling_restart_discovered_only_through_etcd_fails_loses_and_duplicates_nothi
             "--rounds",
             "1",
         ])
-        .args(["--settle-ms", "500", "--json"])
+        .args(["--settle", "500ms", "--json-file"])
         .arg(&json)
         .output()
         .expect("run gracerpc rollout");

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 /// Runs `gracerpc rollout` with `args` and returns its JSON report and exit code.
-fn rollout(name: &str, args: &[&str]) -> (String, Option<i32>) {
+fn rollout(name: &str, args: &[&str]) -> (serde_json::Value, Option<i32>) {
     let json: PathBuf = std::env::temp_dir().join(format!(
         "gracerpc-test-rollout-{name}-{}.json",
         std::process::id()
@@ -15,35 +15,29 @@ fn rollout(name: &str, args: &[&str]) -> (String, Option<i32>) {
     let out = Command::new(env!("CARGO_BIN_EXE_gracerpc"))
         .arg("rollout")
         .args(args)
-        .arg("--json")
+        .arg("--json-file")
         .arg(&json)
         .output()
         .expect("run gracerpc rollout");
-    let report = std::fs::read_to_string(&json).unwrap_or_else(|e| {
-        panic!(
-            "no JSON report ({e}); stdout:\n{}\nstderr:\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
+    let report = std::fs::read_to_string(&json)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .unwrap_or_else(|e| {
+            panic!(
+                "no JSON report ({e}); stdout:\n{}\nstderr:\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     let _ = std::fs::remove_file(&json);
     (report, out.status.code())
 }
 
-/// The number under `key` in a flat JSON object.
-fn field(json: &str, key: &str) -> u64 {
-    let pat = format!("\"{key}\": ");
-    let at = json
-        .find(&pat)
-        .unwrap_or_else(|| panic!("no {key} in {json}"))
-        + pat.len();
-    let digits: String = json[at..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
-    digits
-        .parse()
-        .unwrap_or_else(|_| panic!("{key} is not a number in {json}"))
+/// The number under `key` in the report.
+fn field(json: &serde_json::Value, key: &str) -> u64 {
+    json[key]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{key} is not a number in {json}"))
 }
 
 #[test]
@@ -57,13 +51,14 @@ fn a_single_node_restarted_by_handoff_never_refuses_and_loses_nothing() {
             "2",
             "--restart",
             "handoff",
-            "--startup-ms",
-            "500",
-            "--settle-ms",
-            "300",
+            "--startup",
+            "500ms",
+            "--settle",
+            "300ms",
         ],
     );
-    assert!(r.contains("\"restart\": \"handoff\""), "{r}");
+    assert_eq!(r["restart"], "handoff", "{r}");
+    assert_eq!(r["verdict"], "PASS", "{r}");
     assert_eq!(field(&r, "restarts"), 2, "{r}");
     assert_eq!(field(&r, "failed"), 0, "{r}");
     assert_eq!(field(&r, "duplicates"), 0, "{r}");

@@ -241,10 +241,13 @@ fn serve_help_documents_every_flag_and_exit_code() {
         "--listen",
         "--workers",
         "--drain-timeout",
-        "--work-ms",
-        "--warmup-ms",
+        "--work",
+        "--warmup",
         "--audit",
         "--naive",
+        "--admin-listen",
+        "--unready-delay",
+        "GRACERPC_LOG",
     ] {
         assert!(
             help.contains(flag),

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use gracerpc::client::{CallOptions, Client};
 
 use super::load::{Load, LoadSpec};
-use super::summary::{Counts, Json, Latency, json_map};
+use super::summary::{BenchReport, Counts, Latency};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Method {
@@ -34,9 +34,9 @@ pub struct BenchArgs {
     /// Calls kept in flight.
     #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 1)]
     concurrency: usize,
-    /// How long to run, in seconds.
-    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 5.0)]
-    duration: f64,
+    /// How long to run (`5s`, `500ms`; a bare number is seconds).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "5s", value_name = "DURATION")]
+    duration: Duration,
     /// The method to call (`record` puts a fresh unique token in every call).
     #[arg(long, value_enum, default_value = "echo")]
     method: Method,
@@ -52,9 +52,12 @@ pub struct BenchArgs {
     /// Driver threads polling the calls (default: 1 per 32 calls in flight, at most 2).
     #[arg(long, value_parser = crate::cli::threads)]
     drivers: Option<usize>,
-    /// Print one JSON object instead of the table.
+    /// Print the report as one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write the report as one JSON object to this file.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: BenchArgs) -> i32 {
@@ -104,46 +107,32 @@ pub fn run(args: BenchArgs) -> i32 {
     };
     let load = Load::start(&client, spec);
     let t0 = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(args.duration.max(0.01)));
+    std::thread::sleep(args.duration.max(Duration::from_millis(10)));
     let (records, _) = load.stop(Duration::from_secs(10));
     let elapsed = t0.elapsed().as_secs_f64();
     client.close(Duration::from_secs(1));
     let counts = Counts::of(&records);
     let lat = Latency::of(&records);
     let rate = counts.sent as f64 / elapsed;
+    let report = BenchReport::new(&counts, &lat, rate);
+    let json = match serde_json::to_string(&report) {
+        Ok(j) => j,
+        Err(e) => {
+            eprintln!("gracerpc bench: report: {e}");
+            return 1;
+        }
+    };
     let mut out = std::io::stdout().lock();
     if args.json {
-        let mut j = Json::new();
-        j.num("sent", counts.sent)
-            .num("ok", counts.ok)
-            .num("failed", counts.failed)
-            .raw(
-                "failed_by_kind",
-                &json_map(counts.failed_by_kind.iter().map(|(k, v)| (*k, *v))),
-            )
-            .num("outcome_unknown", counts.outcome_unknown)
-            .num("replayed", counts.replayed)
-            .num("calls_per_s", format!("{rate:.1}"))
-            .num("p50_us", lat.p50)
-            .num("p99_us", lat.p99)
-            .num("p999_us", lat.p999)
-            .num("max_us", lat.max);
-        let _ = writeln!(out, "{}", j.finish());
+        let _ = writeln!(out, "{json}");
     } else {
-        let _ = writeln!(out, "calls/s      {rate:.0}");
-        let _ = writeln!(
-            out,
-            "latency us   p50 {}  p99 {}  p99.9 {}  max {}",
-            lat.p50, lat.p99, lat.p999, lat.max
-        );
-        let _ = writeln!(
-            out,
-            "calls        sent {}  ok {}  failed {}  outcome unknown {}  replayed {}",
-            counts.sent, counts.ok, counts.failed, counts.outcome_unknown, counts.replayed
-        );
-        for (k, v) in &counts.failed_by_kind {
-            let _ = writeln!(out, "  failed {k}: {v}");
-        }
+        let _ = write!(out, "{}", report.table());
+    }
+    if let Some(path) = &args.json_file
+        && let Err(e) = std::fs::write(path, json + "\n")
+    {
+        eprintln!("gracerpc bench: {}: {e}", path.display());
+        return 1;
     }
     i32::from(counts.failed > 0)
 }

@@ -1,6 +1,6 @@
 //! `gracerpc call`: one call, printed.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::time::Duration;
 
 use clap::Args;
@@ -30,18 +30,46 @@ pub struct CallArgs {
     discover: Option<String>,
     /// The method to call.
     method: String,
-    /// The request body (UTF-8 text).
+    /// The request body, optional (empty if left out): text as given, `-` to read it from
+    /// stdin, or `@PATH` to read it from a file (bytes, not only UTF-8).
+    #[arg(value_name = "BODY")]
     body: Option<String>,
-    /// Deadline in milliseconds.
-    #[arg(long, default_value_t = 5000)]
-    deadline_ms: u64,
+    /// How long the call may take (`5s`, `250ms`; a bare number is seconds).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "5s", value_name = "DURATION")]
+    deadline: Duration,
+    #[arg(long, hide = true, conflicts_with = "deadline")]
+    deadline_ms: Option<u64>,
     /// Mark the call idempotent (retried if its outcome is unknown).
     #[arg(long)]
     idempotent: bool,
 }
 
+/// The body as the BODY argument says: text, `-` (stdin) or `@PATH` (a file).
+fn read_body(arg: Option<&str>) -> std::io::Result<Vec<u8>> {
+    match arg {
+        None => Ok(Vec::new()),
+        Some("-") => {
+            let mut body = Vec::new();
+            std::io::stdin().lock().read_to_end(&mut body)?;
+            Ok(body)
+        }
+        Some(a) => match a.strip_prefix('@') {
+            Some(path) => std::fs::read(path)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("{path}: {e}"))),
+            None => Ok(a.as_bytes().to_vec()),
+        },
+    }
+}
+
 pub fn run(args: CallArgs) -> i32 {
     crate::logger::init("");
+    let body = match read_body(args.body.as_deref()) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gracerpc call: body: {e}");
+            return 2;
+        }
+    };
     let builder = match &args.discover {
         Some(url) => match super::registry::discover(Client::builder(), url) {
             Ok(b) => b,
@@ -60,10 +88,12 @@ pub fn run(args: CallArgs) -> i32 {
         }
     };
     let opts = CallOptions::new()
-        .deadline(Duration::from_millis(args.deadline_ms))
+        .deadline(
+            args.deadline_ms
+                .map_or(args.deadline, Duration::from_millis),
+        )
         .idempotent(args.idempotent);
-    let body = args.body.unwrap_or_default();
-    let code = match client.call_with(&args.method, body.as_bytes(), &opts) {
+    let code = match client.call_with(&args.method, &body, &opts) {
         Ok(r) => {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(&r.body);

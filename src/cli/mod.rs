@@ -1,5 +1,6 @@
 //! The subcommands of the `gracerpc` binary.
 
+pub mod admin;
 pub mod bench;
 pub mod call;
 pub mod load;
@@ -24,12 +25,12 @@ pub fn seconds(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-/// A drain budget for `rollout`: like [`seconds`], but more than 0. With 0 a node ends every
+/// A drain budget for `rollout`: like [`duration`], but more than 0. With 0 a node ends every
 /// connection at once on SIGTERM, so every call in flight fails: that is `--mode naive`'s
 /// lesson, not a graceful rollout.
-pub fn drain_seconds(s: &str) -> Result<f64, String> {
-    let v = seconds(s)?;
-    if v <= 0.0 {
+pub fn drain_duration(s: &str) -> Result<std::time::Duration, String> {
+    let v = duration(s)?;
+    if v.is_zero() {
         return Err(format!(
             "`{s}`: a graceful drain needs a budget above 0 s (with 0 every call in flight at \
              SIGTERM fails; `--mode naive` shows that)"
@@ -66,6 +67,31 @@ pub fn node_addr(s: &str) -> Result<std::net::SocketAddr, String> {
         .ok_or_else(|| format!("`{s}` resolves to no address"))
 }
 
+/// Parses a duration flag: a number with a unit, `us`, `ms`, `s` or `m` (`250ms`, `1.5s`), or
+/// a bare number of seconds; finite, from 0 to one day. Every duration flag of the CLI takes
+/// this form (the older `--*-ms` spellings stay as hidden aliases).
+pub fn duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let scale = match unit {
+        "" | "s" => 1.0,
+        "ms" => 1e-3,
+        "us" => 1e-6,
+        "m" => 60.0,
+        _ => {
+            return Err(format!(
+                "`{s}`: the unit must be us, ms, s or m (e.g. 250ms)"
+            ));
+        }
+    };
+    let secs = seconds(num)? * scale;
+    if secs > 86_400.0 {
+        return Err(format!("`{s}` must be at most one day"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
 /// A whole number within `lo..=hi`, for flags that size memory or processes.
 fn bounded(s: &str, lo: usize, hi: usize) -> Result<usize, String> {
     let v: usize = s
@@ -100,7 +126,20 @@ pub fn threads(s: &str) -> Result<usize, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{concurrency, nodes, payload, seconds};
+    use super::{concurrency, duration, nodes, payload, seconds};
+    use std::time::Duration;
+
+    #[test]
+    fn durations_take_a_unit_or_seconds() {
+        assert_eq!(duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(duration("2"), Ok(Duration::from_secs(2)));
+        assert_eq!(duration("10us"), Ok(Duration::from_micros(10)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        for bad in ["5h", "ms", "-1ms", "infs", "2000m", "1 s x"] {
+            assert!(duration(bad).is_err(), "{bad:?} must be refused");
+        }
+    }
 
     #[test]
     fn counts_are_bounded() {
@@ -113,7 +152,7 @@ mod tests {
     #[test]
     fn rollout_refuses_zero_rounds_and_a_zero_drain() {
         assert!(super::rounds("0").is_err() && super::rounds("2").is_ok());
-        assert!(super::drain_seconds("0").is_err() && super::drain_seconds("0.5").is_ok());
+        assert!(super::drain_duration("0").is_err() && super::drain_duration("0.5").is_ok());
     }
 
     #[test]

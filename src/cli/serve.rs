@@ -2,12 +2,14 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use gracerpc::handoff::{Giver, Takeover, Timeouts, UpgradeSocket};
+use gracerpc::admin::AdminServer;
+use gracerpc::handoff::{Giver, Named, Source, Takeover, Timeouts, UpgradeSocket};
 use gracerpc::proto::Status;
 use gracerpc::server::{
     Builder, Failure, Placement, ReadyHandle, Request, Responder, Server, ServerControl,
@@ -16,7 +18,7 @@ use parking_lot::Mutex;
 use sd_notify::NotifyState;
 
 use super::timer::Timer;
-use super::upgrade::{notify, respawn_self, start_up};
+use super::upgrade::{ADMIN, notify, respawn_self, start_up};
 
 /// Exit code when the drain budget ran out before every request was answered.
 pub const EXIT_DRAIN_TIMEOUT: i32 = 3;
@@ -25,7 +27,7 @@ pub const EXIT_FORCED: i32 = 4;
 
 /// Run one node.
 ///
-/// Methods: `echo` (returns the body), `work` (sleeps --work-ms, then echoes), `record`
+/// Methods: `echo` (returns the body), `work` (sleeps --work, then echoes), `record`
 /// (non-idempotent: appends the 8-byte token at the start of the body to the audit file once per
 /// execution, written before the response is sent).
 ///
@@ -38,16 +40,17 @@ pub const EXIT_FORCED: i32 = 4;
 ///
 /// With --upgrade PATH the node restarts with no gap: it listens for upgrades on the Unix
 /// socket PATH (created 0600), and a new `serve --upgrade PATH` started while it runs takes
-/// over automatically — it receives the listening sockets, starts (--startup-ms) without
-/// accepting, says READY; the old node commits, the new one accepts, and only then does the old
-/// one stop accepting, send GOAWAY and drain (keeping its registry entry, now the new node's).
-/// If the new node fails or is not ready within --upgrade-timeout, it exits having accepted
-/// nothing and the old one keeps serving. SIGHUP makes the node start its own replacement
-/// this way (systemd: ExecReload=kill -HUP $MAINPID). Linux only.
+/// over automatically — it receives the listening sockets (RPC, and admin with
+/// --admin-listen), starts (--startup) without accepting, says READY; the old node commits, the
+/// new one accepts, and only then does the old one stop accepting, send GOAWAY and drain
+/// (keeping its registry entry, now the new node's). If the new node fails or is not ready
+/// within --upgrade-timeout, it exits having accepted nothing and the old one keeps serving.
+/// SIGHUP makes the node start its own replacement this way (systemd: ExecReload=kill -HUP
+/// $MAINPID). Linux only.
 ///
 /// Under systemd it serves on the socket passed by socket activation (LISTEN_FDS; the one
-/// named `rpc`, else the first), and notifies READY=1, STOPPING=1 and, after a takeover,
-/// MAINPID=.
+/// named `rpc`, else the first not named `admin`; the one named `admin` serves the admin
+/// endpoint), and notifies READY=1, STOPPING=1 and, after a takeover, MAINPID=.
 ///
 /// Exit codes: 0 drained cleanly; 1 could not start; 2 bad arguments; 3 the drain budget ran out
 /// (requests abandoned or callers did not close in time); 4 a second SIGTERM/SIGINT forced the
@@ -60,17 +63,22 @@ pub struct ServeArgs {
     /// Worker threads (default: available cores).
     #[arg(long, value_parser = crate::cli::threads)]
     workers: Option<usize>,
-    /// Drain budget in seconds: how long the whole close sequence may take (registry
-    /// withdrawal and the final linger included). 0 ends every connection at once on SIGTERM
-    /// (no RST, but nothing in flight gets its answer).
-    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 10.0)]
-    drain_timeout: f64,
-    /// How long `work` and `record` take, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    work_ms: u64,
-    /// Once ready, ramp the advertised capacity from 10 % to 100 % over this many milliseconds.
-    #[arg(long, default_value_t = 0)]
-    warmup_ms: u64,
+    /// Drain budget: how long the whole close sequence may take, registry withdrawal and the
+    /// final linger included (`10s`, `500ms`; a bare number is seconds, like every duration
+    /// flag). 0 ends every connection at once on SIGTERM (no RST, but nothing in flight gets
+    /// its answer).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "10s", value_name = "DURATION")]
+    drain_timeout: Duration,
+    /// How long `work` and `record` take (e.g. `5ms`).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    work: Duration,
+    #[arg(long, hide = true, conflicts_with = "work")]
+    work_ms: Option<u64>,
+    /// Once ready, ramp the advertised capacity from 10 % to 100 % over this long.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    warmup: Duration,
+    #[arg(long, hide = true, conflicts_with = "warmup")]
+    warmup_ms: Option<u64>,
     /// File that `record` appends each executed token to.
     #[arg(long)]
     audit: Option<PathBuf>,
@@ -81,25 +89,37 @@ pub struct ServeArgs {
     /// etcd://HOST:PORT/SERVICE (needs the `etcd` feature).
     #[arg(long, value_name = "URL")]
     register: Option<String>,
-    /// Lease TTL in seconds for --register: how long a crashed node stays listed.
-    #[arg(long, default_value_t = 5, value_name = "SECS")]
-    register_ttl: u64,
+    /// Lease TTL for --register (whole seconds, at least 1): how long a crashed node stays
+    /// listed.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "5s", value_name = "DURATION")]
+    register_ttl: Duration,
     /// The address to register, if callers must not use the listening one (e.g. 0.0.0.0).
     #[arg(long, value_name = "ADDR")]
     advertise: Option<std::net::SocketAddr>,
     /// Listen for upgrades on this Unix socket; if a node already listens there, take over
-    /// its listeners instead of binding --listen.
+    /// its listeners (the RPC one, and the admin one if it has one) instead of binding
+    /// --listen and --admin-listen.
     #[arg(long, value_name = "PATH")]
     upgrade: Option<PathBuf>,
-    /// Seconds an upgrade may take: the old node waits this long for the new one's READY.
-    #[arg(long, value_parser = crate::cli::seconds, default_value_t = 30.0)]
-    upgrade_timeout: f64,
-    /// Startup time after binding and before READY, in milliseconds (like loading state).
-    #[arg(long, default_value_t = 0)]
-    startup_ms: u64,
-    /// Spend --startup-ms burning CPU instead of sleeping.
+    /// How long an upgrade may take: the old node waits this long for the new one's READY.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "30s", value_name = "DURATION")]
+    upgrade_timeout: Duration,
+    /// Startup time after binding and before READY (like loading state; e.g. `400ms`).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    startup: Duration,
+    #[arg(long, hide = true, conflicts_with = "startup")]
+    startup_ms: Option<u64>,
+    /// Spend the startup burning CPU instead of sleeping.
     #[arg(long)]
     startup_burn: bool,
+    /// Serve the admin endpoint here (HTTP): /metrics (Prometheus), /readyz (200 once ready,
+    /// 503 from the signal on), /livez. Turns per-method latency histograms on.
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<String>,
+    /// On SIGTERM, turn /readyz to 503 at once but keep serving this long before the registry
+    /// withdrawal and GOAWAY (for load balancers that poll /readyz).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    unready_delay: Duration,
     /// How `work` and `record` wait their --work-ms: `blocking` sleeps on a worker; `deferred`
     /// hands the responder to a timer thread (no worker held), which writes the audit token and
     /// answers.
@@ -134,25 +154,38 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         )),
         None => None,
     };
-    let work = Duration::from_millis(args.work_ms);
+    // Listeners first (taken over, from systemd, or bound), so a taken port fails the start
+    // instead of a running node.
+    let src = super::upgrade::listeners(args.upgrade.as_deref(), args.upgrade_timeout)?;
+    let admin_listener =
+        match (src.admin, &args.admin_listen) {
+            (Some(l), _) => Some(l),
+            (None, Some(addr)) => Some(std::net::TcpListener::bind(addr).map_err(|e| {
+                std::io::Error::new(e.kind(), format!("--admin-listen {addr}: {e}"))
+            })?),
+            (None, None) => None,
+        };
+    let work = args.work_ms.map_or(args.work, Duration::from_millis);
     let mut builder = Server::builder()
         .listen(args.listen.clone())
-        .drain_budget(Duration::from_secs_f64(args.drain_timeout.max(0.0)))
-        .warmup(Duration::from_millis(args.warmup_ms))
+        .drain_budget(args.drain_timeout)
+        .warmup(args.warmup_ms.map_or(args.warmup, Duration::from_millis))
         .manual_ready()
+        .unready_delay(args.unready_delay)
         .inline_handler("echo", |req: &Request<'_>| Ok(req.body.to_vec()));
     builder = match args.handler_mode {
         HandlerMode::Blocking => blocking(builder, work, audit),
         HandlerMode::Deferred => deferred(builder, work, audit)?,
     };
+    if admin_listener.is_some() {
+        builder = builder.metrics();
+    }
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }
     if !args.naive {
         builder = builder.handle_signals();
     }
-    let upgrade_timeout = Duration::from_secs_f64(args.upgrade_timeout);
-    let src = super::upgrade::listeners(args.upgrade.as_deref(), upgrade_timeout)?;
     if let Some(l) = src.rpc {
         builder = builder.listener(l);
     }
@@ -163,32 +196,47 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
         builder = super::registry::register(
             builder,
             url,
-            Duration::from_secs(args.register_ttl.max(1)),
+            Duration::from_secs(args.register_ttl.as_secs().max(1)),
             args.advertise,
         )
         .map_err(std::io::Error::other)?;
     }
     let giver: Arc<Mutex<Option<Giver>>> = Arc::new(Mutex::new(None));
+    let admin: Arc<Mutex<Option<AdminServer>>> = Arc::new(Mutex::new(None));
     let start = Startup {
-        ms: args.startup_ms,
+        ms: args
+            .startup_ms
+            .unwrap_or_else(|| u64::try_from(args.startup.as_millis()).unwrap_or(u64::MAX)),
         burn: args.startup_burn,
         takeover: src.takeover,
         upgrade: src.upgrade,
         timeouts: Timeouts {
-            ready: upgrade_timeout,
+            ready: args.upgrade_timeout,
             ..Timeouts::default()
         },
         giver: giver.clone(),
+        admin_fd: match &admin_listener {
+            Some(l) => Some(l.try_clone()?.into()),
+            None => None,
+        },
+        admin: admin.clone(),
     };
     let stopping = Arc::new(Mutex::new(false));
     if !args.naive {
         watch_signals(args.upgrade.is_some(), giver.clone(), stopping.clone());
     }
     let report = builder.run_with(|handle| {
+        if let Some(listener) = admin_listener {
+            match super::admin::start(listener, handle) {
+                Ok(a) => *admin.lock() = Some(a),
+                Err(e) => log::error!("admin endpoint: {e}"),
+            }
+        }
         let control = handle.control();
         let ready = handle.ready().clone();
         std::thread::spawn(move || start.run(control, ready));
     })?;
+    drop(admin.lock().take());
     log::info!("{report}");
     let handed_to = giver.lock().take().and_then(Giver::stop);
     match handed_to {
@@ -215,6 +263,10 @@ struct Startup {
     upgrade: Option<UpgradeSocket>,
     timeouts: Timeouts,
     giver: Arc<Mutex<Option<Giver>>>,
+    /// The admin listener, handed over (as `admin`) with the RPC one on an upgrade.
+    admin_fd: Option<OwnedFd>,
+    /// The admin endpoint, stopped once a new process accepts on its listener.
+    admin: Arc<Mutex<Option<AdminServer>>>,
 }
 
 impl Startup {
@@ -255,7 +307,14 @@ impl Startup {
             NotifyState::Status(&format!("serving on {addr} (pid {mainpid})")),
         ]);
         if let Some(socket) = self.upgrade {
-            match Giver::spawn(socket, vec![Box::new(control)], self.timeouts) {
+            let mut sources: Vec<Box<dyn Source>> = vec![Box::new(control)];
+            if let Some(fd) = self.admin_fd {
+                let admin = self.admin;
+                sources.push(Box::new(Named::new(ADMIN, fd, move || {
+                    drop(admin.lock().take());
+                })));
+            }
+            match Giver::spawn(socket, sources, self.timeouts) {
                 Ok(g) => *self.giver.lock() = Some(g),
                 Err(e) => log::error!("cannot serve upgrades: {e}"),
             }

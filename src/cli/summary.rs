@@ -1,8 +1,11 @@
-//! Summaries of a load's call records: counts by outcome, latency percentiles, and a tiny JSON
-//! writer (the reports are flat objects; a serializer crate would be more than they need).
+//! Summaries of a load's call records (counts by outcome, latency percentiles) and the reports
+//! `bench` and `rollout` print: each report is one `#[derive(Serialize)]` struct, so its JSON
+//! keys (`--json`, `--json-file`) and its table come from the same definition.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+
+use serde::Serialize;
 
 use hdrhistogram::Histogram;
 
@@ -73,77 +76,190 @@ impl Counts {
     }
 }
 
-/// A flat JSON object built field by field.
-#[derive(Default)]
-pub struct Json {
-    out: String,
+/// What `gracerpc bench` reports.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchReport {
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    pub outcome_unknown: u64,
+    pub replayed: u64,
+    /// Rounded to 0.1.
+    pub calls_per_s: f64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
 }
 
-impl Json {
-    pub fn new() -> Json {
-        Json {
-            out: String::from("{"),
+impl BenchReport {
+    pub fn new(counts: &Counts, lat: &Latency, rate: f64) -> BenchReport {
+        BenchReport {
+            sent: counts.sent,
+            ok: counts.ok,
+            failed: counts.failed,
+            failed_by_kind: counts.failed_by_kind.clone(),
+            outcome_unknown: counts.outcome_unknown,
+            replayed: counts.replayed,
+            calls_per_s: (rate * 10.0).round() / 10.0,
+            p50_us: lat.p50,
+            p99_us: lat.p99,
+            p999_us: lat.p999,
+            max_us: lat.max,
         }
     }
 
-    fn key(&mut self, k: &str) {
-        if self.out.len() > 1 {
-            self.out.push_str(", ");
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "calls/s      {:.0}", self.calls_per_s);
+        let _ = writeln!(
+            s,
+            "latency us   p50 {}  p99 {}  p99.9 {}  max {}",
+            self.p50_us, self.p99_us, self.p999_us, self.max_us
+        );
+        let _ = writeln!(
+            s,
+            "calls        sent {}  ok {}  failed {}  outcome unknown {}  replayed {}",
+            self.sent, self.ok, self.failed, self.outcome_unknown, self.replayed
+        );
+        for (k, v) in &self.failed_by_kind {
+            let _ = writeln!(s, "  failed {k}: {v}");
         }
-        let _ = write!(self.out, "\"{}\": ", escape(k));
-    }
-
-    pub fn num(&mut self, k: &str, v: impl std::fmt::Display) -> &mut Self {
-        self.key(k);
-        let _ = write!(self.out, "{v}");
-        self
-    }
-
-    pub fn str(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        let _ = write!(self.out, "\"{}\"", escape(v));
-        self
-    }
-
-    pub fn raw(&mut self, k: &str, v: &str) -> &mut Self {
-        self.key(k);
-        self.out.push_str(v);
-        self
-    }
-
-    pub fn finish(&mut self) -> String {
-        let mut s = std::mem::take(&mut self.out);
-        s.push('}');
         s
     }
 }
 
-/// A JSON object of counts by name.
-pub fn json_map<'a>(m: impl IntoIterator<Item = (&'a str, u64)>) -> String {
-    let mut j = Json::new();
-    for (k, v) in m {
-        j.num(k, v);
-    }
-    j.finish()
+/// What `gracerpc rollout` reports (the audit's findings and the restarts' figures).
+#[derive(Clone, Debug, Serialize)]
+pub struct RolloutReport {
+    pub mode: &'static str,
+    /// Where callers found the nodes: `static` or `etcd`.
+    pub discovery: &'static str,
+    /// How a node's process was replaced: `plain` or `handoff`.
+    pub restart: &'static str,
+    /// Each node's startup time from binding to READY (`serve --startup`).
+    pub startup_ms: u64,
+    pub startup_burn: bool,
+    /// Connects of the probe (a new caller every 2 ms per node) and how many were refused.
+    pub probe_connects: u64,
+    pub conn_refused: u64,
+    pub nodes: usize,
+    pub restarts: usize,
+    pub sent: u64,
+    pub ok: u64,
+    pub failed: u64,
+    pub failed_by_kind: BTreeMap<&'static str, u64>,
+    pub replayed: u64,
+    pub outcome_unknown: u64,
+    pub outcome_unknown_ran: u64,
+    pub outcome_unknown_not_ran: u64,
+    pub duplicates: u64,
+    pub lost: u64,
+    /// Calls still running when the load stopped waiting (counted in `lost`).
+    pub never_ended: u64,
+    pub mismatched: u64,
+    pub phantom: u64,
+    pub p50_us: u64,
+    pub p99_us: u64,
+    pub p999_us: u64,
+    pub max_us: u64,
+    pub p99_roll_us: u64,
+    /// Calls while a node drained (signal to exit): the close sequence's own cost.
+    pub p99_drain_us: u64,
+    pub p99_steady_us: u64,
+    pub evict_us_p50: u64,
+    pub evict_us_max: u64,
+    /// Signal to exit, per restart, rounded to 0.1 ms.
+    pub drain_ms: Vec<f64>,
+    pub exit_codes: Vec<i32>,
+    pub restarted_nodes: Vec<usize>,
+    /// `PASS` or `FAIL`, as the exit status says.
+    pub verdict: &'static str,
+    /// Why, in one line.
+    pub verdict_reason: String,
 }
 
-/// A JSON array of numbers or pre-encoded values.
-pub fn json_array(items: impl IntoIterator<Item = String>) -> String {
-    let items: Vec<String> = items.into_iter().collect();
-    format!("[{}]", items.join(", "))
-}
-
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
+impl RolloutReport {
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        let mut line = |k: &str, v: String| {
+            let _ = writeln!(s, "  {k:<22} {v}");
+        };
+        line("mode", self.mode.into());
+        line("discovery", self.discovery.into());
+        line(
+            "restart",
+            format!(
+                "{} (startup {} ms{})",
+                self.restart,
+                self.startup_ms,
+                if self.startup_burn {
+                    ", burning CPU"
+                } else {
+                    ""
+                }
+            ),
+        );
+        line(
+            "nodes / restarts",
+            format!("{} / {}", self.nodes, self.restarts),
+        );
+        line("calls sent", self.sent.to_string());
+        line("ok", self.ok.to_string());
+        line("FAILED", self.failed.to_string());
+        for (k, v) in &self.failed_by_kind {
+            line(&format!("  {k}"), v.to_string());
         }
+        line("replayed (safe)", self.replayed.to_string());
+        line(
+            "outcome unknown",
+            format!(
+                "{} (ran: {}, did not run: {})",
+                self.outcome_unknown, self.outcome_unknown_ran, self.outcome_unknown_not_ran
+            ),
+        );
+        line("DUPLICATED", self.duplicates.to_string());
+        line(
+            "LOST",
+            format!("{} (never ended: {})", self.lost, self.never_ended),
+        );
+        line("mismatched", self.mismatched.to_string());
+        line(
+            "connection refused",
+            format!(
+                "{} of {} probe connects",
+                self.conn_refused, self.probe_connects
+            ),
+        );
+        line(
+            "latency p50/p99/p99.9",
+            format!(
+                "{} / {} / {} us (max {} us)",
+                self.p50_us, self.p99_us, self.p999_us, self.max_us
+            ),
+        );
+        line(
+            "p99 steady / rolling",
+            format!(
+                "{} / {} us (while draining {} us)",
+                self.p99_steady_us, self.p99_roll_us, self.p99_drain_us
+            ),
+        );
+        line(
+            "evict p50 / max",
+            format!(
+                "{} / {} us after the signal",
+                self.evict_us_p50, self.evict_us_max
+            ),
+        );
+        let drains: Vec<String> = self.drain_ms.iter().map(|d| format!("{d:.0}")).collect();
+        line("drain ms", drains.join(" "));
+        let codes: Vec<String> = self.exit_codes.iter().map(i32::to_string).collect();
+        line("exit codes", codes.join(" "));
+        format!(
+            "gracerpc rollout\n{s}{}: {}\n",
+            self.verdict, self.verdict_reason
+        )
     }
-    out
 }

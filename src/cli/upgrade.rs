@@ -10,10 +10,16 @@ use std::time::{Duration, Instant};
 use gracerpc::handoff::{self, HandoffError, Takeover, UpgradeSocket};
 use gracerpc::server::inherit;
 
-/// Where the RPC listener comes from.
+/// The name of the admin endpoint's listener in a handoff and under socket activation
+/// (FileDescriptorName=admin).
+pub const ADMIN: &str = "admin";
+
+/// Where the listeners come from.
 pub struct Listeners {
     /// The listener to serve on, if not bound from `--listen`.
     pub rpc: Option<TcpListener>,
+    /// The admin endpoint's listener, if not bound from `--admin-listen`.
+    pub admin: Option<TcpListener>,
     /// A handoff in progress: serve paused, commit once started.
     pub takeover: Option<Takeover>,
     /// The upgrade socket to serve the next upgrade on.
@@ -25,6 +31,7 @@ pub struct Listeners {
 pub fn listeners(upgrade: Option<&Path>, timeout: Duration) -> std::io::Result<Listeners> {
     let mut out = Listeners {
         rpc: None,
+        admin: None,
         takeover: None,
         upgrade: None,
     };
@@ -38,6 +45,9 @@ pub fn listeners(upgrade: Option<&Path>, timeout: Duration) -> std::io::Result<L
                     t.names()
                 );
                 out.rpc = Some(t.tcp_listener(handoff::RPC, None)?);
+                if t.names().contains(&ADMIN) {
+                    out.admin = Some(t.tcp_listener(ADMIN, None)?);
+                }
                 out.upgrade = Some(t.upgrade_socket(path)?);
                 out.takeover = Some(t);
                 return Ok(out);
@@ -48,32 +58,35 @@ pub fn listeners(upgrade: Option<&Path>, timeout: Duration) -> std::io::Result<L
             Err(e) => return Err(e.into()),
         }
     }
-    out.rpc = systemd_listener()?;
+    (out.rpc, out.admin) = systemd_listeners()?;
     if let Some(path) = upgrade {
         out.upgrade = Some(UpgradeSocket::bind(path)?);
     }
     Ok(out)
 }
 
-/// The socket systemd passed (LISTEN_FDS, for this pid): the one named `rpc`
-/// (FileDescriptorName=rpc), else the first.
-fn systemd_listener() -> std::io::Result<Option<TcpListener>> {
+/// The sockets systemd passed (LISTEN_FDS, for this pid): the RPC one named `rpc`
+/// (FileDescriptorName=rpc), else the first not named `admin`; and the one named `admin`.
+fn systemd_listeners() -> std::io::Result<(Option<TcpListener>, Option<TcpListener>)> {
     let fds: Vec<(i32, String)> = sd_notify::listen_fds_with_names()?.collect();
-    if fds.is_empty() {
-        return Ok(None);
-    }
-    let pick = fds.iter().position(|(_, n)| n == handoff::RPC).unwrap_or(0);
-    let mut chosen = None;
+    let pick = fds
+        .iter()
+        .position(|(_, n)| n == handoff::RPC)
+        .or_else(|| fds.iter().position(|(_, n)| n != ADMIN));
+    let (mut rpc, mut admin) = (None, None);
     for (i, (fd, name)) in fds.into_iter().enumerate() {
         // SAFETY: systemd passed these descriptors to this pid (LISTEN_PID checked by
         // sd_notify); nothing else in this process owns them.
         let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-        if i == pick {
+        if Some(i) == pick {
             log::info!("socket activation: serving on fd {fd} ({name})");
-            chosen = Some(inherit::tcp_listener(owned, None)?);
+            rpc = Some(inherit::tcp_listener(owned, None)?);
+        } else if name == ADMIN && admin.is_none() {
+            log::info!("socket activation: admin endpoint on fd {fd}");
+            admin = Some(inherit::tcp_listener(owned, None)?);
         }
     }
-    Ok(chosen)
+    Ok((rpc, admin))
 }
 
 /// The startup work before READY: sleep, or burn CPU (`burn`), for `ms`. Returns early with

@@ -392,14 +392,21 @@ impl CallFuture<'_> {
         if std::mem::take(&mut self.started) {
             self.client.call_ended();
         }
-        match r {
+        let r = match r {
             // An earlier attempt of this (idempotent) call may have run: an error that says
             // "it never ran" (closed, rejected everywhere since) would be a lie.
             Err(e) if self.attempts.may_have_run() && !e.may_have_run() => {
                 Err(CallError::OutcomeUnknown)
             }
             r => r,
+        };
+        if matches!(r, Err(CallError::OutcomeUnknown)) {
+            self.client
+                .stats
+                .outcome_unknown
+                .fetch_add(1, Ordering::Relaxed);
         }
+        r
     }
 }
 

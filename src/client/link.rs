@@ -607,6 +607,9 @@ impl Link {
                     }
                 }
                 ClientEvent::GoAway { .. } => {
+                    table
+                        .goaways_received
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Stop choosing the node at once; answers up to last_accepted still come here.
                     // (A newer connection already current is a restarted node: leave it be.)
                     let was_current = self.routes.detach(self);

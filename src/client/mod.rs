@@ -47,6 +47,7 @@ mod error;
 mod health;
 mod io_loop;
 mod link;
+mod metrics;
 pub mod policy;
 pub mod retry_budget;
 mod slot;
@@ -60,6 +61,7 @@ pub use call::{CallFuture, CallOptions, Response, block_on};
 pub use cause::{NodeCause, NodeReport};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
+pub use metrics::ClientMetrics;
 pub use table::{NodeEvent, NodeSnapshot, NodeState, NodeTable};
 
 use std::borrow::Cow;
@@ -245,6 +247,7 @@ impl ClientBuilder {
 pub(crate) struct Stats {
     pub replayed: AtomicU64,
     pub retried: AtomicU64,
+    pub outcome_unknown: AtomicU64,
 }
 
 /// Counters of a client since it was built.
@@ -428,6 +431,14 @@ impl Client {
     pub fn crash_io_thread_for_tests(&self) {
         if self.inner.control.try_send(Ctl::Panic).is_ok() {
             self.inner.wake_io();
+        }
+    }
+
+    /// The client's metrics, to register in a Prometheus registry. It does not keep the client
+    /// alive: once the client is gone, scrapes show nothing of it.
+    pub fn metrics(&self) -> ClientMetrics {
+        ClientMetrics {
+            inner: Arc::downgrade(&self.inner),
         }
     }
 

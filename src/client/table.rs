@@ -201,6 +201,8 @@ pub struct NodeTable {
     /// Bumped whenever a node becomes choosable, or fails in a way that may end the wait of a
     /// call (see `note_failure`); callers waiting for a node watch it.
     pub(crate) ready_epoch: AtomicU64,
+    /// GOAWAY frames received from the nodes (for `ClientMetrics`).
+    pub(crate) goaways_received: AtomicU64,
 }
 
 impl fmt::Debug for NodeTable {
@@ -225,6 +227,7 @@ impl NodeTable {
             epoch: Instant::now(),
             subscribers: Mutex::new(Vec::new()),
             ready_epoch: AtomicU64::new(0),
+            goaways_received: AtomicU64::new(0),
         }
     }
 

@@ -1,112 +1,104 @@
 //! The few etcd v3 calls gracerpc needs, over the JSON gateway (`/v3/...`, served by etcd 3.4
 //! and later on its client port): lease grant, keep-alive and revoke, put, range over a prefix,
-//! and watch a prefix.
+//! and watch a prefix (see `watch.rs`). HTTP through `ureq`, JSON through `serde_json`; keys and
+//! values are base64 in the gateway's JSON, and 64-bit integers are strings.
 
-use std::io;
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::Duration;
 
-use super::base64;
-use super::http::{Http, Line, Stream};
-use super::json::Value;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::watch::Watch;
 
 /// A key and its value.
 pub(crate) type Kv = (Vec<u8>, Vec<u8>);
 
+/// Largest answer document accepted (a range over a few hundred nodes is far below this).
+pub(crate) const MAX_DOCUMENT: u64 = 8 << 20;
+
 /// A blocking etcd client with one timeout for every request.
 #[derive(Clone, Debug)]
 pub(crate) struct Etcd {
-    http: Http,
-}
-
-/// One change seen by a watch.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Event {
-    /// The key was written.
-    Put(Kv),
-    /// The key was deleted (or its lease ended).
-    Delete(Vec<u8>),
-}
-
-/// What a watch produced.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Watched {
-    /// Changes, in order.
-    Events(Vec<Event>),
-    /// Nothing within the poll interval.
-    Idle,
+    agent: ureq::Agent,
+    /// `http://host:port`.
+    base: String,
+    timeout: Duration,
 }
 
 impl Etcd {
     pub fn new(authority: &str, timeout: Duration) -> Etcd {
         Etcd {
-            http: Http {
-                authority: authority.to_owned(),
-                timeout,
-            },
+            agent: agent(Some(timeout)),
+            base: format!("http://{authority}"),
+            timeout,
         }
     }
 
-    /// POSTs a request and parses the answer; a non-200 answer is an error carrying etcd's
-    /// message (`NotFound` for HTTP 404).
-    fn call(&self, path: &str, body: &str) -> io::Result<Value> {
-        let ans = self.http.post(path, body)?;
+    /// POSTs `body` and decodes the answer's first document; a non-200 answer is an error
+    /// carrying etcd's message (`NotFound` for HTTP 404).
+    fn call<T: DeserializeOwned>(&self, path: &str, body: &serde_json::Value) -> io::Result<T> {
+        let url = format!("{}{path}", self.base);
+        let mut ans = self
+            .agent
+            .post(&url)
+            .header("content-type", "application/json")
+            .send(body.to_string())
+            .map_err(|e| io_error(path, e))?;
+        let status = ans.status().as_u16();
+        let reader = ans.body_mut().with_config().limit(MAX_DOCUMENT).reader();
         // A streamed RPC (keep-alive) answers one document per line: take the first.
-        let first = ans
-            .body
-            .lines()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("");
-        let value = Value::parse(first);
-        if ans.status != 200 {
-            let msg = value
-                .as_ref()
-                .and_then(|v| v.get("message"))
-                .and_then(Value::as_str)
-                .unwrap_or(first)
-                .to_owned();
-            let kind = if ans.status == 404 {
+        let doc = first_document(&mut BufReader::new(reader))
+            .map_err(|e| io::Error::new(e.kind(), format!("etcd {path}: {e}")))?
+            .unwrap_or_default();
+        if status != 200 {
+            let msg = serde_json::from_str::<Failure>(&doc)
+                .ok()
+                .and_then(Failure::message)
+                .unwrap_or_else(|| doc.clone());
+            let kind = if status == 404 {
                 io::ErrorKind::NotFound
             } else {
                 io::ErrorKind::Other
             };
             return Err(io::Error::new(
                 kind,
-                format!("etcd {path}: HTTP {}: {msg}", ans.status),
+                format!("etcd {path}: HTTP {status}: {msg}"),
             ));
         }
-        let value = value.ok_or_else(|| bad(path, "answer is not JSON"))?;
-        if let Some(err) = value.get("error") {
-            let msg = err
-                .get("message")
-                .or(value.at(&["error"]))
-                .and_then(Value::as_str)
-                .unwrap_or("error");
+        if let Some(msg) = serde_json::from_str::<Failure>(&doc)
+            .ok()
+            .and_then(|f| f.error)
+            .map(|e| e.text())
+        {
             return Err(io::Error::other(format!("etcd {path}: {msg}")));
         }
-        Ok(value)
+        serde_json::from_str(&doc).map_err(|e| bad(path, &format!("answer is not JSON: {e}")))
     }
 
     /// A new lease of `ttl` seconds; returns its id.
     pub fn grant(&self, ttl: u64) -> io::Result<i64> {
-        let v = self.call("/v3/lease/grant", &format!(r#"{{"TTL":"{ttl}"}}"#))?;
-        v.get("ID")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| bad("/v3/lease/grant", "no lease ID"))
+        let a: Grant = self.call("/v3/lease/grant", &json!({ "TTL": ttl.to_string() }))?;
+        a.id.ok_or_else(|| bad("/v3/lease/grant", "no lease ID"))
     }
 
     /// Renews a lease. `Some(ttl)` while it lives, `None` once it has expired or was revoked.
     pub fn keep_alive(&self, lease: i64) -> io::Result<Option<u64>> {
-        let v = self.call("/v3/lease/keepalive", &format!(r#"{{"ID":"{lease}"}}"#))?;
-        let result = v.get("result").unwrap_or(&v);
+        let a: Streamed<KeepAlive> =
+            self.call("/v3/lease/keepalive", &json!({ "ID": lease.to_string() }))?;
         // An expired lease is answered with its ID and no TTL (zero is omitted).
-        let ttl = result.get("TTL").and_then(Value::as_i64).unwrap_or(0);
-        Ok((ttl > 0).then_some(ttl as u64))
+        let ttl = a.result.or(a.flat).and_then(|k| k.ttl).unwrap_or(0);
+        Ok(u64::try_from(ttl).ok().filter(|&t| t > 0))
     }
 
     /// Revokes a lease, deleting every key attached to it. A lease that is already gone is not
     /// an error.
     pub fn revoke(&self, lease: i64) -> io::Result<()> {
-        match self.call("/v3/lease/revoke", &format!(r#"{{"ID":"{lease}"}}"#)) {
+        let body = json!({ "ID": lease.to_string() });
+        match self.call::<serde_json::Value>("/v3/lease/revoke", &body) {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(e),
@@ -115,118 +107,204 @@ impl Etcd {
 
     /// Writes `key = value` attached to `lease` (0: no lease).
     pub fn put(&self, key: &[u8], value: &[u8], lease: i64) -> io::Result<()> {
-        let body = format!(
-            r#"{{"key":"{}","value":"{}","lease":"{lease}"}}"#,
-            base64::encode(key),
-            base64::encode(value)
-        );
-        self.call("/v3/kv/put", &body).map(drop)
+        let body = json!({
+            "key": B64.encode(key),
+            "value": B64.encode(value),
+            "lease": lease.to_string(),
+        });
+        self.call::<serde_json::Value>("/v3/kv/put", &body)
+            .map(drop)
     }
 
     /// Every key under `prefix`, and the store's revision at that moment.
     pub fn range_prefix(&self, prefix: &[u8]) -> io::Result<(i64, Vec<Kv>)> {
-        let body = format!(
-            r#"{{"key":"{}","range_end":"{}"}}"#,
-            base64::encode(prefix),
-            base64::encode(&prefix_end(prefix))
-        );
-        let v = self.call("/v3/kv/range", &body)?;
-        let revision = v
-            .at(&["header", "revision"])
-            .and_then(Value::as_i64)
+        let body = json!({
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+        });
+        let a: Range = self.call("/v3/kv/range", &body)?;
+        let revision = a
+            .header
+            .and_then(|h| h.revision)
             .ok_or_else(|| bad("/v3/kv/range", "no revision"))?;
-        let kvs = v
-            .get("kvs")
-            .map(Value::items)
-            .unwrap_or_default()
+        let kvs = a
+            .kvs
             .iter()
-            .map(|kv| kv_of(kv).ok_or_else(|| bad("/v3/kv/range", "bad kv")))
+            .map(|kv| kv.decode().ok_or_else(|| bad("/v3/kv/range", "bad kv")))
             .collect::<io::Result<_>>()?;
         Ok((revision, kvs))
     }
 
     /// Watches every key under `prefix` from revision `from`. Each read waits at most `poll`.
     pub fn watch_prefix(&self, prefix: &[u8], from: i64, poll: Duration) -> io::Result<Watch> {
-        let body = format!(
-            r#"{{"create_request":{{"key":"{}","range_end":"{}","start_revision":"{from}"}}}}"#,
-            base64::encode(prefix),
-            base64::encode(&prefix_end(prefix))
-        );
-        let stream = self.http.stream("/v3/watch", &body, poll)?;
-        Ok(Watch { stream })
+        let body = json!({ "create_request": {
+            "key": B64.encode(prefix),
+            "range_end": B64.encode(prefix_end(prefix)),
+            "start_revision": from.to_string(),
+        }});
+        Watch::open(
+            &format!("{}/v3/watch", self.base),
+            &body,
+            self.timeout,
+            poll,
+        )
     }
 }
 
-/// An open watch.
-pub(crate) struct Watch {
-    stream: Stream,
+/// An agent that hands every status to the caller (etcd's error answers carry a message).
+/// `timeout`: the whole request, connecting included; `None` for a watch, which only bounds
+/// connecting and the answer's head.
+pub(crate) fn agent(timeout: Option<Duration>) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(timeout)
+        .timeout_connect(timeout.or(Some(Duration::from_secs(2))))
+        .proxy(None)
+        .build();
+    ureq::Agent::new_with_config(config)
 }
 
-impl Watch {
-    /// The next batch of changes, or `Idle`. An error means the watch is over (the connection
-    /// ended, or etcd canceled it, e.g. because the revision was compacted): list again.
-    pub fn next(&mut self) -> io::Result<Watched> {
-        let line = match self.stream.next_line()? {
-            Line::Idle => return Ok(Watched::Idle),
-            Line::End => {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    "etcd ended the watch",
-                ));
-            }
-            Line::Text(t) => t,
-        };
-        let v = Value::parse(&line).ok_or_else(|| bad("/v3/watch", "answer is not JSON"))?;
-        if let Some(err) = v.get("error") {
-            let msg = err
-                .get("message")
-                .and_then(Value::as_str)
-                .unwrap_or("error");
-            return Err(io::Error::other(format!("etcd watch: {msg}")));
-        }
-        let result = v.get("result").unwrap_or(&v);
-        if result.get("canceled").and_then(Value::as_bool) == Some(true) {
-            let why = result
-                .get("cancel_reason")
-                .and_then(Value::as_str)
-                .unwrap_or("canceled");
-            return Err(io::Error::other(format!("etcd canceled the watch: {why}")));
-        }
-        let mut events = Vec::new();
-        for ev in result.get("events").map(Value::items).unwrap_or_default() {
-            let Some(kv) = ev.get("kv") else {
-                return Err(bad("/v3/watch", "event without kv"));
-            };
-            // PUT is the enum's default, so etcd leaves `type` out for it.
-            match ev.get("type").and_then(Value::as_str) {
-                Some("DELETE") => {
-                    let key = kv
-                        .get("key")
-                        .and_then(Value::as_str)
-                        .and_then(base64::decode)
-                        .ok_or_else(|| bad("/v3/watch", "bad key"))?;
-                    events.push(Event::Delete(key));
-                }
-                None | Some("PUT") => {
-                    events.push(Event::Put(
-                        kv_of(kv).ok_or_else(|| bad("/v3/watch", "bad kv"))?,
-                    ));
-                }
-                Some(other) => return Err(bad("/v3/watch", &format!("event type {other}"))),
-            }
-        }
-        Ok(Watched::Events(events))
-    }
-}
-
-fn kv_of(kv: &Value) -> Option<Kv> {
-    let key = base64::decode(kv.get("key")?.as_str()?)?;
-    // An empty value is omitted.
-    let value = match kv.get("value") {
-        Some(v) => base64::decode(v.as_str()?)?,
-        None => Vec::new(),
+pub(crate) fn io_error(path: &str, e: ureq::Error) -> io::Error {
+    let kind = match &e {
+        ureq::Error::Io(io) => io.kind(),
+        ureq::Error::Timeout(_) => io::ErrorKind::TimedOut,
+        ureq::Error::ConnectionFailed => io::ErrorKind::ConnectionRefused,
+        _ => io::ErrorKind::Other,
     };
-    Some((key, value))
+    io::Error::new(kind, format!("etcd {path}: {e}"))
+}
+
+/// The first non-blank line of `r` (one JSON document), at most [`MAX_DOCUMENT`] bytes;
+/// `None` at the end of the stream.
+pub(crate) fn first_document(r: &mut impl BufRead) -> io::Result<Option<String>> {
+    loop {
+        let mut line = Vec::new();
+        let n = r
+            .by_ref()
+            .take(MAX_DOCUMENT + 1)
+            .read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if line.len() as u64 > MAX_DOCUMENT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "answer document too long",
+            ));
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        return String::from_utf8(line)
+            .map(Some)
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "answer is not UTF-8"));
+    }
+}
+
+/// An error answer: `{"error": "...", "message": "...", "code": N}` (the gateway's) or
+/// `{"error": {"message": "..."}}` (a streamed RPC's).
+#[derive(Deserialize)]
+pub(crate) struct Failure {
+    #[serde(default)]
+    pub error: Option<FailureText>,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+impl Failure {
+    fn message(self) -> Option<String> {
+        self.message.or(self.error.map(FailureText::text))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+pub(crate) enum FailureText {
+    Plain(String),
+    Nested {
+        #[serde(default)]
+        message: Option<String>,
+    },
+}
+
+impl FailureText {
+    pub fn text(self) -> String {
+        match self {
+            FailureText::Plain(s) => s,
+            FailureText::Nested { message } => message.unwrap_or_else(|| "error".into()),
+        }
+    }
+}
+
+/// A streamed RPC's document: `{"result": {...}}`, or the fields themselves.
+#[derive(Deserialize)]
+struct Streamed<T> {
+    #[serde(default = "none")]
+    result: Option<T>,
+    #[serde(flatten)]
+    flat: Option<T>,
+}
+
+fn none<T>() -> Option<T> {
+    None
+}
+
+#[derive(Deserialize)]
+struct Grant {
+    #[serde(rename = "ID", default, deserialize_with = "int")]
+    id: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct KeepAlive {
+    #[serde(rename = "TTL", default, deserialize_with = "int")]
+    ttl: Option<i64>,
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Header {
+    #[serde(default, deserialize_with = "int")]
+    revision: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Range {
+    header: Option<Header>,
+    #[serde(default)]
+    kvs: Vec<KeyValue>,
+}
+
+/// A key and its value, base64 (an empty value is omitted).
+#[derive(Deserialize)]
+pub(crate) struct KeyValue {
+    key: String,
+    #[serde(default)]
+    value: String,
+}
+
+impl KeyValue {
+    pub fn decode(&self) -> Option<Kv> {
+        Some((self.decode_key()?, B64.decode(&self.value).ok()?))
+    }
+
+    pub fn decode_key(&self) -> Option<Vec<u8>> {
+        B64.decode(&self.key).ok()
+    }
+}
+
+/// A 64-bit integer, which the gateway writes as a string (and older versions as a number).
+pub(crate) fn int<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int {
+        Text(String),
+        Number(i64),
+    }
+    match Option::<Int>::deserialize(d)? {
+        None => Ok(None),
+        Some(Int::Number(n)) => Ok(Some(n)),
+        Some(Int::Text(s)) => s.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's `range_end`).
@@ -241,7 +319,7 @@ pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0] // every key
 }
 
-fn bad(path: &str, what: &str) -> io::Error {
+pub(crate) fn bad(path: &str, what: &str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("etcd {path}: {what}"))
 }
 
@@ -254,5 +332,26 @@ mod tests {
         assert_eq!(prefix_end(b"gracerpc/echo/"), b"gracerpc/echo0");
         assert_eq!(prefix_end(b"a\xff"), b"b");
         assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn gateway_documents() {
+        let r: Range = serde_json::from_str(
+            r#"{"header":{"revision":"42"},"kvs":[{"key":"YQ==","value":"Yg=="},{"key":"Yw=="}]}"#,
+        )
+        .unwrap();
+        assert_eq!(r.header.unwrap().revision, Some(42));
+        let kvs: Vec<Kv> = r.kvs.iter().map(|kv| kv.decode().unwrap()).collect();
+        assert_eq!(
+            kvs,
+            [(b"a".to_vec(), b"b".to_vec()), (b"c".to_vec(), vec![])]
+        );
+        let k: Streamed<KeepAlive> =
+            serde_json::from_str(r#"{"result":{"ID":"7","TTL":"5"}}"#).unwrap();
+        assert_eq!(k.result.and_then(|k| k.ttl), Some(5));
+        let g: Grant = serde_json::from_str(r#"{"ID":7587,"TTL":"5"}"#).unwrap();
+        assert_eq!(g.id, Some(7587));
+        let f: Failure = serde_json::from_str(r#"{"error":"lease not found","code":5}"#).unwrap();
+        assert_eq!(f.message().as_deref(), Some("lease not found"));
     }
 }

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::client::{Event, Watched};
+use super::watch::{Event, Watched};
 use super::{Service, parse_addr};
 use crate::client::Discovery;
 

@@ -20,24 +20,21 @@
 //! ```
 //!
 //! # How it talks to etcd
-//! Over etcd's v3 JSON gateway (`POST /v3/...` on the client port, etcd 3.4 and later) with a
-//! small blocking HTTP/1.1 client, not over gRPC: etcd's Rust clients bring an async gRPC stack
-//! (tonic, tokio, prost) that takes minutes to build on a small machine, for five calls. Keys and
-//! values are base64 in that JSON; both codecs are small and hand-written (see `json.rs`,
-//! `base64.rs`).
+//! Over etcd's v3 JSON gateway (`POST /v3/...` on the client port, etcd 3.4 and later) with
+//! `ureq`, a blocking HTTP/1.1 client, and `serde_json`/`base64`, not over gRPC: etcd's Rust
+//! clients bring an async gRPC stack (tonic, tokio, prost) and a runtime that this library does
+//! not otherwise need, for five calls.
 //!
 //! # Layout in etcd
 //! One key per node: `gracerpc/<service>/<ip:port>` = `<ip:port>`, attached to the node's lease.
 //! A node that crashes stops renewing its lease, and etcd deletes the key when the lease's TTL
 //! runs out.
 
-mod base64;
 mod client;
 mod discovery;
-mod http;
-mod json;
 mod local;
 mod registrar;
+mod watch;
 
 pub use discovery::EtcdDiscovery;
 pub use local::LocalEtcd;

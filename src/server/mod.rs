@@ -59,6 +59,7 @@ mod event_loop;
 mod handler;
 #[cfg(target_os = "linux")]
 pub mod inherit;
+mod metrics;
 mod readiness;
 mod registry;
 mod report;
@@ -73,6 +74,7 @@ pub use announce::Registrar;
 #[cfg(feature = "tokio")]
 pub use async_handler::{AsyncHandler, OwnedRequest, ReplyFuture};
 pub use handler::{Failure, Handler, Placement, Reply, Request};
+pub use metrics::ServerMetrics;
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
 pub use responder::{DeferredHandler, Responder};
@@ -124,6 +126,7 @@ pub struct Builder {
     registrar: Option<Box<dyn Registrar>>,
     registry_timeout: Duration,
     deferred: DeferredLimits,
+    unready_delay: Duration,
 }
 
 impl Default for Builder {
@@ -149,6 +152,7 @@ impl Default for Builder {
                 max: 16 * 1024,
                 grace: Duration::from_millis(100),
             },
+            unready_delay: Duration::ZERO,
         }
     }
 }
@@ -162,6 +166,22 @@ impl std::fmt::Debug for Builder {
 }
 
 impl Builder {
+    /// Record per-method latency histograms for [`ServerMetrics`] (two clock reads per call;
+    /// the event counters are kept either way).
+    pub fn metrics(mut self) -> Self {
+        self.registry.timed = true;
+        self
+    }
+
+    /// At the start of the close sequence, turn unready at once ([`ServerMetrics::is_serving`],
+    /// an admin endpoint's `/readyz`) but keep serving for `delay` before the registry
+    /// withdrawal and GOAWAY: for load balancers and Kubernetes endpoints that notice a node
+    /// going away only when they next poll it. Default 0.
+    pub fn unready_delay(mut self, delay: Duration) -> Self {
+        self.unready_delay = crate::capped(delay);
+        self
+    }
+
     /// The address to listen on; port 0 picks a free one.
     pub fn listen(mut self, addr: impl Into<String>) -> Self {
         self.listen = addr.into();
@@ -437,14 +457,23 @@ impl Builder {
         let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
         readiness.poll_change(std::time::Instant::now());
         let stats = Arc::new(Stats::default());
+        stats
+            .counters
+            .serving
+            .store(readiness.capacity().is_some(), Ordering::Release);
         let cfg = LoopConfig {
             conn: self.conn,
             max_connections: self.max_connections,
             drain_budget: self.drain_budget,
             deferred: self.deferred,
+            unready_delay: self.unready_delay,
             out_limit: self.out_limit,
         };
         let shared = Shared::new(waker.clone());
+        let metrics = ServerMetrics {
+            stats: stats.clone(),
+            methods: self.registry.latencies().into(),
+        };
         let mut el = EventLoop::new(
             poll,
             listener,
@@ -479,6 +508,7 @@ impl Builder {
                 stats,
                 ready,
                 shared,
+                metrics,
             },
         ))
     }
@@ -491,6 +521,7 @@ struct HandleParts {
     stats: Arc<Stats>,
     ready: ReadyHandle,
     shared: Arc<Shared>,
+    metrics: ServerMetrics,
 }
 
 impl HandleParts {
@@ -502,6 +533,7 @@ impl HandleParts {
             stats: self.stats,
             ready: self.ready,
             shared: self.shared,
+            metrics: self.metrics,
             thread: parking_lot::Mutex::new(thread),
             detached: false,
         }
@@ -522,6 +554,7 @@ pub struct ServerHandle {
     stats: Arc<Stats>,
     ready: ReadyHandle,
     shared: Arc<Shared>,
+    metrics: ServerMetrics,
     thread: parking_lot::Mutex<Option<JoinHandle<io::Result<DrainReport>>>>,
     detached: bool,
 }
@@ -589,6 +622,12 @@ impl ServerHandle {
     /// answered by the deadline (plus the grace for deferred ones).
     pub fn expired(&self) -> usize {
         self.stats.expired.load(Ordering::Relaxed)
+    }
+
+    /// The server's metrics, to register in a Prometheus registry (a cheap handle; every
+    /// scrape reads the counters as they are then).
+    pub fn metrics(&self) -> ServerMetrics {
+        self.metrics.clone()
     }
 
     /// Connections open.

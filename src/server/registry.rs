@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::handler::{Handler, Placement};
+use super::metrics::MethodLatency;
 use super::responder::DeferredHandler;
 use crate::proto::Status;
 
@@ -26,12 +27,16 @@ pub(crate) struct Registered {
     /// What the method declares: `Some(false)` refuses requests flagged IDEMPOTENT
     /// (REFUSED_NOT_IDEMPOTENT, never run); `None` (the bytes API) takes either.
     pub idempotent: Option<bool>,
+    /// Its latency histogram, made with the method so recording needs no lookup.
+    pub latency: Arc<MethodLatency>,
 }
 
 /// Handlers by method name.
 #[derive(Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, Registered>,
+    /// Record per-method latency ([`Builder::metrics`](crate::server::Builder::metrics)).
+    pub timed: bool,
 }
 
 impl Registry {
@@ -50,8 +55,20 @@ impl Registry {
                 handler,
                 placement,
                 idempotent,
+                latency: Arc::default(),
             },
         );
+    }
+
+    /// Every method and its latency histogram, for `ServerMetrics`.
+    pub fn latencies(&self) -> Vec<(Arc<str>, Arc<MethodLatency>)> {
+        let mut v: Vec<_> = self
+            .by_name
+            .values()
+            .map(|r| (r.name.clone(), r.latency.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn get(&self, method: &str) -> Option<&Registered> {

@@ -21,6 +21,8 @@ use super::handler::{Request, run_handler};
 use super::registry::Callable;
 use super::responder::{Shared, run_deferred};
 pub(crate) use super::slot::{Answer, JobState};
+
+use super::metrics::MethodLatency;
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 use crate::proto::frame::Metadata;
@@ -107,6 +109,8 @@ pub(crate) struct Job {
     pub state: Arc<JobState>,
     /// For a deferred handler: where its responder answers.
     pub shared: Option<Arc<Shared>>,
+    /// When it was accepted, and its method's histogram (with metrics on).
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 /// A worker's answer for the loop.
@@ -116,6 +120,8 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
+    /// The job's timing, back to the loop, which records it with its own clock reading.
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 /// Wakes the event loop at most once per batch of completions.
@@ -352,6 +358,7 @@ fn run(job: Job) -> Option<Completion> {
         handler,
         state,
         shared,
+        timing,
     } = job;
     let (meta, payload) = body.split_at(meta_len.min(body.len()));
     let req = Request {
@@ -395,5 +402,6 @@ fn run(job: Job) -> Option<Completion> {
         id,
         result,
         buf: body,
+        timing,
     })
 }

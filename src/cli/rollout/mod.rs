@@ -6,7 +6,6 @@ mod node;
 mod plot;
 mod probe;
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -19,7 +18,7 @@ use gracerpc::client::{CallOptions, Client, NodeEvent, NodeState};
 use parking_lot::Mutex;
 
 use super::load::{CallRecord, Load, LoadSpec};
-use super::summary::{Counts, Json, Latency, json_array, json_map};
+use super::summary::{Counts, Latency, RolloutReport};
 use node::{NodeProc, NodeSpec, audit_path, exit_number};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,34 +75,46 @@ pub struct RolloutArgs {
     /// Calls kept in flight (closed-loop callers).
     #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 32)]
     concurrency: usize,
-    /// How long each `record` call works on the node, in milliseconds.
-    #[arg(long, default_value_t = 1)]
-    work_ms: u64,
-    /// Pause after a restarted node is ready again, in milliseconds.
-    #[arg(long, default_value_t = 300)]
-    settle_ms: u64,
-    /// Warm-up ramp of a restarted node, in milliseconds.
-    #[arg(long, default_value_t = 0)]
-    warmup_ms: u64,
+    /// How long each `record` call works on the node (`1ms`; a bare number is seconds, like
+    /// every duration flag).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "1ms", value_name = "DURATION")]
+    work: Duration,
+    #[arg(long, hide = true, conflicts_with = "work")]
+    work_ms: Option<u64>,
+    /// Pause after a restarted node is ready again.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "300ms", value_name = "DURATION")]
+    settle: Duration,
+    #[arg(long, hide = true, conflicts_with = "settle")]
+    settle_ms: Option<u64>,
+    /// Warm-up ramp of a restarted node.
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    warmup: Duration,
+    #[arg(long, hide = true, conflicts_with = "warmup")]
+    warmup_ms: Option<u64>,
     /// graceful (SIGTERM + drain + replay), naive (exit at once, no replay) or kill (SIGKILL).
     #[arg(long, value_enum, default_value = "graceful")]
     mode: Mode,
-    /// Write the report as one JSON object to this file.
+    /// Print the report as one JSON object on stdout instead of the table (progress and
+    /// notes go to stderr).
     #[arg(long)]
-    json: Option<PathBuf>,
-    /// Write an SVG timeline of calls/s with every restart marked.
-    #[arg(long)]
+    json: bool,
+    /// Also write the report as one JSON object to this file.
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
+    /// Write a timeline of calls/s with every restart marked: an SVG to FILE.svg and a PNG
+    /// beside it (FILE.png).
+    #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
     /// Seed for the order in which nodes are restarted (default: in index order).
     #[arg(long)]
     seed: Option<u64>,
-    /// Node drain budget in seconds (more than 0).
-    #[arg(long, value_parser = crate::cli::drain_seconds, default_value_t = 10.0)]
-    drain_timeout: f64,
-    /// Stop restarting once this many seconds have passed, at the end of a round (for soak
-    /// runs: `--rounds` large, `--duration` the real bound).
-    #[arg(long, value_parser = crate::cli::seconds)]
-    duration: Option<f64>,
+    /// Node drain budget (more than 0).
+    #[arg(long, value_parser = crate::cli::drain_duration, default_value = "10s", value_name = "DURATION")]
+    drain_timeout: Duration,
+    /// Stop restarting once this long has passed, at the end of a round (for soak runs:
+    /// `--rounds` large, `--duration` the real bound).
+    #[arg(long, value_parser = crate::cli::duration, value_name = "DURATION")]
+    duration: Option<Duration>,
     /// Worker threads per node (`record` mostly waits, like a handler doing I/O).
     #[arg(long, value_parser = crate::cli::threads, default_value_t = 16)]
     workers: usize,
@@ -114,9 +125,11 @@ pub struct RolloutArgs {
     /// listeners over; the old one drains after). Graceful mode only.
     #[arg(long, value_enum, default_value = "plain")]
     restart: Restart,
-    /// Each node's startup time from binding to READY, in milliseconds (`serve --startup-ms`).
-    #[arg(long, default_value_t = 0)]
-    startup_ms: u64,
+    /// Each node's startup time from binding to READY (`serve --startup`).
+    #[arg(long, value_parser = crate::cli::duration, default_value = "0s", value_name = "DURATION")]
+    startup: Duration,
+    #[arg(long, hide = true, conflicts_with = "startup")]
+    startup_ms: Option<u64>,
     /// Nodes spend their startup burning CPU instead of sleeping (`serve --startup-burn`).
     #[arg(long)]
     startup_burn: bool,
@@ -156,7 +169,8 @@ const NOT_WRITTEN: i32 = 4;
 pub fn run(args: RolloutArgs) -> i32 {
     crate::logger::init("[rollout] ");
     // Before any work: a report path that cannot be written fails now, not after the run.
-    for path in [&args.json, &args.plot].into_iter().flatten() {
+    let png = args.plot.as_ref().map(|p| p.with_extension("png"));
+    for path in [&args.json_file, &args.plot, &png].into_iter().flatten() {
         if let Err(e) = check_writable(path) {
             eprintln!("gracerpc rollout: {}: {e}", path.display());
             return USAGE;
@@ -239,14 +253,20 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let service_url = registry.as_ref().map(|r| r.url("rollout"));
     let spec = NodeSpec {
         exe,
-        work_ms: args.work_ms,
-        warmup_ms: args.warmup_ms,
-        drain_timeout_s: args.drain_timeout,
+        work_ms: args
+            .work_ms
+            .unwrap_or(args.work.as_millis().try_into().unwrap_or(u64::MAX)),
+        warmup_ms: args
+            .warmup_ms
+            .unwrap_or(args.warmup.as_millis().try_into().unwrap_or(u64::MAX)),
+        drain_timeout_s: args.drain_timeout.as_secs_f64(),
         naive: args.mode == Mode::Naive,
         workers: args.workers,
         dir: dir.clone(),
         register: service_url.clone(),
-        startup_ms: args.startup_ms,
+        startup_ms: args
+            .startup_ms
+            .unwrap_or(args.startup.as_millis().try_into().unwrap_or(u64::MAX)),
         startup_burn: args.startup_burn,
         handoff: args.restart == Restart::Handoff && args.mode == Mode::Graceful,
         handler_mode: args.handler_mode,
@@ -274,18 +294,26 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         }
     }
     let order = restart_order(n, args.rounds, args.seed);
-    let tty = std::io::stdout().is_terminal();
+    // With --json, stdout carries the JSON object alone.
+    let tty = std::io::stdout().is_terminal() && !args.json;
+    let note = |msg: String| {
+        if args.json {
+            eprintln!("{msg}");
+        } else {
+            println!("{msg}");
+        }
+    };
     if !tty {
         let until = args
             .duration
-            .map_or(String::new(), |d| format!(" (rounds stop after {d} s)"));
-        println!(
+            .map_or(String::new(), |d| format!(" (rounds stop after {d:?})"));
+        note(format!(
             "rollout: {} nodes, {} restarts{until}, {} callers of `record`, mode {}",
             n,
             order.len(),
             args.concurrency,
             args.mode.name()
-        );
+        ));
     }
 
     let load = Load::start(
@@ -314,22 +342,18 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let mut restarts = Vec::new();
     let mut all_events: Vec<NodeEvent> = Vec::new();
     for (k, &i) in order.iter().enumerate() {
-        if k % n == 0
-            && args
-                .duration
-                .is_some_and(|d| t0.elapsed().as_secs_f64() >= d)
-        {
+        if k % n == 0 && args.duration.is_some_and(|d| t0.elapsed() >= d) {
             break;
         }
         *progress.status.lock() = format!("restarting node {i} ({}/{})", k + 1, order.len());
         let addr = addrs[i];
-        let budget = Duration::from_secs_f64(args.drain_timeout + 5.0);
+        let budget = args.drain_timeout + Duration::from_secs(5);
         if handoff {
             restarts.push(restart_by_handoff(&spec, &mut nodes, i, addr, budget, t0)?);
             if !client.wait_ready(addr, Duration::from_secs(10)) {
                 return Err(format!("node {i} ({addr}) not ready after its handoff"));
             }
-            std::thread::sleep(Duration::from_millis(args.settle_ms));
+            std::thread::sleep(args.settle_ms.map_or(args.settle, Duration::from_millis));
             continue;
         }
         let term = Instant::now();
@@ -376,7 +400,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
             drain_ms: (exited - term).as_secs_f64() * 1e3,
             evict_us,
         });
-        std::thread::sleep(Duration::from_millis(args.settle_ms));
+        std::thread::sleep(args.settle_ms.map_or(args.settle, Duration::from_millis));
     }
     std::thread::sleep(Duration::from_millis(300));
     *progress.status.lock() = "stopping the load".into();
@@ -390,7 +414,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     // Shut every node down gracefully, so every audit file is complete.
     for (i, node) in nodes.iter_mut().enumerate() {
         if node.signal(libc::SIGTERM).is_ok() {
-            let _ = node.wait_exit(Duration::from_secs_f64(args.drain_timeout + 5.0));
+            let _ = node.wait_exit(args.drain_timeout + Duration::from_secs(5));
         } else {
             log::warn!("could not stop node {i}");
         }
@@ -403,14 +427,24 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     let mut report = Report::new(args.mode, n, &calls, &restarts, &found, never_ended);
     report.registry = service_url.as_ref().map_or("static", |_| "etcd");
     report.restart = if handoff { "handoff" } else { "plain" };
-    report.startup_ms = args.startup_ms;
+    report.startup_ms = spec.startup_ms;
     report.startup_burn = args.startup_burn;
     report.probes = probes;
     report.refused = refused;
-    print!("{}", report.table());
+    let summary = report.summary();
+    let json = serde_json::to_string(&summary).map_err(|e| format!("report: {e}"))?;
+    if args.json {
+        println!("{json}");
+    } else {
+        print!("{}", summary.table());
+    }
     let mut written = true;
-    if let Some(path) = &args.json
-        && let Err(e) = std::fs::write(path, report.json() + "\n")
+    if let Some(path) = &args.json_file
+        && let Err(e) = std::fs::write(
+            path,
+            json + "
+",
+        )
     {
         eprintln!(
             "gracerpc rollout: the report was not written: {}: {e}",
@@ -420,14 +454,18 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     }
     if let Some(path) = &args.plot {
         let title = format!(
-            "gracerpc rollout, mode {}: {} nodes, {} restarts, {} callers",
+            "gracerpc rollout, mode {}: {}, {}, {}",
             args.mode.name(),
-            n,
-            restarts.len(),
-            args.concurrency
+            plural(n, "node"),
+            plural(restarts.len(), "restart"),
+            plural(args.concurrency, "caller")
         );
         match plot::write(path, &calls, &restarts, &title) {
-            Ok(()) => println!("timeline written to {}", path.display()),
+            Ok(png) => note(format!(
+                "timeline written to {} and {}",
+                path.display(),
+                png.display()
+            )),
             Err(e) => {
                 eprintln!("gracerpc rollout: the timeline was not written: {e}");
                 written = false;
@@ -439,9 +477,8 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     run_dir.keep = !restarts
         .iter()
         .all(|r| r.exit_code == 0 || args.mode != Mode::Graceful);
-    let broken = !found.clean()
-        || (args.mode == Mode::Graceful && report.counts.failed > 0)
-        || (handoff && refused > 0);
+    // The verdict line (PASS/FAIL) and the exit status say the same.
+    let broken = summary.verdict != "PASS";
     Ok(if broken {
         BROKEN
     } else if !written {
@@ -488,6 +525,15 @@ fn restart_by_handoff(
         drain_ms: (exited - ready).as_secs_f64() * 1e3,
         evict_us: None,
     })
+}
+
+/// `1 node`, `3 nodes`.
+fn plural(n: usize, what: &str) -> String {
+    if n == 1 {
+        format!("1 {what}")
+    } else {
+        format!("{n} {what}s")
+    }
 }
 
 fn restart_order(nodes: usize, rounds: usize, seed: Option<u64>) -> Vec<usize> {
@@ -616,139 +662,73 @@ impl Report {
         )
     }
 
-    fn table(&self) -> String {
+    /// The report, with its verdict: `broken` in graceful mode if any call failed, or in any
+    /// mode if the audit found a broken promise.
+    fn summary(&self) -> RolloutReport {
         let c = &self.counts;
         let a = &self.audit;
         let (ev50, evmax) = self.evict();
-        let mut s = String::new();
-        let mut line = |k: &str, v: String| s.push_str(&format!("  {k:<22} {v}\n"));
-        line("mode", self.mode.name().into());
-        line("discovery", self.registry.into());
-        line(
-            "restart",
-            format!(
-                "{} (startup {} ms{})",
-                self.restart,
-                self.startup_ms,
-                if self.startup_burn {
-                    ", burning CPU"
-                } else {
-                    ""
-                }
-            ),
+        let graceful = self.mode == Mode::Graceful;
+        let handoff = self.restart == "handoff";
+        // A handoff promises the port never closes: a refused connect breaks it.
+        let broken = !a.clean() || (graceful && c.failed > 0) || (handoff && self.refused > 0);
+        let mut verdict_reason = format!(
+            "{} failed{}, {} duplicated, {} lost, {} mismatched, {} phantom",
+            c.failed,
+            if graceful {
+                ""
+            } else {
+                " (allowed in this mode)"
+            },
+            a.duplicates,
+            a.lost,
+            a.mismatched,
+            a.phantom
         );
-        line(
-            "nodes / restarts",
-            format!("{} / {}", self.nodes, self.restarts.len()),
-        );
-        line("calls sent", c.sent.to_string());
-        line("ok", c.ok.to_string());
-        line("FAILED", c.failed.to_string());
-        for (k, v) in &c.failed_by_kind {
-            line(&format!("  {k}"), v.to_string());
+        if handoff {
+            verdict_reason += &format!(", {} connects refused", self.refused);
         }
-        line("replayed (safe)", c.replayed.to_string());
-        line(
-            "outcome unknown",
-            format!(
-                "{} (ran: {}, did not run: {})",
-                c.outcome_unknown, a.unknown_ran, a.unknown_not_ran
-            ),
-        );
-        line("DUPLICATED", a.duplicates.to_string());
-        line(
-            "LOST",
-            format!("{} (never ended: {})", a.lost, self.never_ended),
-        );
-        line("mismatched", a.mismatched.to_string());
-        line(
-            "connection refused",
-            format!("{} of {} probe connects", self.refused, self.probes),
-        );
-        line(
-            "latency p50/p99/p99.9",
-            format!(
-                "{} / {} / {} us (max {} us)",
-                self.all.p50, self.all.p99, self.all.p999, self.all.max
-            ),
-        );
-        line(
-            "p99 steady / rolling",
-            format!(
-                "{} / {} us (while draining {} us)",
-                self.steady.p99, self.roll.p99, self.drain.p99
-            ),
-        );
-        line(
-            "evict p50 / max",
-            format!("{ev50} / {evmax} us after the signal"),
-        );
-        let drains: Vec<String> = self
-            .restarts
-            .iter()
-            .map(|r| format!("{:.0}", r.drain_ms))
-            .collect();
-        line("drain ms", drains.join(" "));
-        let codes: Vec<String> = self
-            .restarts
-            .iter()
-            .map(|r| r.exit_code.to_string())
-            .collect();
-        line("exit codes", codes.join(" "));
-        format!("gracerpc rollout\n{s}")
-    }
-
-    fn json(&self) -> String {
-        let c = &self.counts;
-        let a = &self.audit;
-        let (ev50, evmax) = self.evict();
-        let kinds: BTreeMap<&str, u64> = c.failed_by_kind.iter().map(|(k, v)| (*k, *v)).collect();
-        let mut j = Json::new();
-        j.str("mode", self.mode.name())
-            .str("discovery", self.registry)
-            .str("restart", self.restart)
-            .num("startup_ms", self.startup_ms)
-            .raw(
-                "startup_burn",
-                if self.startup_burn { "true" } else { "false" },
-            )
-            .num("probe_connects", self.probes)
-            .num("conn_refused", self.refused)
-            .num("nodes", self.nodes)
-            .num("restarts", self.restarts.len())
-            .num("sent", c.sent)
-            .num("ok", c.ok)
-            .num("failed", c.failed)
-            .raw("failed_by_kind", &json_map(kinds))
-            .num("replayed", c.replayed)
-            .num("outcome_unknown", c.outcome_unknown)
-            .num("outcome_unknown_ran", a.unknown_ran)
-            .num("outcome_unknown_not_ran", a.unknown_not_ran)
-            .num("duplicates", a.duplicates)
-            .num("lost", a.lost)
-            .num("mismatched", a.mismatched)
-            .num("phantom", a.phantom)
-            .num("p50_us", self.all.p50)
-            .num("p99_us", self.all.p99)
-            .num("p999_us", self.all.p999)
-            .num("max_us", self.all.max)
-            .num("p99_roll_us", self.roll.p99)
-            .num("p99_drain_us", self.drain.p99)
-            .num("p99_steady_us", self.steady.p99)
-            .num("evict_us_p50", ev50)
-            .num("evict_us_max", evmax)
-            .raw(
-                "drain_ms",
-                &json_array(self.restarts.iter().map(|r| format!("{:.1}", r.drain_ms))),
-            )
-            .raw(
-                "exit_codes",
-                &json_array(self.restarts.iter().map(|r| r.exit_code.to_string())),
-            )
-            .raw(
-                "restarted_nodes",
-                &json_array(self.restarts.iter().map(|r| r.node.to_string())),
-            );
-        j.finish()
+        RolloutReport {
+            mode: self.mode.name(),
+            discovery: self.registry,
+            restart: self.restart,
+            startup_ms: self.startup_ms,
+            startup_burn: self.startup_burn,
+            probe_connects: self.probes,
+            conn_refused: self.refused,
+            nodes: self.nodes,
+            restarts: self.restarts.len(),
+            sent: c.sent,
+            ok: c.ok,
+            failed: c.failed,
+            failed_by_kind: c.failed_by_kind.clone(),
+            replayed: c.replayed,
+            outcome_unknown: c.outcome_unknown,
+            outcome_unknown_ran: a.unknown_ran,
+            outcome_unknown_not_ran: a.unknown_not_ran,
+            duplicates: a.duplicates,
+            lost: a.lost,
+            never_ended: self.never_ended,
+            mismatched: a.mismatched,
+            phantom: a.phantom,
+            p50_us: self.all.p50,
+            p99_us: self.all.p99,
+            p999_us: self.all.p999,
+            max_us: self.all.max,
+            p99_roll_us: self.roll.p99,
+            p99_drain_us: self.drain.p99,
+            p99_steady_us: self.steady.p99,
+            evict_us_p50: ev50,
+            evict_us_max: evmax,
+            drain_ms: self
+                .restarts
+                .iter()
+                .map(|r| (r.drain_ms * 10.0).round() / 10.0)
+                .collect(),
+            exit_codes: self.restarts.iter().map(|r| r.exit_code).collect(),
+            restarted_nodes: self.restarts.iter().map(|r| r.node).collect(),
+            verdict: if broken { "FAIL" } else { "PASS" },
+            verdict_reason,
+        }
     }
 }

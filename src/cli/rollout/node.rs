@@ -19,7 +19,7 @@ pub struct NodeSpec {
     pub dir: PathBuf,
     /// `serve --register URL`: the node registers itself in this registry.
     pub register: Option<String>,
-    /// `serve --startup-ms`: time from binding to READY.
+    /// `serve --startup`: time from binding to READY, in milliseconds.
     pub startup_ms: u64,
     /// `serve --startup-burn`: spend the startup burning CPU.
     pub startup_burn: bool,
@@ -48,8 +48,8 @@ impl NodeProc {
             .args(["--listen", listen])
             .arg("--audit")
             .arg(&audit)
-            .args(["--work-ms", &spec.work_ms.to_string()])
-            .args(["--warmup-ms", &spec.warmup_ms.to_string()])
+            .args(["--work", &format!("{}ms", spec.work_ms)])
+            .args(["--warmup", &format!("{}ms", spec.warmup_ms)])
             .args(["--drain-timeout", &spec.drain_timeout_s.to_string()])
             .args(["--workers", &spec.workers.to_string()])
             .args([
@@ -68,7 +68,7 @@ impl NodeProc {
         if let Some(url) = &spec.register {
             cmd.args(["--register", url]);
         }
-        cmd.args(["--startup-ms", &spec.startup_ms.to_string()]);
+        cmd.args(["--startup", &format!("{}ms", spec.startup_ms)]);
         if spec.startup_burn {
             cmd.arg("--startup-burn");
         }

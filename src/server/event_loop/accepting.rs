@@ -52,6 +52,8 @@ impl EventLoop {
         if let Some(a) = self.announcer.as_mut() {
             a.hand_off();
         }
+        // No unready delay: the address stays served, by the new process.
+        self.unready_until.get_or_insert(now);
         self.begin_drain(now, "listeners handed off to a new process");
     }
 }

@@ -25,6 +25,8 @@ pub(super) struct Dispatch<'a> {
     pub deferred: &'a DeferredLimits,
     pub me: ConnRef,
     pub peer: std::net::SocketAddr,
+    /// This turn's clock reading: when the request was accepted, for its latency.
+    pub now: Instant,
 }
 
 /// The limits on requests answered later.
@@ -46,15 +48,21 @@ impl Dispatch<'_> {
         acc: Accepted<'_>,
     ) {
         self.stats.in_flight.fetch_add(1, Ordering::AcqRel);
+        let counters = &self.stats.counters;
+        counters.accepted.fetch_add(1, Ordering::Relaxed);
         // Refusals: never run, final (the core sends a v1 caller its fallback status).
         let Some(reg) = self.registry.get(acc.method) else {
+            // Method names come from the wire: all unknown ones share this one counter.
+            counters.unknown_method.fetch_add(1, Ordering::Relaxed);
             let _ = core.respond(acc.id, Status::REFUSED_UNKNOWN_METHOD, b"unknown method");
             return;
         };
         if let Some((status, why)) = reg.refusal(acc.idempotent) {
+            counters.refused.fetch_add(1, Ordering::Relaxed);
             let _ = core.respond(acc.id, status, why);
             return;
         }
+        let started = self.registry.timed.then_some(self.now);
         let req = Request {
             id: acc.id,
             method: acc.method,
@@ -68,6 +76,7 @@ impl Dispatch<'_> {
         if later {
             if self.pools.deferred() >= self.deferred.max {
                 // Never started: the caller may send it elsewhere.
+                counters.reject(RejectReason::OVERLOADED);
                 let _ = core.reject(acc.id, RejectReason::OVERLOADED);
                 return;
             }
@@ -82,9 +91,20 @@ impl Dispatch<'_> {
         let state = self.pools.state(self.me, acc.id, later);
         match (&reg.handler, reg.placement) {
             (Callable::Now(h), Placement::Inline) => {
-                let _ = match run_handler(h.as_ref(), &req) {
-                    Ok(body) => core.respond(acc.id, Status::OK, &body),
-                    Err(f) => core.respond(acc.id, f.status, &f.body),
+                let reply = run_handler(h.as_ref(), &req);
+                if let Some(t) = started {
+                    reg.latency
+                        .observe(Instant::now().saturating_duration_since(t));
+                }
+                let _ = match reply {
+                    Ok(body) => {
+                        counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                        core.respond(acc.id, Status::OK, &body)
+                    }
+                    Err(f) => {
+                        counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                        core.respond(acc.id, f.status, &f.body)
+                    }
                 };
                 self.pools.release_state(state);
                 return;
@@ -118,6 +138,7 @@ impl Dispatch<'_> {
             handler: reg.handler.clone(),
             state: state.clone(),
             shared: later.then(|| self.shared.clone()),
+            timing: started.map(|t| (t, reg.latency.clone())),
         };
         match self.jobs.push(job) {
             Ok(()) => {
@@ -125,6 +146,7 @@ impl Dispatch<'_> {
             }
             Err(job) => {
                 // Never started: the caller may send it elsewhere.
+                counters.reject(RejectReason::OVERLOADED);
                 let _ = core.reject(acc.id, RejectReason::OVERLOADED);
                 self.pools.release_buf(job.body);
                 drop(job.state);

@@ -61,6 +61,20 @@ impl EventLoop {
         if self.drain.is_some() {
             return;
         }
+        // Step -1: unready from the request itself (`/readyz` answers 503 from here on), then
+        // keep serving for the unready delay, so load balancers that poll it stop sending
+        // first; only then the registry withdrawal and GOAWAY. The drain budget is counted
+        // from the end of that delay (`t0`): the node serves normally until then.
+        self.stats.counters.serving.store(false, Ordering::Release);
+        let until = *self
+            .unready_until
+            .get_or_insert(now + self.cfg.unready_delay);
+        if now < until {
+            self.withdrawing
+                .get_or_insert_with(|| (why.to_owned(), until));
+            self.next_tick = self.next_tick.min(until);
+            return;
+        }
         let asked = self.withdrawing.as_ref().map_or(now, |(_, t)| *t);
         // Step 0: withdraw from the registry before GOAWAY, waiting (through the waker, never
         // blocking this thread) at most the withdrawal limit. Until then the node serves on.
@@ -103,6 +117,12 @@ impl EventLoop {
             self.touched.push(slot);
         }
         let goaway_sent = self.conns.len();
+        let counters = &self.stats.counters;
+        counters
+            .goaways_sent
+            .fetch_add(goaway_sent as u64, Ordering::Relaxed);
+        counters.rejected[usize::from(RejectReason::SHUTTING_DOWN.0)]
+            .fetch_add(rejected as u64, Ordering::Relaxed);
         log::info!(
             "close sequence started ({why}): GOAWAY sent to {goaway_sent} connections \
              (answers for {} ms, closed by {} ms), {rejected} queued requests rejected, {} in \
@@ -161,6 +181,15 @@ impl EventLoop {
         report.late_answers = self.shared.late.load(Ordering::Relaxed) - drain.late_at_start;
         report.abandoned = in_flight;
         report.clean = finished && now < drain.deadline;
+        let counters = &self.stats.counters;
+        counters.drains.fetch_add(1, Ordering::Relaxed);
+        counters.drain_seconds_us.store(
+            u64::try_from(report.total.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
+        counters
+            .drain_abandoned
+            .fetch_add(in_flight as u64, Ordering::Relaxed);
         if report.clean {
             log::info!("drained cleanly in {} ms", report.total.as_millis());
         } else {

@@ -11,7 +11,7 @@ use crate::server::workers::{Completion, JobState, Pools};
 
 impl EventLoop {
     /// Answers every request whose slot is on the done list.
-    pub(super) fn take_done(&mut self) {
+    pub(super) fn take_done(&mut self, now: Instant) {
         for slot in self.shared.done.take_all() {
             let Some(result) = slot.take_answer() else {
                 continue; // never: a slot is pushed with its answer
@@ -21,11 +21,13 @@ impl EventLoop {
                 id: slot.id(),
                 result,
                 buf: Vec::new(),
+                // Deferred and async answers carry no latency (their slots keep no histogram).
+                timing: None,
             };
             // The loop's own reference (in the connection's table) is the last one left, so the
             // slot can go back to the pool.
             drop(slot);
-            self.complete(c);
+            self.complete(c, now);
         }
     }
 

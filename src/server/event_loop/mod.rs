@@ -57,6 +57,9 @@ pub(crate) struct LoopConfig {
     pub drain_budget: Duration,
     /// Limits on deferred and async requests.
     pub deferred: DeferredLimits,
+    /// How long the node keeps serving after it turned unready, before the registry withdrawal
+    /// and GOAWAY.
+    pub unready_delay: Duration,
     /// Output bytes queued for one connection above which the loop stops reading from it.
     pub out_limit: usize,
 }
@@ -71,6 +74,8 @@ pub(crate) struct Stats {
     /// Deferred and async requests the server answered itself at their deadline (plus the grace
     /// for deferred ones).
     pub expired: AtomicUsize,
+    /// Event counters for [`ServerMetrics`](crate::server::ServerMetrics).
+    pub counters: crate::server::metrics::Counters,
 }
 
 pub(crate) struct EventLoop {
@@ -93,13 +98,16 @@ pub(crate) struct EventLoop {
     pub readiness: Readiness,
     /// The registry hook (see `announce.rs`), if the server registers itself.
     pub announcer: Option<Announcer>,
-    /// The close sequence was asked for (why, and when) and waits for the registry withdrawal.
+    /// The close sequence was asked for (why, and its `t0`: when asked, or when the unready
+    /// delay ends) and waits for the unready delay or the registry withdrawal.
     withdrawing: Option<(String, Instant)>,
     /// `accept` failed (EMFILE, ENFILE, ...) with connections left in the backlog: try again
     /// then. The listener is edge-triggered, so no new event would come for them.
     accept_retry: Option<Instant>,
     /// The worker threads, joined when the loop ends.
     pub workers: Option<Workers>,
+    /// When the unready delay of a close sequence asked for ends.
+    unready_until: Option<Instant>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
     /// The shared read buffer (see `Conn::read_some`).
@@ -157,6 +165,7 @@ impl EventLoop {
             withdrawing: None,
             accept_retry: None,
             workers: None,
+            unready_until: None,
             touched: Vec::new(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
@@ -307,6 +316,10 @@ impl EventLoop {
             }
             entry.insert(conn);
             self.stats
+                .counters
+                .connections_accepted
+                .fetch_add(1, Ordering::Relaxed);
+            self.stats
                 .connections
                 .store(self.conns.len(), Ordering::Relaxed);
             self.touched.push(me.slot);
@@ -371,6 +384,7 @@ impl EventLoop {
             deferred: &self.cfg.deferred,
             me: conn.me,
             peer: conn.peer,
+            now,
         };
         let Conn {
             input,
@@ -414,9 +428,9 @@ impl EventLoop {
     fn on_wake(&mut self, now: Instant) {
         self.waker.clear();
         while let Ok(c) = self.completions.try_recv() {
-            self.complete(c);
+            self.complete(c, now);
         }
-        self.take_done();
+        self.take_done(now);
         while let Ok(ctl) = self.control.try_recv() {
             match ctl {
                 Control::Shutdown => self.begin_drain(now, "shutdown() called"),
@@ -433,7 +447,12 @@ impl EventLoop {
         self.resume_drain(now);
     }
 
-    fn complete(&mut self, c: Completion) {
+    fn complete(&mut self, c: Completion, now: Instant) {
+        // Accepted (this loop's clock at the turn it was read) to answered (at this turn): no
+        // clock read of its own.
+        if let Some((accepted, latency)) = &c.timing {
+            latency.observe(now.saturating_duration_since(*accepted));
+        }
         if c.buf.capacity() > 0 {
             self.pools.release_buf(c.buf);
         }
@@ -448,10 +467,20 @@ impl EventLoop {
         if let Some(state) = conn.jobs.remove(&c.id) {
             self.pools.release_state(state);
         }
+        let counters = &self.stats.counters;
         let res = match c.result {
-            Answer::Ran(Ok(body)) => conn.core.respond(c.id, Status::OK, &body),
-            Answer::Ran(Err(f)) => conn.core.respond(c.id, f.status, &f.body),
-            Answer::Rejected(reason) => conn.core.reject(c.id, reason),
+            Answer::Ran(Ok(body)) => {
+                counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                conn.core.respond(c.id, Status::OK, &body)
+            }
+            Answer::Ran(Err(f)) => {
+                counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                conn.core.respond(c.id, f.status, &f.body)
+            }
+            Answer::Rejected(reason) => {
+                counters.reject(reason);
+                conn.core.reject(c.id, reason)
+            }
         };
         if let Err(e) = res {
             log::error!("completion for request {}: {e}", c.id);
@@ -505,6 +534,16 @@ impl EventLoop {
                 self.touched.push(slot);
             }
         }
+        // What `/readyz` reports: READY, accepting (a paused handoff successor is not yet),
+        // and no close sequence asked for.
+        let serving = self.readiness.capacity().is_some()
+            && self.accepting
+            && self.drain.is_none()
+            && self.withdrawing.is_none();
+        self.stats
+            .counters
+            .serving
+            .store(serving, Ordering::Release);
         // Registered only once READY and accepting, and never after the close sequence began.
         if let Some(a) = self.announcer.as_mut()
             && self.accepting

@@ -1,0 +1,257 @@
+//! The server's counters, kept as relaxed atomics where the event happens and read only when
+//! scraped: [`ServerMetrics`] is a `prometheus-client` [`Collector`] that turns them into the
+//! Prometheus text format. Recording takes no lock, does no hash lookup and allocates nothing:
+//! each registered method's latency histogram is created with the method, at build time.
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+
+use super::event_loop::Stats;
+use crate::proto::RejectReason;
+
+/// Upper bounds of the latency buckets, in microseconds (50 µs to 10 s).
+const BOUNDS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// Reject reasons the server itself gives (indexed by their wire code).
+/// (NOT_READY, and the rejections after GOAWAY and over the per-connection limit, are decided
+/// inside the protocol core and not counted here yet.)
+const REASONS: [(RejectReason, &str); 4] = [
+    (RejectReason::SHUTTING_DOWN, "shutting_down"),
+    (RejectReason::OVERLOADED, "overloaded"),
+    (RejectReason::DEADLINE, "deadline"),
+    (RejectReason::CANCELLED, "cancelled"),
+];
+
+/// Event counters, bumped where the event happens.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    /// Requests handed to a handler (or answered as an unknown method).
+    pub accepted: AtomicU64,
+    /// Answers by outcome: OK, a handler's failure, unknown method, any other refusal (a
+    /// typed method that is not idempotent asked as idempotent: never run).
+    pub completed_ok: AtomicU64,
+    pub completed_failed: AtomicU64,
+    pub unknown_method: AtomicU64,
+    pub refused: AtomicU64,
+    /// Rejections by the server's own decision, by wire code (queue full, queued at the drain,
+    /// deadline passed in the queue, cancelled).
+    pub rejected: [AtomicU64; 8],
+    pub connections_accepted: AtomicU64,
+    pub goaways_sent: AtomicU64,
+    pub drains: AtomicU64,
+    pub drain_seconds_us: AtomicU64,
+    pub drain_abandoned: AtomicU64,
+    /// READY and no close sequence asked for: what `/readyz` reports.
+    pub serving: AtomicBool,
+}
+
+impl Counters {
+    pub fn reject(&self, reason: RejectReason) {
+        if let Some(c) = self.rejected.get(usize::from(reason.0)) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// One method's latency histogram (accepted to answered), fixed buckets, atomics only.
+#[derive(Debug, Default)]
+pub(crate) struct MethodLatency {
+    buckets: [AtomicU64; BOUNDS_US.len() + 1],
+    sum_us: AtomicU64,
+}
+
+impl MethodLatency {
+    pub fn observe(&self, d: Duration) {
+        // (No u128 division: `as_micros` costs more than the rest of this.)
+        let us = d
+            .as_secs()
+            .saturating_mul(1_000_000)
+            .saturating_add(u64::from(d.subsec_micros()));
+        let i = BOUNDS_US.partition_point(|&b| b < us);
+        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+}
+
+/// The server's metrics for a Prometheus registry: register it with
+/// [`Registry::register_collector`](prometheus_client::registry::Registry::register_collector);
+/// every scrape reads the counters as they are then. Get it from
+/// [`ServerHandle::metrics`](crate::server::ServerHandle::metrics).
+///
+/// Series (prefixed by the registry's prefix, if any): `requests_in_flight`,
+/// `requests_accepted_total`, `requests_completed_total{status}` (`ok`, `failed`,
+/// `unknown_method`, `refused`), `requests_rejected_total{reason}`, `connections`,
+/// `connections_accepted_total`, `goaways_sent_total`, `drains_total`,
+/// `drain_last_duration_seconds`, `drain_abandoned_requests_total`, `ready` (1 while
+/// `/readyz` says 200), and `request_duration_seconds{method}` (a histogram per registered
+/// method, recorded when the server was built with
+/// [`Builder::metrics`](crate::server::Builder::metrics)).
+#[derive(Clone)]
+pub struct ServerMetrics {
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) methods: Arc<[(Arc<str>, Arc<MethodLatency>)]>,
+}
+
+impl fmt::Debug for ServerMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerMetrics").finish_non_exhaustive()
+    }
+}
+
+impl ServerMetrics {
+    /// READY, and no close sequence asked for yet: false from the signal (or
+    /// [`shutdown`](crate::server::ServerHandle::shutdown)) on, before the registry withdrawal
+    /// and before GOAWAY.
+    pub fn is_serving(&self) -> bool {
+        self.stats.counters.serving.load(Ordering::Acquire)
+    }
+}
+
+fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: u64) -> fmt::Result {
+    let m = ConstCounter::new(v);
+    m.encode(e.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+fn gauge(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: i64) -> fmt::Result {
+    let m = ConstGauge::new(v);
+    m.encode(e.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+fn load(a: &AtomicU64) -> u64 {
+    a.load(Ordering::Relaxed)
+}
+
+impl Collector for ServerMetrics {
+    fn encode(&self, mut e: DescriptorEncoder<'_>) -> fmt::Result {
+        let s = &self.stats;
+        let c = &s.counters;
+        let gauge_of = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        gauge(
+            &mut e,
+            "requests_in_flight",
+            "Requests accepted and not yet answered.",
+            gauge_of(s.in_flight.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "requests_accepted",
+            "Requests accepted for a handler.",
+            load(&c.accepted),
+        )?;
+        {
+            let mut m = e.encode_descriptor(
+                "requests_completed",
+                "Requests answered, by outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (status, v) in [
+                ("ok", &c.completed_ok),
+                ("failed", &c.completed_failed),
+                ("unknown_method", &c.unknown_method),
+                ("refused", &c.refused),
+            ] {
+                let labels = [("status", status)];
+                ConstCounter::new(load(v)).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        {
+            let mut m = e.encode_descriptor(
+                "requests_rejected",
+                "Requests rejected unstarted by the server's own decision, by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, name) in REASONS {
+                let v = c.rejected.get(usize::from(reason.0)).map_or(0, load);
+                let labels = [("reason", name)];
+                ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
+            }
+        }
+        gauge(
+            &mut e,
+            "connections",
+            "Connections open.",
+            gauge_of(s.connections.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "connections_accepted",
+            "Connections accepted.",
+            load(&c.connections_accepted),
+        )?;
+        counter(
+            &mut e,
+            "goaways_sent",
+            "GOAWAY frames sent (one per connection open when a close sequence starts).",
+            load(&c.goaways_sent),
+        )?;
+        counter(
+            &mut e,
+            "drains",
+            "Close sequences finished.",
+            load(&c.drains),
+        )?;
+        {
+            let v = load(&c.drain_seconds_us) as f64 / 1e6;
+            let m = ConstGauge::new(v);
+            m.encode(e.encode_descriptor(
+                "drain_last_duration_seconds",
+                "How long the last close sequence took.",
+                None,
+                MetricType::Gauge,
+            )?)?;
+        }
+        counter(
+            &mut e,
+            "drain_abandoned_requests",
+            "Requests still running when a close sequence's budget ran out.",
+            load(&c.drain_abandoned),
+        )?;
+        gauge(
+            &mut e,
+            "ready",
+            "1 while READY and no close sequence was asked for (what /readyz reports).",
+            i64::from(self.is_serving()),
+        )?;
+        let mut m = e.encode_descriptor(
+            "request_duration_seconds",
+            "Time from accepting a request to its handler's answer, by method.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (method, lat) in self.methods.iter() {
+            // Per bucket, not cumulative: the encoder adds them up.
+            let mut count = 0;
+            let mut buckets = Vec::with_capacity(BOUNDS_US.len() + 1);
+            for (i, b) in lat.buckets.iter().enumerate() {
+                let n = load(b);
+                count += n;
+                let le = BOUNDS_US
+                    .get(i)
+                    .map_or(f64::INFINITY, |&us| us as f64 / 1e6);
+                buckets.push((le, n));
+            }
+            let labels = [("method", &**method)];
+            m.encode_family(&labels)?
+                .encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    load(&lat.sum_us) as f64 / 1e6,
+                    count,
+                    &buckets,
+                    None,
+                )?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,69 @@
+//! The caller's metrics against a real server: per-node series while the node is in the table,
+//! and the GOAWAY of a draining node counted.
+
+use std::time::{Duration, Instant};
+
+use gracerpc::client::Client;
+use gracerpc::server::{Request, Server};
+use prometheus_client::encoding::text::encode;
+use prometheus_client::registry::Registry;
+
+fn scrape(registry: &Registry) -> String {
+    let mut text = String::new();
+    encode(&mut text, registry).expect("encode");
+    text
+}
+
+#[test]
+fn client_metrics_show_nodes_and_count_goaways() {
+    let server = Server::builder()
+        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .spawn()
+        .expect("server");
+    let addr = server.local_addr();
+    let client = Client::builder().nodes([addr]).build().expect("client");
+    assert!(
+        client.wait_ready(addr, Duration::from_secs(10)),
+        "never ready"
+    );
+    let mut registry = Registry::with_prefix("gracerpc");
+    registry.register_collector(Box::new(client.metrics()));
+    client.call("echo", b"x").expect("echo");
+    let text = scrape(&registry);
+    let ready = format!("gracerpc_client_node_ready{{node=\"{addr}\"}} 1");
+    assert!(text.lines().any(|l| l == ready), "no {ready:?} in\n{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "gracerpc_client_goaways_received_total 0"),
+        "{text}"
+    );
+
+    server.shutdown();
+    let t = Instant::now();
+    loop {
+        let text = scrape(&registry);
+        if text
+            .lines()
+            .any(|l| l == "gracerpc_client_goaways_received_total 1")
+        {
+            assert!(
+                !text.lines().any(|l| l == ready),
+                "a draining node is not ready: {text}"
+            );
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the GOAWAY was never counted:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.wait().expect("drain");
+    client.close(Duration::from_secs(1));
+    drop(client);
+    assert_eq!(
+        scrape(&registry).trim(),
+        "# EOF",
+        "a dropped client shows nothing"
+    );
+}
