@@ -238,12 +238,13 @@ fn io_thread_failure_ends_every_waiting_call_and_every_new_call() {
             .map(|h| h.join().unwrap())
             .collect::<Vec<_>>()
     });
+    // `may_have_run` is whether its frame had been written (on a loaded machine one may still
+    // have been queued for the I/O thread, which then never wrote it): either is the truth.
     for r in done {
         match r {
-            Err(CallError::IoFailed {
-                cause,
-                may_have_run: true,
-            }) => assert!(cause.contains("panicked"), "{cause}"),
+            Err(CallError::IoFailed { cause, .. }) => {
+                assert!(cause.contains("panicked"), "{cause}")
+            }
             other => panic!("a waiting call ended {other:?}"),
         }
     }
