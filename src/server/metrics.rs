@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::event_loop::Stats;
+use super::responder::Shared;
 use crate::proto::RejectReason;
 
 /// Upper bounds of the latency buckets, in microseconds (50 µs to 10 s).
@@ -23,11 +24,12 @@ const BOUNDS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
-/// Reject reasons the server itself gives (indexed by their wire code).
-/// (NOT_READY, and the rejections after GOAWAY and over the per-connection limit, are decided
-/// inside the protocol core and not counted here yet.)
-const REASONS: [(RejectReason, &str); 4] = [
+/// Reject reasons the server gives (indexed by their wire code), whether the event loop decided
+/// (queue full, queued at the drain) or the protocol core (not READY yet, after GOAWAY, over
+/// the per-connection limit, no deadline left: `Incoming::Rejected`).
+const REASONS: [(RejectReason, &str); 5] = [
     (RejectReason::SHUTTING_DOWN, "shutting_down"),
+    (RejectReason::NOT_READY, "not_ready"),
     (RejectReason::OVERLOADED, "overloaded"),
     (RejectReason::DEADLINE, "deadline"),
     (RejectReason::CANCELLED, "cancelled"),
@@ -44,6 +46,9 @@ pub(crate) struct Counters {
     pub completed_failed: AtomicU64,
     pub unknown_method: AtomicU64,
     pub refused: AtomicU64,
+    /// A deferred or async request the caller cancelled while it ran, answered CANCELLED.
+    /// (Those the server answers at the deadline are `Stats::expired`.)
+    pub completed_cancelled: AtomicU64,
     /// Rejections by the server's own decision, by wire code (queue full, queued at the drain,
     /// deadline passed in the queue, cancelled).
     pub rejected: [AtomicU64; 8],
@@ -91,7 +96,8 @@ impl MethodLatency {
 ///
 /// Series (prefixed by the registry's prefix, if any): `requests_in_flight`,
 /// `requests_accepted_total`, `requests_completed_total{status}` (`ok`, `failed`,
-/// `unknown_method`, `refused`), `requests_rejected_total{reason}`, `connections`,
+/// `unknown_method`, `refused`, and for requests answered later `cancelled` and
+/// `deadline_exceeded`), `requests_rejected_total{reason}`, `late_answers_total`, `connections`,
 /// `connections_accepted_total`, `goaways_sent_total`, `drains_total`,
 /// `drain_last_duration_seconds`, `drain_abandoned_requests_total`, `ready` (1 while
 /// `/readyz` says 200), and `request_duration_seconds{method}` (a histogram per registered
@@ -100,6 +106,7 @@ impl MethodLatency {
 #[derive(Clone)]
 pub struct ServerMetrics {
     pub(crate) stats: Arc<Stats>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) methods: Arc<[(Arc<str>, Arc<MethodLatency>)]>,
 }
 
@@ -156,14 +163,17 @@ impl Collector for ServerMetrics {
                 None,
                 MetricType::Counter,
             )?;
+            let expired = u64::try_from(s.expired.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
             for (status, v) in [
-                ("ok", &c.completed_ok),
-                ("failed", &c.completed_failed),
-                ("unknown_method", &c.unknown_method),
-                ("refused", &c.refused),
+                ("ok", load(&c.completed_ok)),
+                ("failed", load(&c.completed_failed)),
+                ("unknown_method", load(&c.unknown_method)),
+                ("refused", load(&c.refused)),
+                ("cancelled", load(&c.completed_cancelled)),
+                ("deadline_exceeded", expired),
             ] {
                 let labels = [("status", status)];
-                ConstCounter::new(load(v)).encode(m.encode_family(&labels)?)?;
+                ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
             }
         }
         {
@@ -213,6 +223,13 @@ impl Collector for ServerMetrics {
                 MetricType::Gauge,
             )?)?;
         }
+        counter(
+            &mut e,
+            "late_answers",
+            "Answers from responders or async handlers for requests already answered (by the \
+             server at the deadline, on CANCEL, or because the connection closed), dropped.",
+            self.shared.late.load(Ordering::Relaxed),
+        )?;
         counter(
             &mut e,
             "drain_abandoned_requests",

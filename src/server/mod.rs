@@ -472,6 +472,7 @@ impl Builder {
         let shared = Shared::new(waker.clone());
         let metrics = ServerMetrics {
             stats: stats.clone(),
+            shared: shared.clone(),
             methods: self.registry.latencies().into(),
         };
         let mut el = EventLoop::new(

@@ -88,7 +88,11 @@ impl Dispatch<'_> {
             };
             self.expiries.push(at, self.me, acc.id);
         }
-        let state = self.pools.state(self.me, acc.id, later);
+        let timing = match started {
+            Some(t) if later => Some((t, reg.latency.clone())),
+            _ => None,
+        };
+        let state = self.pools.state(self.me, acc.id, later, timing);
         match (&reg.handler, reg.placement) {
             (Callable::Now(h), Placement::Inline) => {
                 let reply = run_handler(h.as_ref(), &req);

@@ -400,7 +400,12 @@ impl EventLoop {
                 Ok(Some((frame, n))) => {
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
-                        Ok(Incoming::Cancel(id)) => later::cancel(core, jobs, ctx.pools, id),
+                        Ok(Incoming::Cancel(id)) => {
+                            later::cancel(core, jobs, ctx.pools, &ctx.stats.counters, id)
+                        }
+                        Ok(Incoming::Rejected { reason, .. }) => {
+                            ctx.stats.counters.reject(reason);
+                        }
                         Ok(Incoming::None) => {}
                         Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
                     }
