@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -78,14 +78,62 @@ pub(crate) struct MethodLatency {
 
 impl MethodLatency {
     pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// Records `n` requests that each took `d`.
+    pub fn observe_n(&self, d: Duration, n: u64) {
         // (No u128 division: `as_micros` costs more than the rest of this.)
         let us = d
             .as_secs()
             .saturating_mul(1_000_000)
             .saturating_add(u64::from(d.subsec_micros()));
         let i = BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(us.saturating_mul(n), Ordering::Relaxed);
+    }
+}
+
+/// The inline answers of one loop turn, waiting for their latency. All were accepted at the
+/// turn's clock reading and all are written when the turn flushes its connections, so one
+/// clock reading just before that flush times them all: no clock read per call.
+#[derive(Debug, Default)]
+pub(crate) struct TurnTimings {
+    /// The earliest acceptance among them.
+    since: Option<Instant>,
+    /// Each method answered this turn (distinct, so at most the registered methods) and how
+    /// many times.
+    methods: Vec<(Arc<MethodLatency>, u64)>,
+}
+
+impl TurnTimings {
+    /// One inline answer of `latency`'s method, to a request accepted at `accepted`.
+    pub fn add(&mut self, accepted: Instant, latency: &Arc<MethodLatency>) {
+        self.since = Some(self.since.map_or(accepted, |t| t.min(accepted)));
+        match self
+            .methods
+            .iter_mut()
+            .find(|(l, _)| Arc::ptr_eq(l, latency))
+        {
+            Some((_, n)) => *n += 1,
+            None => self.methods.push((latency.clone(), 1)),
+        }
+    }
+
+    /// Records them all as answered at `now`.
+    pub fn record(&mut self, now: Instant) {
+        if let Some(since) = self.since.take() {
+            let d = now.saturating_duration_since(since);
+            for (latency, n) in self.methods.drain(..) {
+                latency.observe_n(d, n);
+            }
+        }
+    }
+
+    /// Whether any answer waits for its latency.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
     }
 }
 

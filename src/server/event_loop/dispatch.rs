@@ -9,6 +9,7 @@ use super::Stats;
 use super::expiry::Expiries;
 use crate::proto::{Accepted, RejectReason, ServerConn, Status};
 use crate::server::handler::{Placement, Request, run_handler};
+use crate::server::metrics::TurnTimings;
 use crate::server::registry::{Callable, Registry};
 use crate::server::responder::{Shared, run_deferred};
 use crate::server::token::ConnRef;
@@ -22,6 +23,8 @@ pub(super) struct Dispatch<'a> {
     pub pools: &'a mut Pools,
     pub shared: &'a Arc<Shared>,
     pub expiries: &'a mut Expiries,
+    /// Inline answers of this turn, timed together when the turn flushes.
+    pub timings: &'a mut TurnTimings,
     pub deferred: &'a DeferredLimits,
     pub me: ConnRef,
     pub peer: std::net::SocketAddr,
@@ -97,8 +100,7 @@ impl Dispatch<'_> {
             (Callable::Now(h), Placement::Inline) => {
                 let reply = run_handler(h.as_ref(), &req);
                 if let Some(t) = started {
-                    reg.latency
-                        .observe(Instant::now().saturating_duration_since(t));
+                    self.timings.add(t, &reg.latency);
                 }
                 let _ = match reply {
                     Ok(body) => {

@@ -30,6 +30,7 @@ use expiry::Expiries;
 
 use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
+use super::metrics::TurnTimings;
 use super::readiness::Readiness;
 use super::registry::Registry;
 use super::report::DrainReport;
@@ -110,6 +111,8 @@ pub(crate) struct EventLoop {
     unready_until: Option<Instant>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
+    /// Inline answers of this turn waiting for their latency (metrics on).
+    timings: TurnTimings,
     /// The shared read buffer (see `Conn::read_some`).
     scratch: Vec<u8>,
     pools: Pools,
@@ -167,6 +170,7 @@ impl EventLoop {
             workers: None,
             unready_until: None,
             touched: Vec::new(),
+            timings: TurnTimings::default(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
             shared,
@@ -381,6 +385,7 @@ impl EventLoop {
             pools: &mut self.pools,
             shared: &self.shared,
             expiries: &mut self.expiries,
+            timings: &mut self.timings,
             deferred: &self.cfg.deferred,
             me: conn.me,
             peer: conn.peer,
@@ -603,6 +608,11 @@ impl EventLoop {
     fn finish_turn(&mut self, now: Instant) {
         // The requests of this turn go to the workers with one round of wake-ups.
         self.jobs.0.kick();
+        // Inline answers are written below: their latency ends now (recorded before a caller
+        // can have read them).
+        if !self.timings.is_empty() {
+            self.timings.record(Instant::now());
+        }
         while let Some(slot) = self.touched.pop() {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
