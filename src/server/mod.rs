@@ -66,6 +66,7 @@ mod report;
 mod responder;
 mod slot;
 mod token;
+mod trace;
 mod workers;
 
 /// Re-exported so a service needs no `proto` import for its statuses.
