@@ -103,9 +103,40 @@ fn raw_sequential(s: &mut TcpStream, body: usize, n: u64) -> Duration {
 /// `n` frames with `depth` in flight on one connection: a writer thread writes in batches, the
 /// reader counts frames back.
 fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duration {
+    let f = frame(body);
+    let frame_len = f.len() as u64;
+    let mut got_bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    credit_pipeline(
+        addr,
+        depth,
+        n,
+        move |_, k, batch| {
+            for _ in 0..k {
+                batch.extend_from_slice(&f);
+            }
+        },
+        move |s| {
+            let r = s.read(&mut buf).expect("read") as u64;
+            let before = got_bytes / frame_len;
+            got_bytes += r;
+            got_bytes / frame_len - before
+        },
+    )
+}
+
+/// `n` calls with `depth` in flight on one new connection: a writer thread writes as many
+/// (`write(first id, count, batch)`) as there is credit for in one `write`, the calling thread
+/// reads (`read` returns how many answers completed) and gives the credit back.
+fn credit_pipeline(
+    addr: SocketAddr,
+    depth: usize,
+    n: u64,
+    mut write: impl FnMut(u64, u64, &mut Vec<u8>) + Send + 'static,
+    mut read: impl FnMut(&mut TcpStream) -> u64,
+) -> Duration {
     let mut s = raw_connect(addr);
     let mut w = s.try_clone().expect("clone");
-    let f = frame(body);
     let credit = Arc::new((
         parking_lot::Mutex::new(depth as u64),
         parking_lot::Condvar::new(),
@@ -113,8 +144,7 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     let c2 = credit.clone();
     let t = Instant::now();
     let writer = std::thread::spawn(move || {
-        let mut sent = 0u64;
-        let mut batch = Vec::with_capacity(f.len() * depth);
+        let (mut sent, mut batch) = (0u64, Vec::new());
         while sent < n {
             let k = {
                 let (m, cv) = &*c2;
@@ -127,24 +157,18 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
                 k
             };
             batch.clear();
-            for _ in 0..k {
-                batch.extend_from_slice(&f);
-            }
+            write(sent + 1, k, &mut batch);
             w.write_all(&batch).expect("write");
             sent += k;
         }
     });
-    let mut buf = vec![0u8; 64 * 1024];
-    let frame_len = (HEADER + body) as u64;
-    let mut got_bytes = 0u64;
-    while got_bytes < n * frame_len {
-        let r = s.read(&mut buf).expect("read") as u64;
-        let before = got_bytes / frame_len;
-        got_bytes += r;
-        let done = got_bytes / frame_len - before;
-        if done > 0 {
+    let mut done = 0;
+    while done < n {
+        let got = read(&mut s);
+        if got > 0 {
+            done += got;
             let (m, cv) = &*credit;
-            *m.lock() += done;
+            *m.lock() += got;
             cv.notify_one();
         }
     }
@@ -153,16 +177,25 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     elapsed
 }
 
-/// `threads` connections × `depth` in flight each, `n` frames in all.
-fn raw_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+/// `threads` connections, each running `one(n / threads)` at once; the time for all.
+fn fan_in(
+    threads: usize,
+    n: u64,
+    one: impl Fn(u64) -> Duration + Copy + Send + 'static,
+) -> Duration {
     let t = Instant::now();
     let hs: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || raw_pipelined(addr, body, depth, n / threads as u64)))
+        .map(|_| std::thread::spawn(move || one(n / threads as u64)))
         .collect();
     for h in hs {
         h.join().expect("join");
     }
     t.elapsed()
+}
+
+/// `threads` connections × `depth` in flight each, `n` frames in all.
+fn raw_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+    fan_in(threads, n, move |k| raw_pipelined(addr, body, depth, k))
 }
 
 // ---------------------------------------------------------------- raw TCP + gracerpc's codec
@@ -248,63 +281,26 @@ fn codec_sequential(s: &mut TcpStream, body: usize, n: u64) -> Duration {
     t.elapsed()
 }
 
-/// `n` calls with `depth` in flight on one connection over raw TCP with gracerpc's frames: a
-/// writer thread encodes as many REQUESTs as there is credit for, the reader decodes the
-/// RESPONSEs and gives the credit back (the shape of `raw_pipelined`).
+/// `n` calls with `depth` in flight on one connection over raw TCP with gracerpc's frames (the
+/// shape of `raw_pipelined`).
 fn codec_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duration {
-    let mut s = raw_connect(addr);
-    let mut w = s.try_clone().expect("clone");
-    let credit = Arc::new((
-        parking_lot::Mutex::new(depth as u64),
-        parking_lot::Condvar::new(),
-    ));
-    let c2 = credit.clone();
-    let t = Instant::now();
-    let writer = std::thread::spawn(move || {
-        let b = vec![0u8; body];
-        let (mut sent, mut batch) = (0u64, Vec::new());
-        while sent < n {
-            let k = {
-                let (m, cv) = &*c2;
-                let mut avail = m.lock();
-                while *avail == 0 {
-                    cv.wait(&mut avail);
-                }
-                let k = (*avail).min(n - sent);
-                *avail -= k;
-                k
-            };
-            batch.clear();
-            for i in 0..k {
-                encode_request(sent + i + 1, &b, &mut batch);
-            }
-            w.write_all(&batch).expect("write");
-            sent += k;
-        }
-    });
+    let b = vec![0u8; body];
     let (mut input, mut buf) = (Vec::with_capacity(1 << 16), vec![0u8; 1 << 16]);
-    let mut done = 0;
-    while done < n {
-        let got = read_responses(&mut s, &mut input, &mut buf);
-        done += got;
-        let (m, cv) = &*credit;
-        *m.lock() += got;
-        cv.notify_one();
-    }
-    let elapsed = t.elapsed();
-    writer.join().expect("writer");
-    elapsed
+    credit_pipeline(
+        addr,
+        depth,
+        n,
+        move |first, k, batch| {
+            for id in first..first + k {
+                encode_request(id, &b, batch);
+            }
+        },
+        move |s| read_responses(s, &mut input, &mut buf),
+    )
 }
 
 fn codec_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
-    let t = Instant::now();
-    let hs: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || codec_pipelined(addr, body, depth, n / threads as u64)))
-        .collect();
-    for h in hs {
-        h.join().expect("join");
-    }
-    t.elapsed()
+    fan_in(threads, n, move |k| codec_pipelined(addr, body, depth, k))
 }
 
 // ---------------------------------------------------------------- what a call costs each side
