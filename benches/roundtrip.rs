@@ -383,12 +383,22 @@ mod cost {
         for e in dir.flatten() {
             let path = e.path().to_string_lossy().into_owned();
             let name = std::fs::read_to_string(format!("{path}/comm")).unwrap_or_default();
-            if let Some((ns, cs)) = thread(&path) {
+            let status = std::fs::read_to_string(format!("{path}/status")).unwrap_or_default();
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if let Some((ns, _)) = thread(&path) {
+                let per = |v: u64| v as f64 / calls as f64;
                 println!(
-                    "  {:<20} {:>7.3} us {:>6.3} cs per call",
+                    "  {:<20} {:>7.3} us {:>6.3} voluntary + {:>6.3} involuntary context switches per call",
                     name.trim_end(),
-                    ns as f64 / calls as f64 / 1e3,
-                    cs as f64 / calls as f64
+                    per(ns) / 1e3,
+                    per(field("voluntary_ctxt_switches")),
+                    per(field("nonvoluntary_ctxt_switches"))
                 );
             }
         }
