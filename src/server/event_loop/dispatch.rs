@@ -91,30 +91,30 @@ impl Dispatch<'_> {
             };
             self.expiries.push(at, self.me, acc.id);
         }
+        if let (Callable::Now(h), Placement::Inline) = (&reg.handler, reg.placement) {
+            // Runs and is answered right here: no slot to race for.
+            let reply = run_handler(h.as_ref(), &req);
+            if let Some(t) = started {
+                self.timings.add(t, &reg.latency);
+            }
+            let _ = match reply {
+                Ok(body) => {
+                    counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                    core.respond(acc.id, Status::OK, &body)
+                }
+                Err(f) => {
+                    counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                    core.respond(acc.id, f.status, &f.body)
+                }
+            };
+            return;
+        }
         let timing = match started {
             Some(t) if later => Some((t, reg.latency.clone())),
             _ => None,
         };
         let state = self.pools.state(self.me, acc.id, later, timing);
         match (&reg.handler, reg.placement) {
-            (Callable::Now(h), Placement::Inline) => {
-                let reply = run_handler(h.as_ref(), &req);
-                if let Some(t) = started {
-                    self.timings.add(t, &reg.latency);
-                }
-                let _ = match reply {
-                    Ok(body) => {
-                        counters.completed_ok.fetch_add(1, Ordering::Relaxed);
-                        core.respond(acc.id, Status::OK, &body)
-                    }
-                    Err(f) => {
-                        counters.completed_failed.fetch_add(1, Ordering::Relaxed);
-                        core.respond(acc.id, f.status, &f.body)
-                    }
-                };
-                self.pools.release_state(state);
-                return;
-            }
             (Callable::Later(h), Placement::Inline) => {
                 jobs.insert(acc.id, state.clone());
                 if Instant::now() >= acc.deadline {
