@@ -65,6 +65,7 @@ mod registry;
 mod report;
 mod responder;
 mod slot;
+mod spare;
 mod token;
 mod workers;
 
@@ -78,6 +79,7 @@ pub use metrics::ServerMetrics;
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
 pub use responder::{DeferredHandler, Responder};
+pub(crate) use spare::take as spare_buffer;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

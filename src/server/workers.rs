@@ -120,6 +120,8 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
+    /// The worker kept the request's buffer (`buf` is empty): pool the answer's instead.
+    pub pool_answer: bool,
     /// The job's timing, back to the loop, which records it with its own clock reading.
     pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
@@ -350,7 +352,7 @@ fn run(job: Job) -> Option<Completion> {
         conn,
         id,
         method,
-        body,
+        mut body,
         meta_len,
         peer,
         deadline,
@@ -390,18 +392,22 @@ fn run(job: Job) -> Option<Completion> {
     };
     // Only the loop holds the state from here on, so it can reuse it once answered.
     drop(state);
-    let result = if expired {
+    let (result, pool_answer) = if expired {
         // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
         // "running", but only this worker can answer it now, and it answers with a reject.
-        Answer::Rejected(RejectReason::DEADLINE)
+        (Answer::Rejected(RejectReason::DEADLINE), false)
     } else {
-        Answer::Ran(run_handler(handler.as_ref(), &req))
+        let reply = run_handler(handler.as_ref(), &req);
+        // The typed layer encoded the answer into this worker's spare buffer: keep the
+        // request's as the next spare (see `spare.rs`).
+        (Answer::Ran(reply), super::spare::refill(&mut body))
     };
     Some(Completion {
         conn,
         id,
         result,
         buf: body,
+        pool_answer,
         timing,
     })
 }

@@ -21,6 +21,7 @@ impl EventLoop {
                 id: slot.id(),
                 result,
                 buf: Vec::new(),
+                pool_answer: false,
                 // Deferred and async answers carry no latency (their slots keep no histogram).
                 timing: None,
             };
