@@ -59,6 +59,8 @@ mod event_loop;
 mod handler;
 #[cfg(target_os = "linux")]
 pub mod inherit;
+#[cfg(all(test, gracerpc_loom))]
+mod loom_models;
 mod metrics;
 mod readiness;
 mod registry;
@@ -66,6 +68,7 @@ mod report;
 mod responder;
 mod slot;
 mod spare;
+mod sync;
 mod token;
 mod workers;
 

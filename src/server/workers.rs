@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use super::handler::{Request, run_handler};
 use super::registry::Callable;
 use super::responder::{Shared, run_deferred};
 pub(crate) use super::slot::{Answer, JobState};
+use super::sync::{AtomicBool, fence};
 
 use super::metrics::MethodLatency;
 use super::token::ConnRef;
@@ -140,8 +141,15 @@ impl LoopWaker {
         }
     }
 
-    /// Wakes the loop unless a wake-up is already on its way.
+    /// Wakes the loop unless a wake-up is already on its way. Call it after publishing the
+    /// work (the completion channel, the done list).
     pub fn wake(&self) {
+        // Pairs with the fence in `clear`: either the loop's drain after its `clear` sees the
+        // work published before this fence, or this swap comes after that `clear` (reads
+        // false) and wakes it again. Without both fences the two threads' writes may each
+        // miss the other's (store buffering), and work could sit on the list with no wake-up
+        // on its way — found by `loom_done_list_every_push_comes_off_once`.
+        fence(Ordering::SeqCst);
         if !self.pending.swap(true, Ordering::AcqRel)
             && let Err(e) = self.waker.wake()
         {
@@ -149,9 +157,16 @@ impl LoopWaker {
         }
     }
 
+    /// Whether a wake-up is on its way (for the loom models).
+    #[cfg(all(test, gracerpc_loom))]
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Called by the loop before it drains the completion channel.
     pub fn clear(&self) {
         self.pending.store(false, Ordering::Release);
+        fence(Ordering::SeqCst); // see `wake`
     }
 }
 
