@@ -7,6 +7,9 @@ use std::cell::Cell;
 
 thread_local! {
     static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// `SPARE` holds no buffer (taken, or never filled). A plain flag (no destructor, so no
+    /// lazy registration on access): `refill` checks it after every job, bytes ones included.
+    static EMPTY: Cell<bool> = const { Cell::new(true) };
 }
 
 /// Spare buffers larger than this are not kept (as the loop's pool).
@@ -15,6 +18,10 @@ const MAX_SPARE: usize = 64 * 1024;
 /// An empty buffer for an answer: on a worker thread, its spare (with the capacity of an earlier
 /// request); elsewhere, or when none is kept, a new empty one.
 pub(crate) fn take() -> Vec<u8> {
+    if EMPTY.get() {
+        return Vec::new();
+    }
+    EMPTY.set(true);
     let mut b = SPARE.take();
     b.clear();
     b
@@ -23,14 +30,12 @@ pub(crate) fn take() -> Vec<u8> {
 /// After a job ran on this worker: if the spare was taken (or none was kept), keeps the job's
 /// request buffer `buf` as the new one and returns `true` — the loop then pools the answer's
 /// buffer instead of the request's. Otherwise leaves `buf` alone.
+#[inline]
 pub(crate) fn refill(buf: &mut Vec<u8>) -> bool {
-    SPARE.with(|s| {
-        let spare = s.take();
-        if spare.capacity() > 0 || buf.capacity() == 0 || buf.capacity() > MAX_SPARE {
-            s.set(spare);
-            return false;
-        }
-        s.set(std::mem::take(buf));
-        true
-    })
+    if !EMPTY.get() || buf.capacity() == 0 || buf.capacity() > MAX_SPARE {
+        return false;
+    }
+    SPARE.set(std::mem::take(buf));
+    EMPTY.set(false);
+    true
 }
