@@ -3,7 +3,9 @@
 //! * to a front service (2 workers) whose async handler awaits the back service;
 //! * to the same front written as a blocking handler (2 workers), for contrast.
 //!
-//! Run: `cargo bench --features tokio --bench deferred` (each case ~2 s; `DEFERRED_BENCH_SECS`).
+//! Run: `cargo bench --features tokio --bench deferred` (each case ~1 s, direct and async alternating
+//! in `DEFERRED_BENCH_ROUNDS` rounds (5); `DEFERRED_BENCH_SECS`;
+//! `DEFERRED_BENCH_ONLY` runs one case).
 
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -100,9 +102,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let secs: f64 = std::env::var("DEFERRED_BENCH_SECS")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+        .unwrap_or(1.0);
+    // The front's runtime: 2 worker threads unless `DEFERRED_FRONT_THREADS` says otherwise.
+    let front_threads: usize = std::env::var("DEFERRED_FRONT_THREADS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2);
     let front_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(front_threads)
         .build()?;
     let load_rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -154,21 +161,50 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Warm up.
     load(&load_rt, &direct, "back", 0.3);
     load(&load_rt, &via_front, "front", 0.3);
-    let d = load(&load_rt, &direct, "back", secs);
-    let a = load(&load_rt, &via_front, "front", secs);
-    let b = load(&load_rt, &via_front, "front.blocking", secs);
+    // `DEFERRED_BENCH_ONLY=direct|async|blocking` runs one case (to profile it alone, e.g.
+    // under `perf stat` or `strace -c -f`); the others print 0.
+    let only = std::env::var("DEFERRED_BENCH_ONLY").unwrap_or_default();
+    let run = |case: &str, client: &Client, method: &'static str| {
+        if only.is_empty() || only == case {
+            load(&load_rt, client, method, secs)
+        } else {
+            0.0
+        }
+    };
+    // Direct and async alternate in rounds, so a change of machine load between them moves
+    // both; the ratio printed is the median of the rounds' ratios.
+    let rounds: usize = std::env::var("DEFERRED_BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let (mut ds, mut as_, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let d = run("direct", &direct, "back");
+        let a = run("async", &via_front, "front");
+        ds.push(d);
+        as_.push(a);
+        ratios.push(if d > 0.0 { a / d } else { 0.0 });
+    }
+    let b = run("blocking", &via_front, "front.blocking");
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(|x, y| x.total_cmp(y));
+        v[v.len() / 2]
+    };
+    let all: f64 = ds.iter().chain(&as_).sum::<f64>() + b;
+    let (d, a, r) = (median(&mut ds), median(&mut as_), median(&mut ratios));
     println!(
-        "64 concurrent calls, back = 1 ms deferred (timer), front = 2 workers, {secs} s each:"
+        "64 concurrent calls, back = 1 ms deferred (timer), front = 2 workers, {secs} s per case, \
+         median of {rounds} alternating rounds:"
     );
     println!("  direct to back:          {d:>9.0} calls/s");
     println!(
-        "  front async  -> back:    {a:>9.0} calls/s  ({:.2} x direct)",
-        a / d
+        "  front async  -> back:    {a:>9.0} calls/s  ({r:.2} x direct, median of the rounds' ratios)"
     );
     println!(
         "  front blocking -> back:  {b:>9.0} calls/s  ({:.2} x direct)",
         b / d
     );
+    println!("calls: {:.0}", all * secs);
     front.shutdown();
     let fr = front.wait()?;
     back.shutdown();

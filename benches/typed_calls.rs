@@ -60,7 +60,7 @@ const SAMPLE_BYTES: SampleBytes = SampleBytes {
 #[gracerpc::service]
 pub trait Bench {
     fn echo(&self, s: Sample) -> Result<Sample, String>;
-    fn echo_bytes(&self, s: SampleBytes) -> Result<SampleBytes, String>;
+    fn bytes(&self, s: SampleBytes) -> Result<SampleBytes, String>;
 }
 
 struct Node;
@@ -69,7 +69,7 @@ impl Bench for Node {
         Ok(s)
     }
 
-    fn echo_bytes(&self, s: SampleBytes) -> Result<SampleBytes, String> {
+    fn bytes(&self, s: SampleBytes) -> Result<SampleBytes, String> {
         Ok(s)
     }
 }
@@ -108,7 +108,7 @@ fn main() {
                             assert_eq!(r.body.len(), body.len());
                         }
                         "typed_serde_bytes" => {
-                            let r = typed.echo_bytes(SAMPLE_BYTES).expect("typed call");
+                            let r = typed.bytes(SAMPLE_BYTES).expect("typed call");
                             assert_eq!(r.id, SAMPLE.id);
                         }
                         _ => {

@@ -1,4 +1,5 @@
-//! Property tests of the codec: encode→decode round trips for every frame kind, decoding a
+//! Property tests of the codec: encode→decode round trips for every frame kind (REQUESTs with
+//! generated metadata, up to its limits), decoding a
 //! stream split at any points equals decoding it whole, and no input panics the decoder, the
 //! buffers or the connection state machines.
 
@@ -9,6 +10,7 @@ mod stream;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use gracerpc::proto::frame::MetadataBuf;
 use gracerpc::proto::frame::{
     Cancel, ErrorFrame, GoAway, GoAwayAck, Hello, Ping, Ready, Request, Response, ShutdownReject,
 };
@@ -19,6 +21,10 @@ use gracerpc::proto::{
 use proptest::collection::vec;
 use proptest::prelude::*;
 
+/// The metadata limits of protocol.md (entries, bytes).
+const MAX_ENTRIES: usize = 16;
+const MAX_META_LEN: usize = 4096;
+
 /// A frame that owns its bytes, so a strategy can produce it.
 #[derive(Clone, Debug)]
 enum Owned {
@@ -28,6 +34,7 @@ enum Owned {
         deadline_us: u32,
         idempotent: bool,
         method: String,
+        metadata: MetadataBuf,
         body: Vec<u8>,
     },
     Response {
@@ -58,13 +65,14 @@ impl Owned {
                 deadline_us,
                 idempotent,
                 method,
+                metadata,
                 body,
             } => Frame::Request(Request {
                 id: *id,
                 deadline_us: *deadline_us,
                 idempotent: *idempotent,
                 method,
-                metadata: gracerpc::proto::frame::Metadata::EMPTY,
+                metadata: metadata.as_metadata(),
                 body,
             }),
             Owned::Response { id, status, body } => Frame::Response(Response {
@@ -98,6 +106,24 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
     vec(any::<u8>(), 0..300)
 }
 
+/// Metadata within the limits (up to 16 entries, 4096 bytes, keys of `[a-z0-9._-]`, values
+/// of any bytes up to `value_len`): entries are added while they fit. In frames the stream
+/// tests decode (at most 4096-byte bodies), values stay short; `request_metadata_round_trips_
+/// entry_by_entry` reaches the 4096-byte limit.
+fn metadata(value_len: usize) -> impl Strategy<Value = MetadataBuf> {
+    let entry = ("[a-z0-9._-]{1,64}", vec(any::<u8>(), 0..value_len));
+    prop_oneof![
+        1 => Just(MetadataBuf::new()),
+        3 => vec(entry, 0..=MAX_ENTRIES + 2).prop_map(|entries| {
+            let mut m = MetadataBuf::new();
+            for (k, v) in entries {
+                let _ = m.insert(&k, &v); // past a limit: skipped
+            }
+            m
+        }),
+    ]
+}
+
 /// Any valid frame of any kind.
 fn frame() -> impl Strategy<Value = Owned> {
     let id = 1..=u64::MAX;
@@ -115,14 +141,16 @@ fn frame() -> impl Strategy<Value = Owned> {
             any::<u32>(),
             any::<bool>(),
             "\\PC{1,60}",
+            metadata(100),
             body()
         )
-            .prop_map(|(id, deadline_us, idempotent, method, body)| {
+            .prop_map(|(id, deadline_us, idempotent, method, metadata, body)| {
                 Owned::Request {
                     id,
                     deadline_us,
                     idempotent,
                     method,
+                    metadata,
                     body,
                 }
             }),
@@ -152,6 +180,43 @@ fn frame() -> impl Strategy<Value = Owned> {
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn request_metadata_round_trips_entry_by_entry(
+        id in 1..=u64::MAX,
+        method in "\\PC{1,60}",
+        entries in vec(("[a-z0-9._-]{1,64}", vec(any::<u8>(), 0..600)), 0..=MAX_ENTRIES + 2),
+        payload in body(),
+    ) {
+        let mut m = MetadataBuf::new();
+        let mut kept = Vec::new();
+        for (k, v) in entries {
+            if m.insert(&k, &v).is_ok() {
+                kept.push((k, v));
+            }
+        }
+        prop_assert!(kept.len() <= MAX_ENTRIES);
+        prop_assert!(m.as_metadata().as_bytes().len() <= MAX_META_LEN);
+        let f = Frame::Request(Request {
+            id,
+            deadline_us: 1,
+            idempotent: false,
+            method: &method,
+            metadata: m.as_metadata(),
+            body: &payload,
+        });
+        let mut bytes = Vec::new();
+        f.encode(&mut bytes);
+        let (decoded, used) = decode(&bytes, u32::MAX).unwrap().unwrap();
+        prop_assert_eq!(used, bytes.len());
+        let Frame::Request(r) = decoded else {
+            return Err(TestCaseError::fail("not a REQUEST"));
+        };
+        prop_assert_eq!(r.body, &payload[..]);
+        let got: Vec<(String, Vec<u8>)> =
+            r.metadata.iter().map(|(k, v)| (k.to_owned(), v.to_vec())).collect();
+        prop_assert_eq!(got, kept);
+    }
 
     #[test]
     fn every_frame_round_trips(f in frame()) {

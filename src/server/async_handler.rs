@@ -94,6 +94,8 @@ impl OwnedRequest {
 
 /// A registered async method: the handler and the runtime it runs on.
 pub(crate) struct AsyncEntry {
+    /// The method's name, shared by every request's `OwnedRequest` (no allocation per call).
+    method: Arc<str>,
     handler: Arc<dyn AsyncHandler>,
     runtime: tokio::runtime::Handle,
 }
@@ -103,7 +105,11 @@ impl AsyncEntry {
     pub fn spawn(&self, req: &Request<'_>, state: Arc<JobState>, shared: &Arc<Shared>) {
         let owned = OwnedRequest {
             id: req.id,
-            method: Arc::from(req.method),
+            method: if *self.method == *req.method {
+                self.method.clone()
+            } else {
+                Arc::from(req.method)
+            },
             body: req.body.to_vec(),
             deadline: req.deadline,
             idempotent: req.idempotent,
@@ -209,6 +215,7 @@ impl Builder {
         h: impl AsyncHandler,
     ) -> Self {
         let entry = AsyncEntry {
+            method: Arc::from(method),
             handler: Arc::new(h),
             runtime: runtime.clone(),
         };

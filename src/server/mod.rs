@@ -59,12 +59,16 @@ mod event_loop;
 mod handler;
 #[cfg(target_os = "linux")]
 pub mod inherit;
+#[cfg(all(test, gracerpc_loom))]
+mod loom_models;
 mod metrics;
 mod readiness;
 mod registry;
 mod report;
 mod responder;
 mod slot;
+mod spare;
+mod sync;
 mod token;
 mod trace;
 mod workers;
@@ -79,6 +83,7 @@ pub use metrics::ServerMetrics;
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
 pub use responder::{DeferredHandler, Responder};
+pub(crate) use spare::take as spare_buffer;
 
 use std::io;
 use std::net::{SocketAddr, ToSocketAddrs};

@@ -18,10 +18,9 @@
 //! intrusive Treiber stack that only the loop empties, all at once, so there is no ABA), so the
 //! list can never be full, however long responders outlive the workers.
 
-use std::cell::UnsafeCell;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::Waker;
 use std::time::Instant;
 
@@ -29,6 +28,7 @@ use parking_lot::Mutex;
 
 use super::handler::Reply;
 use super::metrics::MethodLatency;
+use super::sync::{AtomicPtr, AtomicU8, UnsafeCell};
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 
@@ -106,10 +106,12 @@ impl JobState {
         deferred: bool,
         timing: Option<(Instant, Arc<MethodLatency>)>,
     ) {
-        *self.state.get_mut() = QUEUED;
+        // Exclusive (`&mut`): plain stores, written so under loom as well.
+        self.state.store(QUEUED, Ordering::Relaxed);
+        self.next.store(ptr::null_mut(), Ordering::Relaxed);
+        // SAFETY: `&mut self`: no other access.
+        self.answer.with_mut(|a| unsafe { *a = None });
         self.timing = timing;
-        *self.next.get_mut() = ptr::null_mut();
-        *self.answer.get_mut() = None;
         *self.waker.get_mut() = None;
         self.conn = conn;
         self.id = id;
@@ -158,6 +160,17 @@ impl JobState {
     }
 
     fn cas(&self, from: u8, to: u8) -> bool {
+        // `--cfg loom_break_cas`: a deliberately broken CAS (a load, then a store), to show
+        // the loom models catch it. Never in a real build.
+        #[cfg(loom_break_cas)]
+        {
+            if self.state.load(Ordering::Acquire) != from {
+                return false;
+            }
+            self.state.store(to, Ordering::Release);
+            true
+        }
+        #[cfg(not(loom_break_cas))]
         self.state
             .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
@@ -168,13 +181,13 @@ impl JobState {
     pub fn set_answer(&self, answer: Answer) {
         // SAFETY: see the `Sync` impl — the caller won the state, so no other thread writes,
         // and the loop reads only after the push that follows.
-        unsafe { *self.answer.get() = Some(answer) }
+        self.answer.with_mut(|a| unsafe { *a = Some(answer) })
     }
 
     /// Takes the answer. Only the loop calls it, on a slot it took from the done list.
     pub fn take_answer(&self) -> Option<Answer> {
         // SAFETY: the slot came off the done list (Acquire), after its writer's last write.
-        unsafe { (*self.answer.get()).take() }
+        self.answer.with_mut(|a| unsafe { (*a).take() })
     }
 
     /// Records the async task to wake when the request is answered by someone else.
@@ -207,6 +220,14 @@ impl DoneList {
     pub fn push(&self, slot: Arc<JobState>) {
         let raw = Arc::into_raw(slot).cast_mut();
         let mut head = self.head.load(Ordering::Relaxed);
+        #[cfg(loom_break_cas)]
+        {
+            // The broken twin of the loop below (see `JobState::cas`): a load, then a store.
+            unsafe { (*raw).next.store(head, Ordering::Relaxed) };
+            self.head.store(raw, Ordering::Release);
+            return;
+        }
+        #[allow(unreachable_code)]
         loop {
             // SAFETY: `raw` is ours until the swap below publishes it.
             unsafe { (*raw).next.store(head, Ordering::Relaxed) };
@@ -218,6 +239,12 @@ impl DoneList {
                 Err(now) => head = now,
             }
         }
+    }
+
+    /// Whether nothing is on the list (for the loom models).
+    #[cfg(all(test, gracerpc_loom))]
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Acquire).is_null()
     }
 
     /// Takes every slot pushed so far (most recent first).

@@ -7,7 +7,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -21,6 +21,7 @@ use super::handler::{Request, run_handler};
 use super::registry::Callable;
 use super::responder::{Shared, run_deferred};
 pub(crate) use super::slot::{Answer, JobState};
+use super::sync::{AtomicBool, fence};
 
 use super::metrics::MethodLatency;
 use super::token::ConnRef;
@@ -129,6 +130,8 @@ pub(crate) struct Completion {
     pub result: Answer,
     /// The request's buffer, back for reuse.
     pub buf: Vec<u8>,
+    /// The worker kept the request's buffer (`buf` is empty): pool the answer's instead.
+    pub pool_answer: bool,
     /// The job's timing, back to the loop, which records it with its own clock reading.
     pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
@@ -147,8 +150,15 @@ impl LoopWaker {
         }
     }
 
-    /// Wakes the loop unless a wake-up is already on its way.
+    /// Wakes the loop unless a wake-up is already on its way. Call it after publishing the
+    /// work (the completion channel, the done list).
     pub fn wake(&self) {
+        // Pairs with the fence in `clear`: either the loop's drain after its `clear` sees the
+        // work published before this fence, or this swap comes after that `clear` (reads
+        // false) and wakes it again. Without both fences the two threads' writes may each
+        // miss the other's (store buffering), and work could sit on the list with no wake-up
+        // on its way — found by `loom_done_list_every_push_comes_off_once`.
+        fence(Ordering::SeqCst);
         if !self.pending.swap(true, Ordering::AcqRel)
             && let Err(e) = self.waker.wake()
         {
@@ -156,9 +166,16 @@ impl LoopWaker {
         }
     }
 
+    /// Whether a wake-up is on its way (for the loom models).
+    #[cfg(all(test, gracerpc_loom))]
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
     /// Called by the loop before it drains the completion channel.
     pub fn clear(&self) {
         self.pending.store(false, Ordering::Release);
+        fence(Ordering::SeqCst); // see `wake`
     }
 }
 
@@ -359,7 +376,7 @@ fn run(job: Job) -> Option<Completion> {
         conn,
         id,
         method,
-        body,
+        mut body,
         meta_len,
         peer,
         deadline,
@@ -399,18 +416,22 @@ fn run(job: Job) -> Option<Completion> {
     };
     // Only the loop holds the state from here on, so it can reuse it once answered.
     drop(state);
-    let result = if expired {
+    let (result, pool_answer) = if expired {
         // Rule 6: a queued request whose deadline passed is rejected, not run. The state says
         // "running", but only this worker can answer it now, and it answers with a reject.
-        Answer::Rejected(RejectReason::DEADLINE)
+        (Answer::Rejected(RejectReason::DEADLINE), false)
     } else {
-        Answer::Ran(run_handler(handler.as_ref(), &req))
+        let reply = run_handler(handler.as_ref(), &req);
+        // The typed layer encoded the answer into this worker's spare buffer: keep the
+        // request's as the next spare (see `spare.rs`).
+        (Answer::Ran(reply), super::spare::refill(&mut body))
     };
     Some(Completion {
         conn,
         id,
         result,
         buf: body,
+        pool_answer,
         timing,
     })
 }

@@ -21,6 +21,8 @@ thread_local! {
 pub struct TypedClient<C> {
     client: Client,
     opts: CallOptions,
+    /// `opts` flagged idempotent: built once, not per call.
+    opts_idempotent: CallOptions,
     codec: PhantomData<fn() -> C>,
 }
 
@@ -29,6 +31,7 @@ impl<C> Clone for TypedClient<C> {
         TypedClient {
             client: self.client.clone(),
             opts: self.opts.clone(),
+            opts_idempotent: self.opts_idempotent.clone(),
             codec: PhantomData,
         }
     }
@@ -49,13 +52,15 @@ impl<C: Codec> TypedClient<C> {
         TypedClient {
             client,
             opts: CallOptions::default(),
+            opts_idempotent: CallOptions::default().idempotent(true),
             codec: PhantomData,
         }
     }
 
     /// The options of every call; `idempotent` is overridden per method.
     pub fn with_options(mut self, opts: CallOptions) -> Self {
-        self.opts = opts;
+        self.opts_idempotent = opts.clone().idempotent(true);
+        self.opts = opts.idempotent(false);
         self
     }
 
@@ -80,8 +85,12 @@ impl<C: Codec> TypedClient<C> {
         buf.clear();
         let result = match C::encode(args, &mut buf) {
             Ok(()) => {
-                let opts = self.opts.clone().idempotent(idempotent);
-                Ok(self.client.call_with(method, &buf, &opts))
+                let opts = if idempotent {
+                    &self.opts_idempotent
+                } else {
+                    &self.opts
+                };
+                Ok(self.client.call_with(method, &buf, opts))
             }
             Err(e) => Err(ServiceError::Encode(e)),
         };

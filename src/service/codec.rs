@@ -46,45 +46,15 @@ impl std::error::Error for CodecError {}
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Postcard;
 
-/// A postcard output that appends to a caller's `Vec` with plain pushes (postcard's `to_extend`
-/// goes through `Extend` one byte at a time, about twice the instructions).
-struct AppendTo<'a>(&'a mut Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for AppendTo<'_> {
-    type Output = ();
-
-    #[inline]
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        // Varints are 1..=10 bytes: pushing them beats a call to memcpy.
-        if data.len() <= 16 {
-            self.0.reserve(data.len());
-            for &b in data {
-                self.0.push(b);
-            }
-        } else {
-            self.0.extend_from_slice(data);
-        }
-        Ok(())
-    }
-
-    #[inline]
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<()> {
-        Ok(())
-    }
-}
-
 /// The most trailing bytes an older schema's message may lack: a few fields added at the end.
 const MAX_MISSING: usize = 256;
 
 impl Codec for Postcard {
     #[inline]
     fn encode<T: Serialize + ?Sized>(value: &T, dst: &mut Vec<u8>) -> Result<(), CodecError> {
-        postcard::serialize_with_flavor(value, AppendTo(dst)).map_err(CodecError::new)
+        // postcard's wire format through our own encoder (`encode.rs`: fewer instructions,
+        // the same bytes).
+        super::encode::encode(value, dst).map_err(CodecError::new)
     }
 
     #[inline]

@@ -59,6 +59,7 @@
 
 mod client;
 mod codec;
+mod encode;
 mod error;
 mod server;
 

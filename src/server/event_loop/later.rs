@@ -27,6 +27,7 @@ impl EventLoop {
                 id: slot.id(),
                 result,
                 buf: Vec::new(),
+                pool_answer: false,
                 timing: None,
             };
             // The loop's own reference (in the connection's table) is the last one left, so the

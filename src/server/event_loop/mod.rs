@@ -481,11 +481,19 @@ impl EventLoop {
         let res = match c.result {
             Answer::Ran(Ok(body)) => {
                 counters.completed_ok.fetch_add(1, Ordering::Relaxed);
-                conn.core.respond(c.id, Status::OK, &body)
+                let res = conn.core.respond(c.id, Status::OK, &body);
+                if c.pool_answer {
+                    self.pools.release_buf(body);
+                }
+                res
             }
             Answer::Ran(Err(f)) => {
                 counters.completed_failed.fetch_add(1, Ordering::Relaxed);
-                conn.core.respond(c.id, f.status, &f.body)
+                let res = conn.core.respond(c.id, f.status, &f.body);
+                if c.pool_answer {
+                    self.pools.release_buf(f.body);
+                }
+                res
             }
             Answer::Rejected(reason) => {
                 counters.reject(reason);
