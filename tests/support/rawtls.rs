@@ -116,3 +116,73 @@ where
         }
     }
 }
+
+/// What reading to the end of a TLS stream saw.
+#[derive(Debug)]
+pub struct End {
+    /// The peer's close_notify arrived before its FIN.
+    pub close_notify: bool,
+    /// The peer's TLS alert or bad record, if the stream ended in one.
+    pub tls_error: Option<rustls::Error>,
+    /// Plaintext bytes read on the way.
+    pub plaintext: usize,
+}
+
+impl<C, D> RawTls<C>
+where
+    C: DerefMut<Target = ConnectionCommon<D>>,
+    D: SideData,
+{
+    /// Reads until the peer's FIN. `Err` if the socket was reset (an RST: what rule 4 forbids)
+    /// or nothing ended within `timeout`.
+    pub fn read_to_fin(&mut self, timeout: Duration) -> Result<End, io::Error> {
+        let deadline = Instant::now() + timeout;
+        let mut end = End {
+            close_notify: false,
+            tls_error: None,
+            plaintext: 0,
+        };
+        let mut raw = [0u8; 16 * 1024];
+        loop {
+            if Instant::now() >= deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no FIN in time"));
+            }
+            if end.tls_error.is_some() || end.close_notify {
+                // TLS is over: read the rest raw.
+                match self.sock.read(&mut raw) {
+                    Ok(0) => return Ok(end),
+                    Ok(_) => {}
+                    Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            match self.conn.read_tls(&mut self.sock) {
+                Ok(0) => return Ok(end),
+                Ok(_) => match self.conn.process_new_packets() {
+                    Ok(st) => {
+                        end.close_notify = st.peer_has_closed();
+                        let mut tmp = [0u8; 16 * 1024];
+                        while let Ok(n) = self.conn.reader().read(&mut tmp) {
+                            if n == 0 {
+                                break;
+                            }
+                            end.plaintext += n;
+                        }
+                    }
+                    Err(e) => end.tls_error = Some(e),
+                },
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Sends close_notify, then shuts our write side (FIN).
+    pub fn close(&mut self) {
+        self.conn.send_close_notify();
+        let out = self.pending();
+        let _ = self.sock.write_all(&out);
+        let _ = self.sock.shutdown(std::net::Shutdown::Write);
+    }
+}
