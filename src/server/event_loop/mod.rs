@@ -249,6 +249,12 @@ impl EventLoop {
     /// After the loop: closes the connections left (without an RST), stops the workers and
     /// joins those that are not running a handler; the others are named in the report.
     fn finish(&mut self, mut report: DrainReport) -> DrainReport {
+        let h = &self.stats.handshakes;
+        report.handshakes = crate::server::HandshakeReport {
+            peak: h.peak.load(Ordering::Relaxed),
+            held: h.held.load(Ordering::Relaxed),
+            begun: h.begun.load(Ordering::Relaxed),
+        };
         self.close_all();
         self.jobs.0.close();
         if let Some(workers) = self.workers.as_mut() {
