@@ -135,7 +135,7 @@ mod imp {
                         let _ = flush_records(&mut t.session, stream);
                         t.over = true;
                         g.read_done = true;
-                        g.core.handle_eof("TLS failed");
+                        g.core.handle_eof(crate::tls::session::describe(&e));
                     }
                     Pulled::Io(e) => {
                         log::debug!("read from {} failed: {e}", self.node.addr());

@@ -186,7 +186,7 @@ mod imp {
                     log::info!("TLS from {peer}: {e}");
                     tls.failed = true;
                     tls.raw = true;
-                    core.handle_layer_error(now, "TLS failed");
+                    core.handle_layer_error(now, crate::tls::session::describe(&e));
                     ReadOutcome::Buffered { drained: false }
                 }
                 Pulled::Io(e) => {

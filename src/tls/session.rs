@@ -144,3 +144,42 @@ pub(crate) fn flush_records<D>(conn: &mut ConnectionCommon<D>, sock: &mut impl W
     }
     push(conn, sock, &mut Nothing)
 }
+
+/// What a TLS failure means, in words a caller's error and a node's log can carry.
+pub(crate) fn describe(e: &rustls::Error) -> &'static str {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    match e {
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "TLS: the peer's certificate has expired"
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "TLS: the peer's certificate is not valid yet"
+        }
+        E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "TLS: the peer's certificate is not signed by a trusted CA"
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "TLS: the node's certificate does not carry the expected server name"
+        }
+        E::InvalidCertificate(_) => "TLS: the peer's certificate is invalid",
+        E::NoCertificatesPresented => "TLS: the caller presented no client certificate",
+        E::AlertReceived(A::CertificateRequired) => "TLS: the node requires a client certificate",
+        E::AlertReceived(A::UnknownCA | A::BadCertificate | A::CertificateUnknown) => {
+            "TLS: the peer refused our certificate (not from a CA it trusts)"
+        }
+        E::AlertReceived(A::CertificateExpired) => "TLS: the peer says our certificate expired",
+        E::AlertReceived(A::DecryptError | A::BadRecordMac) => {
+            "TLS: the peer could not verify us (a certificate it does not trust, or a bad record)"
+        }
+        E::AlertReceived(_) => "TLS: the peer sent an alert",
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "TLS: the peer sent bytes that are not TLS here (plaintext, or a renegotiation)"
+        }
+        E::InappropriateHandshakeMessage { .. } => {
+            "TLS: an unexpected handshake message (a renegotiation attempt?)"
+        }
+        E::DecryptError => "TLS: a record did not decrypt (corrupted or forged)",
+        E::PeerIncompatible(_) => "TLS: no version or cipher suite in common",
+        _ => "TLS failed",
+    }
+}
