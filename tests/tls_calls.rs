@@ -69,8 +69,13 @@ fn concurrent_calls_over_tls_go_through_the_io_thread() {
                 })
                 .collect();
             for (i, call) in calls.into_iter().enumerate() {
-                let r = call.await.unwrap_or_else(|e| panic!("round {round} call {i}: {e}"));
-                assert_eq!(r.body[0], i as u8, "round {round} call {i}: someone else's answer");
+                let r = call
+                    .await
+                    .unwrap_or_else(|e| panic!("round {round} call {i}: {e}"));
+                assert_eq!(
+                    r.body[0], i as u8,
+                    "round {round} call {i}: someone else's answer"
+                );
             }
         }
     });
@@ -108,7 +113,9 @@ fn mutual_tls_identity_reaches_the_handler_and_the_hook_refuses_without_closing(
     }
     // Refused, not disconnected: the same connection answers the next call.
     assert_eq!(
-        other.call("whoami", b"").expect("the connection still works"),
+        other
+            .call("whoami", b"")
+            .expect("the connection still works"),
         b"intruder|intruder.test"
     );
     assert_eq!(node.connections(), 2, "the refusal closed no connection");
@@ -129,7 +136,11 @@ fn a_certificate_with_only_a_dns_name_needs_the_server_name() {
     // Per service.
     let named = Client::builder()
         .nodes([addr])
-        .tls(pki.client(false).server_name("calc.internal").expect("name"))
+        .tls(
+            pki.client(false)
+                .server_name("calc.internal")
+                .expect("name"),
+        )
         .build()
         .expect("client");
     assert_eq!(named.call("echo", b"hi").expect("named call"), b"hi");

@@ -62,8 +62,7 @@ fn connect(pki: &tls::Pki, addr: std::net::SocketAddr) -> RawTls<rustls::ClientC
 }
 
 #[test]
-fn a_drain_over_tls_answers_every_request_and_close_notify_comes_only_after_the_callers_close()
-{
+fn a_drain_over_tls_answers_every_request_and_close_notify_comes_only_after_the_callers_close() {
     let pki = tls::pki();
     let node = Server::builder()
         .tls(pki.server(false))
@@ -96,10 +95,18 @@ fn a_drain_over_tls_answers_every_request_and_close_notify_comes_only_after_the_
         let f = p.next_frame(WAIT);
         match decode(&f, 1 << 20) {
             Ok(Some((Frame::Response(r), _))) => {
-                assert!(answers.insert(r.id, 0).is_none(), "id {} answered twice", r.id)
+                assert!(
+                    answers.insert(r.id, 0).is_none(),
+                    "id {} answered twice",
+                    r.id
+                )
             }
             Ok(Some((Frame::ShutdownReject(r), _))) => {
-                assert!(answers.insert(r.id, 1).is_none(), "id {} answered twice", r.id)
+                assert!(
+                    answers.insert(r.id, 1).is_none(),
+                    "id {} answered twice",
+                    r.id
+                )
             }
             Ok(Some((Frame::GoAway(_), _))) => goaway = true,
             Ok(Some(_)) => {}
@@ -123,8 +130,13 @@ fn a_drain_over_tls_answers_every_request_and_close_notify_comes_only_after_the_
     }
     // The caller closes: the node answers with close_notify and FIN — not a reset.
     p.close();
-    let end = p.read_to_fin(WAIT).expect("the node must end with FIN, not RST");
-    assert!(end.close_notify, "the node's FIN came without close_notify: {end:?}");
+    let end = p
+        .read_to_fin(WAIT)
+        .expect("the node must end with FIN, not RST");
+    assert!(
+        end.close_notify,
+        "the node's FIN came without close_notify: {end:?}"
+    );
     let report = node.wait().expect("report");
     assert!(report.clean, "{report:?}");
 }
@@ -182,5 +194,8 @@ fn a_tls_failure_takes_the_failing_path_with_linger_and_no_reset() {
     // Another connection works meanwhile.
     let mut q = connect(&pki, node.local_addr());
     let f = q.next_frame(WAIT);
-    assert!(matches!(decode(&f, 1 << 20), Ok(Some((Frame::Hello(_), _)))));
+    assert!(matches!(
+        decode(&f, 1 << 20),
+        Ok(Some((Frame::Hello(_), _)))
+    ));
 }

@@ -47,14 +47,20 @@ fn server_config(pki: &tls::Pki) -> Arc<rustls::ServerConfig> {
 /// 0.5-RTT data, so the caller's first request arrives with its Finished, and the tickets the
 /// server then issues reach the caller in the middle of that call. Every answer comes after a
 /// KeyUpdate, split into three records, sent in 7-byte writes.
-fn shaped_node(pki: &tls::Pki, conns: usize) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+fn shaped_node(
+    pki: &tls::Pki,
+    conns: usize,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
     let config = server_config(pki);
     let t = std::thread::spawn(move || {
         for _ in 0..conns {
             let (sock, _) = listener.accept().expect("accept");
-            let mut p = RawTls::new(rustls::ServerConnection::new(config.clone()).expect("session"), sock);
+            let mut p = RawTls::new(
+                rustls::ServerConnection::new(config.clone()).expect("session"),
+                sock,
+            );
             // The ClientHello, then our flight with HELLO and READY as 0.5-RTT data.
             while p.conn.is_handshaking() && !p.conn.wants_write() {
                 p.conn.read_tls(&mut p.sock).ok();
@@ -154,7 +160,10 @@ fn the_server_reads_frames_split_across_records_and_reads_with_a_key_update_insi
     let sock = std::net::TcpStream::connect(node.local_addr()).expect("connect");
     let config = client_config(&pki, false);
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
-    let mut p = RawTls::new(rustls::ClientConnection::new(config, name).expect("session"), sock);
+    let mut p = RawTls::new(
+        rustls::ClientConnection::new(config, name).expect("session"),
+        sock,
+    );
     p.handshake();
     let hello = encode(Frame::Hello(Hello::ours(1 << 20)));
     let bytes = p.records(&[&hello]);
@@ -176,7 +185,11 @@ fn the_server_reads_frames_split_across_records_and_reads_with_a_key_update_insi
                 Ok(Some((Frame::Response(r), _))) => {
                     assert_eq!(r.id, i + 1);
                     assert_eq!(r.status, Status::OK);
-                    assert_eq!(r.body, &body[..], "request {i}: the body came back different");
+                    assert_eq!(
+                        r.body,
+                        &body[..],
+                        "request {i}: the body came back different"
+                    );
                     break;
                 }
                 Ok(Some(_)) => {} // HELLO, READY

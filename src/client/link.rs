@@ -30,8 +30,8 @@ use parking_lot::Mutex;
 
 use super::cause::{NodeCause, connect_cause};
 use super::slot::Slot;
-use super::tls_link::TlsLink;
 use super::table::{MAX_NODES, Node, NodeState, NodeTable};
+use super::tls_link::TlsLink;
 use super::wake::IoWake;
 use crate::proto::{
     ApiMisuse, ClientConn, ClientEvent, IdMap, InBuf, Outcome, RejectReason, decode, id_map,
@@ -328,13 +328,14 @@ impl Link {
                     let _ = g.stream.set_nodelay(true);
                     // Under TLS the socket stays non-blocking: a caller reading its own answer
                     // waits in poll(2) instead (see `tls_link.rs`).
-                    g.blocking = !self.is_tls && match make_blocking(g.stream.as_raw_fd()) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log::debug!("blocking mode for {}: {e}", self.node.addr());
-                            false
-                        }
-                    };
+                    g.blocking = !self.is_tls
+                        && match make_blocking(g.stream.as_raw_fd()) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                log::debug!("blocking mode for {}: {e}", self.node.addr());
+                                false
+                            }
+                        };
                 }
                 Ok(false) => return false, // still connecting
                 Err(e) => {
@@ -477,7 +478,13 @@ impl Link {
         }
     }
 
-    pub(super) fn flush(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+    pub(super) fn flush(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        d: &mut Deliveries,
+    ) {
         g.flush_wanted = false;
         if g.tls.is_some() {
             self.flush_tls(g);
@@ -630,7 +637,13 @@ impl Link {
     }
 
     /// Acts on the core's events: node state changes, and answers for their slots.
-    pub(super) fn process(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+    pub(super) fn process(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        d: &mut Deliveries,
+    ) {
         while let Some(ev) = g.core.poll_event() {
             match ev {
                 ClientEvent::Ready(capacity) => {

@@ -47,12 +47,12 @@ mod error;
 mod health;
 mod io_loop;
 mod link;
-mod tls_link;
 mod metrics;
 pub mod policy;
 pub mod retry_budget;
 mod slot;
 pub mod table;
+mod tls_link;
 mod waiters;
 mod wake;
 

@@ -32,7 +32,14 @@ impl LinkInner {
 
 #[cfg(not(feature = "tls"))]
 impl Link {
-    pub(super) fn read_tls(&self, _: &mut LinkInner, _: &NodeTable, _: Instant, _: &mut Deliveries) {}
+    pub(super) fn read_tls(
+        &self,
+        _: &mut LinkInner,
+        _: &NodeTable,
+        _: Instant,
+        _: &mut Deliveries,
+    ) {
+    }
     pub(super) fn flush_tls(&self, _: &mut LinkInner) {}
     pub(super) fn read_own_tls(
         self: &std::sync::Arc<Self>,

@@ -93,9 +93,8 @@ impl Registry {
             .get(req.method)
             .or(self.authorize_all.as_ref())
         {
-            Some(hook) => {
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(req))).unwrap_or(false)
-            }
+            Some(hook) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(req)))
+                .unwrap_or(false),
             None => true,
         }
     }

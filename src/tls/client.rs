@@ -91,7 +91,10 @@ impl ClientTls {
 
     /// The name the certificate of the node at `addr` must carry.
     pub fn node_server_name(self, addr: SocketAddr, name: &str) -> Result<ClientTls, TlsError> {
-        self.inner.node_names.write().insert(addr, parse_name(name)?);
+        self.inner
+            .node_names
+            .write()
+            .insert(addr, parse_name(name)?);
         Ok(self)
     }
 

@@ -40,7 +40,11 @@ pub(crate) fn certs(
     };
     let all = all.map_err(|e| pem_err(src, what, e))?;
     if all.is_empty() {
-        return Err(pem_err(src, what, rustls::pki_types::pem::Error::NoItemsFound));
+        return Err(pem_err(
+            src,
+            what,
+            rustls::pki_types::pem::Error::NoItemsFound,
+        ));
     }
     Ok(all)
 }

@@ -164,7 +164,8 @@ fn build(
 ) -> Result<ServerConfig, TlsError> {
     let chain = pem::certs(&cert, "certificate")?;
     let key = pem::key(&key)?;
-    let builder = ServerConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
+    let builder =
+        ServerConfig::builder_with_provider(provider()).with_protocol_versions(VERSIONS)?;
     let builder = match client_ca {
         Some(ca) => {
             let roots = Arc::new(pem::roots(&ca)?);

@@ -28,7 +28,11 @@ pub(crate) enum Pulled {
 
 /// One step of a read pass: plaintext rustls holds, else one socket read (and the records it
 /// completes), until there is plaintext to hand out, the end, or nothing more.
-pub(crate) fn pull<D>(conn: &mut ConnectionCommon<D>, sock: &mut impl Read, buf: &mut [u8]) -> Pulled {
+pub(crate) fn pull<D>(
+    conn: &mut ConnectionCommon<D>,
+    sock: &mut impl Read,
+    buf: &mut [u8],
+) -> Pulled {
     loop {
         match conn.reader().read(buf) {
             Ok(0) if !buf.is_empty() => return Pulled::End { clean: true },

@@ -26,7 +26,7 @@ mod requests;
 #[path = "../support/rawtls.rs"]
 mod rawtls;
 #[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
 #[path = "../support/tls.rs"]
 mod tls_certs;
-#[cfg(feature = "tls")]
-mod tls;

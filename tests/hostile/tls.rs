@@ -26,7 +26,10 @@ fn target(pki: &Pki) -> (Target, Client) {
             .hello_timeout(Duration::from_millis(600))
     });
     let good = caller(t.addr(), pki.client(true), QUICK);
-    assert_eq!(good.call("echo", b"before").expect("the good caller"), b"before");
+    assert_eq!(
+        good.call("echo", b"before").expect("the good caller"),
+        b"before"
+    );
     (t, good)
 }
 
@@ -42,7 +45,8 @@ fn caller(addr: SocketAddr, tls: ClientTls, deadline: Duration) -> Client {
 /// The good caller still gets answers on its connection, and the target drains cleanly.
 fn after(t: Target, good: Client) {
     assert_eq!(
-        good.call("echo", b"after").expect("the good caller after the case"),
+        good.call("echo", b"after")
+            .expect("the good caller after the case"),
         b"after"
     );
     drop(good);
@@ -82,7 +86,10 @@ fn read_to_fin(s: &mut TcpStream, what: &str) -> Vec<u8> {
         match s.read(&mut buf) {
             Ok(0) => return all,
             Ok(n) => all.extend_from_slice(&buf[..n]),
-            Err(e) => panic!("{what}: {e} after {} bytes (an RST breaks rule 4)", all.len()),
+            Err(e) => panic!(
+                "{what}: {e} after {} bytes (an RST breaks rule 4)",
+                all.len()
+            ),
         }
     }
 }
@@ -127,9 +134,14 @@ fn plaintext_gracerpc_to_a_tls_port_gets_an_alert_and_a_fin() {
     let (t, good) = target(&pki);
     let mut s = TcpStream::connect(t.addr()).expect("connect");
     s.write_all(&frames::hello()).expect("HELLO");
-    s.write_all(&frames::request(1, "echo", b"in the clear")).expect("REQUEST");
+    s.write_all(&frames::request(1, "echo", b"in the clear"))
+        .expect("REQUEST");
     let got = read_to_fin(&mut s, "plaintext to a TLS port");
-    assert!(is_alert(&got), "expected a TLS alert, got {:02x?}", &got[..got.len().min(16)]);
+    assert!(
+        is_alert(&got),
+        "expected a TLS alert, got {:02x?}",
+        &got[..got.len().min(16)]
+    );
     after(t, good);
 }
 
@@ -137,7 +149,12 @@ fn plaintext_gracerpc_to_a_tls_port_gets_an_alert_and_a_fin() {
 fn tls_to_a_plaintext_port_fails_the_call_with_a_clear_error() {
     let pki = pki();
     let t = Target::start();
-    refused(t.addr(), pki.client(false), "TLS to a plaintext port", "not TLS");
+    refused(
+        t.addr(),
+        pki.client(false),
+        "TLS to a plaintext port",
+        "not TLS",
+    );
     t.finish();
 }
 
@@ -148,10 +165,18 @@ fn a_client_certificate_from_another_ca_is_refused() {
     let other = crate::tls_certs::pki(); // another CA, its own client certificate
     let tls = ClientTls::from_pem(
         pki.ca.cert_pem().as_bytes(),
-        Some((other.client.cert_pem.as_bytes(), other.client.key_pem.as_bytes())),
+        Some((
+            other.client.cert_pem.as_bytes(),
+            other.client.key_pem.as_bytes(),
+        )),
     )
     .expect("tls");
-    refused(t.addr(), tls, "a client certificate from another CA", "could not verify us");
+    refused(
+        t.addr(),
+        tls,
+        "a client certificate from another CA",
+        "could not verify us",
+    );
     // And a node certificate from another CA: the caller refuses the node.
     refused(
         t.addr(),
@@ -227,9 +252,7 @@ fn a_truncated_record_ends_that_connection_without_a_reset() {
     // A record that promises 200 bytes and brings 10, then FIN.
     let record = p.records(&[&frames::request(1, "echo", &[7; 150])]);
     p.sock.write_all(&record[..10]).expect("truncated record");
-    p.sock
-        .shutdown(std::net::Shutdown::Write)
-        .expect("FIN");
+    p.sock.shutdown(std::net::Shutdown::Write).expect("FIN");
     let _ = read_to_fin(&mut p.sock, "a truncated record");
     after(t, good);
 }

@@ -13,7 +13,9 @@ pub struct Pki {
 
 pub fn pki() -> Pki {
     let ca = ThrowawayCa::new("gracerpc test CA").expect("CA");
-    let node = ca.issue("node", &["127.0.0.1", "node.test"]).expect("node cert");
+    let node = ca
+        .issue("node", &["127.0.0.1", "node.test"])
+        .expect("node cert");
     let client = ca.issue("billing", &["billing.test"]).expect("client cert");
     Pki { ca, node, client }
 }

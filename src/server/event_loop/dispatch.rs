@@ -78,7 +78,11 @@ impl Dispatch<'_> {
         if !self.registry.authorized(&req) {
             // Never run, final: another node would refuse it too.
             counters.refused.fetch_add(1, Ordering::Relaxed);
-            let _ = core.respond(acc.id, Status::REFUSED_PERMISSION_DENIED, b"permission denied");
+            let _ = core.respond(
+                acc.id,
+                Status::REFUSED_PERMISSION_DENIED,
+                b"permission denied",
+            );
             return;
         }
         let later = !matches!(reg.handler, Callable::Now(_));

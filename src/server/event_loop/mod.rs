@@ -671,8 +671,8 @@ impl EventLoop {
         // Reads resumed above may have queued more.
         self.jobs.0.kick();
         if self.handshakes.resume() {
+            // Connections held in the backlog: the listener raises no new event for them.
             self.accept(now);
-            self.touched.clear(); // new connections: their first flush waits for their events
         }
     }
 
