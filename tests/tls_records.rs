@@ -73,10 +73,8 @@ fn shaped_node(
             ]));
             std::io::Write::write_all(&mut p.sock, &first).expect("flight");
             let mut served = 0;
-            loop {
-                let Some(frame) = p.try_next_frame(Duration::from_secs(60)) else {
-                    break; // the caller closed
-                };
+            // Until the caller closes.
+            while let Some(frame) = p.try_next_frame(Duration::from_secs(60)) {
                 let Ok(Some((Frame::Request(r), _))) = decode(&frame, 1 << 20) else {
                     continue; // the caller's HELLO
                 };
