@@ -137,6 +137,25 @@ fn main() {
     let ca = ThrowawayCa::new("bench CA").expect("CA");
     let plain = side(false, &ca);
     let tls = side(true, &ca);
+    // `GRACERPC_PROFILE=tls|plain` with `GRACERPC_BODY=32|4096`: only sequential calls on one
+    // side, for a profiler (`perf stat -e instructions:u`, callgrind).
+    if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
+        let body = std::env::var("GRACERPC_BODY")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(32);
+        let s = if case == "plain" { &plain } else { &tls };
+        let n: u64 = std::env::var("GRACERPC_N")
+            .ok()
+            .and_then(|b| b.parse().ok())
+            .unwrap_or(20_000);
+        let t = sequential(&s.client, body, n);
+        println!(
+            "{case}: {:.1} us per call",
+            t.as_secs_f64() * 1e6 / n as f64
+        );
+        return;
+    }
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))

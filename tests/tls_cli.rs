@@ -1,0 +1,130 @@
+//! The TLS flags of the CLI: `serve --tls-cert --tls-key --tls-client-ca` answering
+//! `call --tls-ca --tls-cert --tls-key`, refusing a caller without a certificate; and
+//! `rollout --tls` running the main job over mutual TLS with certificates it makes itself.
+
+#[path = "support/tls.rs"]
+mod tls;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_gracerpc");
+
+/// A `gracerpc serve` child, killed (by its PID) when dropped.
+struct Node(Child);
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn files(pki: &tls::Pki) -> (PathBuf, [PathBuf; 5]) {
+    let d = std::env::temp_dir().join(format!("gracerpc-tls-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("dir");
+    let f = [
+        d.join("ca.pem"),
+        d.join("node.pem"),
+        d.join("node-key.pem"),
+        d.join("client.pem"),
+        d.join("client-key.pem"),
+    ];
+    for (p, text) in f.iter().zip([
+        pki.ca.cert_pem(),
+        &pki.node.cert_pem,
+        &pki.node.key_pem,
+        &pki.client.cert_pem,
+        &pki.client.key_pem,
+    ]) {
+        std::fs::write(p, text).expect("write PEM");
+    }
+    (d, f)
+}
+
+#[test]
+fn serve_and_call_over_mutual_tls_from_the_command_line() {
+    let pki = tls::pki();
+    let (dir, [ca, cert, key, ccert, ckey]) = files(&pki);
+    let mut child = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--tls-cert"])
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&key)
+        .arg("--tls-client-ca")
+        .arg(&ca)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("serve");
+    let out = child.stdout.take().expect("stdout");
+    let node = Node(child);
+    let mut line = String::new();
+    BufReader::new(out)
+        .read_line(&mut line)
+        .expect("ready line");
+    let addr = line
+        .trim()
+        .strip_prefix("ready ")
+        .expect("ready <addr>")
+        .to_owned();
+
+    let ok = Command::new(BIN)
+        .args(["call", "--nodes", &addr, "--tls-ca"])
+        .arg(&ca)
+        .arg("--tls-cert")
+        .arg(&ccert)
+        .arg("--tls-key")
+        .arg(&ckey)
+        .args(["echo", "hello over mTLS"])
+        .output()
+        .expect("call");
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ok.stdout).trim(),
+        "hello over mTLS"
+    );
+
+    let refused = Command::new(BIN)
+        .args(["call", "--nodes", &addr, "--deadline", "1s", "--tls-ca"])
+        .arg(&ca)
+        .args(["echo", "no certificate"])
+        .output()
+        .expect("call");
+    assert!(
+        !refused.status.success(),
+        "a caller without a certificate got through"
+    );
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("requires a client certificate"), "{err}");
+    drop(node);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn rollout_over_mutual_tls_loses_fails_and_duplicates_nothing() {
+    let out = Command::new(BIN)
+        .args([
+            "rollout", "--tls", "--nodes", "2", "--rounds", "1", "--settle", "300ms", "--json",
+        ])
+        .output()
+        .expect("rollout");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let r: serde_json::Value = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("no JSON ({e}): {stdout}\n{stderr}"));
+    for key in ["failed", "duplicates", "lost", "mismatched"] {
+        assert_eq!(r[key].as_u64(), Some(0), "{key} in {r}");
+    }
+    assert_eq!(r["verdict"], "PASS", "{r}");
+    assert!(r["sent"].as_u64().unwrap_or(0) >= 500, "{r}");
+    assert!(
+        stderr.contains("TLS (mutual, throwaway CA)") && stderr.contains("handshakes"),
+        "the handshake burst is reported: {stderr}"
+    );
+}
