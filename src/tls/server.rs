@@ -93,7 +93,10 @@ impl ServerTls {
     /// Handshakes the event loop runs at once, at most (default 64; at least 1). When every
     /// caller reconnects at once — a restart under load — the connections past it wait in the
     /// listen backlog until a handshake ends, so the loop keeps serving the connections it has.
-    /// Only before the configuration is shared with a server.
+    /// A handshake its peer stalls holds its place until the HELLO timeout
+    /// ([`Builder::hello_timeout`](crate::server::Builder::hello_timeout)), so on a node open to
+    /// untrusted networks keep that timeout short. Only before the configuration is shared with
+    /// a server.
     pub fn max_handshakes(mut self, n: usize) -> ServerTls {
         if let Some(inner) = Arc::get_mut(&mut self.inner) {
             inner.max_handshakes = n.max(1);
