@@ -7,9 +7,16 @@
 //!   blocking API, pipelined and fan-in calls are `Future`s driven from one thread per caller
 //!   (a tiny executor below), so keeping 64 calls in flight costs no thread per call.
 //!
-//! After criterion's groups, an interleaved pass runs raw and gracerpc alternately (5 rounds
-//! each) and prints the medians and the ratio gracerpc / raw: the machine's speed drifts between
-//! runs, so only ratios taken side by side mean anything.
+//! * raw + codec: the same raw TCP carrying gracerpc's own frames, encoded and decoded on both
+//!   sides (REQUEST in, RESPONSE out; no HELLO, no state): what the framework adds beyond its
+//!   wire format is the distance from this column to gracerpc's.
+//!
+//! After criterion's groups, an interleaved pass runs raw, raw + codec and gracerpc alternately
+//! (5 rounds each) and prints the medians and the ratios to raw: the machine's speed drifts
+//! between runs, so only ratios taken side by side mean anything. With each figure it prints
+//! what a call cost each side — CPU time and context switches per call of the server's threads
+//! and of everything else in the process (the caller and the load generator), from
+//! `/proc/self/task` and `getrusage` — so the cost shows even where the machine is the limit.
 
 use std::future::Future;
 use std::io::{Read, Write};
@@ -21,6 +28,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use gracerpc::client::{CallFuture, CallOptions, Client};
+use gracerpc::proto::frame::{Metadata, Response};
+use gracerpc::proto::{Frame, Status, decode};
 use gracerpc::server::{Request, Server, ServerHandle};
 use parking_lot::Mutex;
 
@@ -31,25 +40,36 @@ const HEADER: usize = 16;
 /// A blocking echo server: reads whole frames (16-byte header with a big-endian body length at
 /// bytes 4..8) and writes back everything it has read, one thread per connection.
 fn raw_server() -> SocketAddr {
+    serve_raw(|mut s| {
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if s.write_all(&buf[..n]).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// Listens on loopback and runs `conn` on a thread per connection, each named `raw-srv` (so
+/// its cost counts as the server's) and accounted for when it ends.
+fn serve_raw(conn: fn(TcpStream)) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     std::thread::spawn(move || {
         for s in l.incoming() {
-            let Ok(mut s) = s else { return };
+            let Ok(s) = s else { return };
             let _ = s.set_nodelay(true);
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 1 << 20];
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            if s.write_all(&buf[..n]).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                }
-            });
+            let _ = std::thread::Builder::new()
+                .name("raw-srv".into())
+                .spawn(move || {
+                    conn(s);
+                    cost::thread_ends();
+                });
         }
     });
     addr
@@ -83,9 +103,40 @@ fn raw_sequential(s: &mut TcpStream, body: usize, n: u64) -> Duration {
 /// `n` frames with `depth` in flight on one connection: a writer thread writes in batches, the
 /// reader counts frames back.
 fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duration {
+    let f = frame(body);
+    let frame_len = f.len() as u64;
+    let mut got_bytes = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    credit_pipeline(
+        addr,
+        depth,
+        n,
+        move |_, k, batch| {
+            for _ in 0..k {
+                batch.extend_from_slice(&f);
+            }
+        },
+        move |s| {
+            let r = s.read(&mut buf).expect("read") as u64;
+            let before = got_bytes / frame_len;
+            got_bytes += r;
+            got_bytes / frame_len - before
+        },
+    )
+}
+
+/// `n` calls with `depth` in flight on one new connection: a writer thread writes as many
+/// (`write(first id, count, batch)`) as there is credit for in one `write`, the calling thread
+/// reads (`read` returns how many answers completed) and gives the credit back.
+fn credit_pipeline(
+    addr: SocketAddr,
+    depth: usize,
+    n: u64,
+    mut write: impl FnMut(u64, u64, &mut Vec<u8>) + Send + 'static,
+    mut read: impl FnMut(&mut TcpStream) -> u64,
+) -> Duration {
     let mut s = raw_connect(addr);
     let mut w = s.try_clone().expect("clone");
-    let f = frame(body);
     let credit = Arc::new((
         parking_lot::Mutex::new(depth as u64),
         parking_lot::Condvar::new(),
@@ -93,8 +144,7 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     let c2 = credit.clone();
     let t = Instant::now();
     let writer = std::thread::spawn(move || {
-        let mut sent = 0u64;
-        let mut batch = Vec::with_capacity(f.len() * depth);
+        let (mut sent, mut batch) = (0u64, Vec::new());
         while sent < n {
             let k = {
                 let (m, cv) = &*c2;
@@ -107,24 +157,18 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
                 k
             };
             batch.clear();
-            for _ in 0..k {
-                batch.extend_from_slice(&f);
-            }
+            write(sent + 1, k, &mut batch);
             w.write_all(&batch).expect("write");
             sent += k;
         }
     });
-    let mut buf = vec![0u8; 64 * 1024];
-    let frame_len = (HEADER + body) as u64;
-    let mut got_bytes = 0u64;
-    while got_bytes < n * frame_len {
-        let r = s.read(&mut buf).expect("read") as u64;
-        let before = got_bytes / frame_len;
-        got_bytes += r;
-        let done = got_bytes / frame_len - before;
-        if done > 0 {
+    let mut done = 0;
+    while done < n {
+        let got = read(&mut s);
+        if got > 0 {
+            done += got;
             let (m, cv) = &*credit;
-            *m.lock() += done;
+            *m.lock() += got;
             cv.notify_one();
         }
     }
@@ -133,16 +177,265 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     elapsed
 }
 
-/// `threads` connections × `depth` in flight each, `n` frames in all.
-fn raw_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+/// `threads` connections, each running `one(n / threads)` at once; the time for all.
+fn fan_in(
+    threads: usize,
+    n: u64,
+    one: impl Fn(u64) -> Duration + Copy + Send + 'static,
+) -> Duration {
     let t = Instant::now();
     let hs: Vec<_> = (0..threads)
-        .map(|_| std::thread::spawn(move || raw_pipelined(addr, body, depth, n / threads as u64)))
+        .map(|_| std::thread::spawn(move || one(n / threads as u64)))
         .collect();
     for h in hs {
         h.join().expect("join");
     }
     t.elapsed()
+}
+
+/// `threads` connections × `depth` in flight each, `n` frames in all.
+fn raw_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+    fan_in(threads, n, move |k| raw_pipelined(addr, body, depth, k))
+}
+
+// ---------------------------------------------------------------- raw TCP + gracerpc's codec
+
+const MAX_BODY: u32 = 1 << 24;
+
+/// Answers every REQUEST frame with a RESPONSE frame (status OK, the request's body), decoded
+/// and encoded by gracerpc's own codec, as they arrive.
+fn raw_codec_server() -> SocketAddr {
+    serve_raw(|mut s| {
+        let (mut input, mut out) = (Vec::with_capacity(1 << 16), Vec::with_capacity(1 << 16));
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            input.extend_from_slice(&buf[..n]);
+            let mut used = 0;
+            while let Ok(Some((f, k))) = decode(&input[used..], MAX_BODY) {
+                if let Frame::Request(r) = f {
+                    let answer = Response {
+                        id: r.id,
+                        status: Status::OK,
+                        body: r.body,
+                    };
+                    Frame::Response(answer).encode(&mut out);
+                }
+                used += k;
+            }
+            input.drain(..used);
+            if s.write_all(&out).is_err() {
+                return;
+            }
+            out.clear();
+        }
+    })
+}
+
+fn encode_request(id: u64, body: &[u8], out: &mut Vec<u8>) {
+    Frame::Request(gracerpc::proto::frame::Request {
+        id,
+        deadline_us: 5_000_000,
+        idempotent: false,
+        method: "echo",
+        metadata: Metadata::EMPTY,
+        body,
+    })
+    .encode(out);
+}
+
+/// Reads from `s` into `input` until it holds at least one whole frame; decodes every whole
+/// RESPONSE in it and returns how many, keeping a partial frame for the next read.
+fn read_responses(s: &mut TcpStream, input: &mut Vec<u8>, buf: &mut [u8]) -> u64 {
+    loop {
+        let (mut used, mut got) = (0, 0);
+        while let Ok(Some((f, k))) = decode(&input[used..], MAX_BODY) {
+            assert!(matches!(f, Frame::Response(_)), "not a RESPONSE: {f:?}");
+            got += 1;
+            used += k;
+        }
+        input.drain(..used);
+        if got > 0 {
+            return got;
+        }
+        let n = s.read(buf).expect("read");
+        assert!(n > 0, "the codec server closed");
+        input.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// `n` blocking calls, one at a time, over raw TCP with gracerpc's frames.
+fn codec_sequential(s: &mut TcpStream, body: usize, n: u64) -> Duration {
+    let b = vec![0u8; body];
+    let (mut out, mut input, mut buf) = (Vec::new(), Vec::new(), vec![0u8; 1 << 16]);
+    let t = Instant::now();
+    for id in 1..=n {
+        out.clear();
+        encode_request(id, &b, &mut out);
+        s.write_all(&out).expect("write");
+        read_responses(s, &mut input, &mut buf);
+    }
+    t.elapsed()
+}
+
+/// `n` calls with `depth` in flight on one connection over raw TCP with gracerpc's frames (the
+/// shape of `raw_pipelined`).
+fn codec_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duration {
+    let b = vec![0u8; body];
+    let (mut input, mut buf) = (Vec::with_capacity(1 << 16), vec![0u8; 1 << 16]);
+    credit_pipeline(
+        addr,
+        depth,
+        n,
+        move |first, k, batch| {
+            for id in first..first + k {
+                encode_request(id, &b, batch);
+            }
+        },
+        move |s| read_responses(s, &mut input, &mut buf),
+    )
+}
+
+fn codec_fan_in(addr: SocketAddr, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+    fan_in(threads, n, move |k| codec_pipelined(addr, body, depth, k))
+}
+
+// ---------------------------------------------------------------- what a call costs each side
+
+/// CPU time and context switches of the process, split into the server's side (threads named
+/// `gracerpc-server`, `gracerpc-worker-*` and the baselines' `raw-srv`) and the rest (the
+/// caller: its I/O thread, the threads that call, the load generator).
+mod cost {
+    use std::collections::HashSet;
+
+    use parking_lot::Mutex;
+
+    /// CPU ns and context switches of the `raw-srv` threads that ended, and their ids (listed
+    /// in /proc until they are gone, and not to be counted twice).
+    static ENDED: Mutex<(u64, u64, Option<HashSet<String>>)> = Mutex::new((0, 0, None));
+
+    /// A reading of both sides' counters.
+    #[derive(Clone, Copy, Debug, Default)]
+    pub struct Sides {
+        server_ns: u64,
+        server_cs: u64,
+        all_ns: u64,
+        all_cs: u64,
+    }
+
+    /// Per call, between two readings: server µs, server context switches, caller µs, caller
+    /// context switches.
+    pub type PerCall = [f64; 4];
+
+    impl Sides {
+        pub fn per_call(self, later: Sides, calls: u64) -> PerCall {
+            let c = calls.max(1) as f64;
+            let server_ns = later.server_ns.saturating_sub(self.server_ns);
+            let server_cs = later.server_cs.saturating_sub(self.server_cs);
+            let all_ns = later.all_ns.saturating_sub(self.all_ns);
+            let all_cs = later.all_cs.saturating_sub(self.all_cs);
+            [
+                server_ns as f64 / c / 1e3,
+                server_cs as f64 / c,
+                all_ns.saturating_sub(server_ns) as f64 / c / 1e3,
+                all_cs.saturating_sub(server_cs) as f64 / c,
+            ]
+        }
+    }
+
+    fn is_server(name: &str) -> bool {
+        name == "raw-srv" || name == "gracerpc-server" || name.starts_with("gracerpc-worker")
+    }
+
+    /// (CPU ns, context switches) of one thread, from its /proc entry.
+    fn thread(dir: &str) -> Option<(u64, u64)> {
+        let sched = std::fs::read_to_string(format!("{dir}/schedstat")).ok()?;
+        let ns = sched.split_whitespace().next()?.parse().ok()?;
+        let status = std::fs::read_to_string(format!("{dir}/status")).ok()?;
+        let cs = status
+            .lines()
+            .filter(|l| l.starts_with("voluntary_ctxt") || l.starts_with("nonvoluntary_ctxt"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        Some((ns, cs))
+    }
+
+    /// A `raw-srv` thread ends: its totals move to `ENDED`, atomically with respect to `now`.
+    pub fn thread_ends() {
+        let mut ended = ENDED.lock();
+        // SAFETY: gettid has no preconditions.
+        let tid = unsafe { libc::gettid() }.to_string();
+        if let Some((ns, cs)) = thread("/proc/thread-self") {
+            ended.0 += ns;
+            ended.1 += cs;
+        }
+        ended.2.get_or_insert_with(HashSet::new).insert(tid);
+    }
+
+    /// Every live thread's CPU µs and context switches per call, by name.
+    pub fn print_threads(calls: u64) {
+        let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+            return;
+        };
+        for e in dir.flatten() {
+            let path = e.path().to_string_lossy().into_owned();
+            let name = std::fs::read_to_string(format!("{path}/comm")).unwrap_or_default();
+            let status = std::fs::read_to_string(format!("{path}/status")).unwrap_or_default();
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find(|l| l.starts_with(key))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            };
+            if let Some((ns, _)) = thread(&path) {
+                let per = |v: u64| v as f64 / calls as f64;
+                println!(
+                    "  {:<20} {:>7.3} us {:>6.3} voluntary + {:>6.3} involuntary context switches per call",
+                    name.trim_end(),
+                    per(ns) / 1e3,
+                    per(field("voluntary_ctxt_switches")),
+                    per(field("nonvoluntary_ctxt_switches"))
+                );
+            }
+        }
+    }
+
+    pub fn now() -> Sides {
+        let ended = ENDED.lock();
+        let (mut server_ns, mut server_cs) = (ended.0, ended.1);
+        if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+            for e in dir.flatten() {
+                let tid = e.file_name().to_string_lossy().into_owned();
+                if ended.2.as_ref().is_some_and(|s| s.contains(&tid)) {
+                    continue;
+                }
+                let path = format!("/proc/self/task/{tid}");
+                let name = std::fs::read_to_string(format!("{path}/comm")).unwrap_or_default();
+                if !is_server(name.trim_end()) {
+                    continue;
+                }
+                if let Some((ns, cs)) = thread(&path) {
+                    server_ns += ns;
+                    server_cs += cs;
+                }
+            }
+        }
+        drop(ended);
+        // SAFETY: getrusage only fills the struct it is given.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) };
+        let ns = |t: libc::timeval| t.tv_sec as u64 * 1_000_000_000 + t.tv_usec as u64 * 1_000;
+        Sides {
+            server_ns,
+            server_cs,
+            all_ns: ns(ru.ru_utime) + ns(ru.ru_stime),
+            all_cs: (ru.ru_nvcsw + ru.ru_nivcsw) as u64,
+        }
+    }
 }
 
 // ---------------------------------------------------------------- gracerpc
@@ -209,7 +502,10 @@ fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64)
         })
         .collect();
     let opts = CallOptions::new();
-    let mut lanes: Vec<Option<Pin<Box<CallFuture<'_>>>>> = (0..depth).map(|_| None).collect();
+    // One box per lane, reused by every call of the lane: the load generator allocates nothing
+    // per call.
+    let mut lanes: Vec<Pin<Box<Option<CallFuture<'_>>>>> =
+        (0..depth).map(|_| Box::pin(None)).collect();
     let t = Instant::now();
     let (mut started, mut done) = (0u64, 0u64);
     let mut batch: Vec<usize> = (0..depth).collect();
@@ -220,16 +516,16 @@ fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64)
                     continue;
                 }
                 started += 1;
-                lanes[i] = Some(Box::pin(c.call_ref(method, &b, &opts)));
+                lanes[i].set(Some(c.call_ref(method, &b, &opts)));
             }
-            let Some(fut) = lanes[i].as_mut() else {
+            let Some(fut) = lanes[i].as_mut().as_pin_mut() else {
                 continue;
             };
             let mut cx = Context::from_waker(&wakers[i]);
-            if let Poll::Ready(r) = fut.as_mut().poll(&mut cx) {
+            if let Poll::Ready(r) = fut.poll(&mut cx) {
                 r.expect("call");
                 done += 1;
-                lanes[i] = None;
+                lanes[i].set(None);
                 ready.lock().push(i);
             }
         }
@@ -259,6 +555,7 @@ fn rpc_fan_in(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> 
 
 struct Fixture {
     raw: SocketAddr,
+    codec: SocketAddr,
     _server: ServerHandle,
     client: Client,
 }
@@ -268,6 +565,7 @@ fn fixture() -> Fixture {
     let client = rpc_client(server.local_addr());
     Fixture {
         raw: raw_server(),
+        codec: raw_codec_server(),
         _server: server,
         client,
     }
@@ -343,75 +641,123 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-/// Calls per second of `run(n)` measured `rounds` times, raw and gracerpc alternating.
-fn ratio(
-    name: &str,
-    rounds: usize,
-    n: u64,
-    mut raw: impl FnMut(u64) -> Duration,
-    mut ours: impl FnMut(u64) -> Duration,
-) {
-    let (mut r, mut o) = (Vec::new(), Vec::new());
-    raw(n / 10);
-    ours(n / 10);
-    for _ in 0..rounds {
-        r.push(n as f64 / raw(n).as_secs_f64());
-        o.push(n as f64 / ours(n).as_secs_f64());
+/// Medians over rounds of one contender: calls/s and what a call cost each side.
+#[derive(Default)]
+struct Runs {
+    rates: Vec<f64>,
+    costs: Vec<cost::PerCall>,
+}
+
+impl Runs {
+    fn run(&mut self, n: u64, f: &mut impl FnMut(u64) -> Duration) {
+        let before = cost::now();
+        let took = f(n);
+        self.costs.push(before.per_call(cost::now(), n));
+        self.rates.push(n as f64 / took.as_secs_f64());
     }
-    let (rm, om) = (median(r), median(o));
-    println!(
-        "{name:<24} raw {:>9.0} calls/s ({:>6.1} us)   gracerpc {:>9.0} calls/s ({:>6.1} us)   ratio {:.2}",
-        rm,
-        1e6 / rm,
-        om,
-        1e6 / om,
-        om / rm
-    );
+
+    /// Median calls/s, its spread (min–max), and the median of each cost column.
+    fn summary(&self) -> (f64, f64, f64, cost::PerCall) {
+        let lo = self.rates.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = self.rates.iter().copied().fold(0.0, f64::max);
+        let col = |i: usize| median(self.costs.iter().map(|c| c[i]).collect());
+        (
+            median(self.rates.clone()),
+            lo,
+            hi,
+            [col(0), col(1), col(2), col(3)],
+        )
+    }
+}
+
+/// Runs `n` calls of each contender, alternating, `rounds` times; prints per contender the
+/// median calls/s with its spread, the ratio to raw, and per call each side's CPU µs and
+/// context switches.
+fn ratio(name: &str, rounds: usize, n: u64, contenders: [&mut dyn FnMut(u64) -> Duration; 3]) {
+    let mut runs: [Runs; 3] = Default::default();
+    let mut contenders = contenders;
+    for c in contenders.iter_mut() {
+        c(n / 10); // warm-up
+    }
+    for _ in 0..rounds {
+        for (c, r) in contenders.iter_mut().zip(runs.iter_mut()) {
+            r.run(n, c);
+        }
+    }
+    let raw = runs[0].summary().0;
+    println!("{name}");
+    for (label, r) in ["raw", "raw+codec", "gracerpc"].iter().zip(&runs) {
+        let (rate, lo, hi, [s_us, s_cs, c_us, c_cs]) = r.summary();
+        println!(
+            "  {label:<10} {rate:>9.0} calls/s ({lo:>7.0}–{hi:<7.0}) ratio {:.2}   server {s_us:>5.2} us {s_cs:>5.2} cs   caller {c_us:>5.2} us {c_cs:>5.2} cs  per call",
+            rate / raw
+        );
+    }
 }
 
 fn interleaved() {
     let f = fixture();
     let rounds = 5;
-    println!("\ninterleaved medians of {rounds} rounds (gracerpc / raw, higher is better):");
+    println!(
+        "\ninterleaved medians of {rounds} rounds (calls/s with min–max; ratio to raw; per call, \
+         CPU time and context switches of the server's threads and of the caller's):"
+    );
     for body in [32usize, 4096] {
         let mut raw = raw_connect(f.raw);
+        let mut codec = raw_connect(f.codec);
         ratio(
             &format!("sequential {body}B"),
             rounds,
             20_000,
-            |n| raw_sequential(&mut raw, body, n),
-            |n| rpc_sequential(&f.client, body, n),
+            [
+                &mut |n| raw_sequential(&mut raw, body, n),
+                &mut |n| codec_sequential(&mut codec, body, n),
+                &mut |n| rpc_sequential(&f.client, body, n),
+            ],
         );
         ratio(
             &format!("pipelined 64 {body}B"),
             rounds,
             50_000,
-            |n| raw_pipelined(f.raw, body, 64, n),
-            |n| rpc_pipelined(&f.client, body, 64, n),
+            [
+                &mut |n| raw_pipelined(f.raw, body, 64, n),
+                &mut |n| codec_pipelined(f.codec, body, 64, n),
+                &mut |n| rpc_pipelined(&f.client, body, 64, n),
+            ],
         );
     }
     ratio(
         "fan-in 4x16 32B",
         rounds,
         50_000,
-        |n| raw_fan_in(f.raw, 32, 4, 16, n),
-        |n| rpc_fan_in(&f.client, 32, 4, 16, n),
+        [
+            &mut |n| raw_fan_in(f.raw, 32, 4, 16, n),
+            &mut |n| codec_fan_in(f.codec, 32, 4, 16, n),
+            &mut |n| rpc_fan_in(&f.client, 32, 4, 16, n),
+        ],
     );
     // The same with the handler on a worker thread instead of inline.
     let mut raw = raw_connect(f.raw);
+    let mut codec = raw_connect(f.codec);
     ratio(
         "sequential 32B worker",
         rounds,
         20_000,
-        |n| raw_sequential(&mut raw, 32, n),
-        |n| rpc_sequential_to(&f.client, "echo_worker", 32, n),
+        [
+            &mut |n| raw_sequential(&mut raw, 32, n),
+            &mut |n| codec_sequential(&mut codec, 32, n),
+            &mut |n| rpc_sequential_to(&f.client, "echo_worker", 32, n),
+        ],
     );
     ratio(
         "pipelined 64 32B worker",
         rounds,
         50_000,
-        |n| raw_pipelined(f.raw, 32, 64, n),
-        |n| rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
+        [
+            &mut |n| raw_pipelined(f.raw, 32, 64, n),
+            &mut |n| codec_pipelined(f.codec, 32, 64, n),
+            &mut |n| rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
+        ],
     );
 }
 
@@ -431,6 +777,7 @@ fn profile(case: &str) {
         "{case}: {:.1} us per call",
         t.as_secs_f64() * 1e6 / n as f64
     );
+    cost::print_threads(n);
 }
 
 fn main() {

@@ -69,6 +69,11 @@ impl AdminServer {
         ready: impl Fn() -> bool + Send + Sync + 'static,
     ) -> io::Result<AdminServer> {
         let addr = listener.local_addr()?;
+        // tiny_http's accept thread ends on the first accept error, and EAGAIN is one: a
+        // listener inherited non-blocking (a handoff, socket activation) would leave the port
+        // unserved. O_NONBLOCK belongs to the shared socket, so this is right for every process
+        // holding it: only tiny_http accepts on an admin listener.
+        listener.set_nonblocking(false)?;
         let http = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
         let http = Arc::new(http);
         let serving = http.clone();

@@ -21,15 +21,19 @@ fn start(args: &[&str]) -> (ServeProc, SocketAddr) {
     let mut all = vec!["--admin-listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let node = ServeProc::start("admin", &all);
+    let addr = admin_addr(&node);
+    (node, addr)
+}
+
+/// The admin address `node` logged.
+fn admin_addr(node: &ServeProc) -> SocketAddr {
     // Its end, so the line is whole (stderr arrives in pieces).
     let line = node.wait_log_line("/metrics", QUICK);
-    let addr = line
-        .split("http://")
+    line.split("http://")
         .nth(1)
         .and_then(|r| r.split('/').next())
         .and_then(|a| a.parse().ok())
-        .unwrap_or_else(|| panic!("no admin address in {line:?}"));
-    (node, addr)
+        .unwrap_or_else(|| panic!("no admin address in {line:?}"))
 }
 
 /// `GET path` over HTTP/1.0; the status and the body.
@@ -109,6 +113,34 @@ fn with_an_unready_delay_readyz_is_503_while_the_node_still_serves() {
     p.send_ok(&frames::goaway_ack(1), "GOAWAY_ACK");
     drop(p);
     node.expect_exit(QUICK, "SIGTERM after the unready delay");
+}
+
+/// The admin listener is handed over with the RPC one (`serve --upgrade`) and the new process
+/// serves it: it must not inherit a non-blocking socket that its HTTP server's accept thread
+/// takes for a dead one (it was, and every request to the port then hung).
+#[test]
+fn the_admin_endpoint_is_served_after_a_handoff() {
+    let dir = serve::TempDir::new("admin-handoff");
+    let sock = dir.file("up.sock");
+    let sock = sock.to_str().expect("utf-8 temp path");
+    let (mut old, admin) = start(&["--upgrade", sock]);
+    wait_status(admin, "/readyz", 200, "the old node, once ready");
+    let mut new = ServeProc::start("admin-new", &["--upgrade", sock]);
+    assert_eq!(
+        admin_addr(&new),
+        admin,
+        "the new node serves the same admin port"
+    );
+    old.wait_log_line("handoff committed", QUICK);
+    let st = old.expect_exit(Duration::from_secs(30), "the old node drains and exits");
+    assert!(st.success(), "old node: {st:?}\n{}", old.log());
+    // Only the new process holds the port now; every request must be answered.
+    for i in 0..20 {
+        let (status, body) = get(admin, if i % 2 == 0 { "/readyz" } else { "/metrics" });
+        assert_eq!(status, 200, "request {i} after the handoff: {body}");
+    }
+    new.signal(libc::SIGTERM);
+    assert!(new.expect_exit(QUICK, "the new node drains").success());
 }
 
 #[test]

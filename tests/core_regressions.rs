@@ -44,6 +44,10 @@ fn finished_answers_count_only_requests_the_driver_accepted() {
         assert!(matches!(
             s.handle_frame(now, f),
             Ok(gracerpc::proto::Incoming::None)
+                | Ok(gracerpc::proto::Incoming::Rejected {
+                    id: 1,
+                    reason: gracerpc::proto::RejectReason::NOT_READY
+                })
         ));
     }
     let n = s.out().len();

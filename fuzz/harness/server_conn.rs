@@ -376,10 +376,16 @@ impl Harness {
                         Ok(Incoming::Cancel(id)) => {
                             assert!(self.conn.is_pending(id), "CANCEL for {id} not pending");
                         }
+                        Ok(Incoming::Rejected { id, .. }) => {
+                            assert!(is_request, "a rejection for a frame that was no REQUEST");
+                            assert!(
+                                !self.accepted.contains(&id),
+                                "id {id} accepted and rejected"
+                            );
+                            self.immediate_rejects += 1;
+                        }
                         Ok(Incoming::None) => {
-                            if is_request {
-                                self.immediate_rejects += 1;
-                            }
+                            assert!(!is_request, "a REQUEST neither accepted nor rejected");
                         }
                         Err(e) => {
                             assert!(self.conn.error().is_some(), "failed without error: {e}");

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use gracerpc::client::{CallOptions, Client};
 
 use super::load::{Load, LoadSpec};
-use super::summary::{BenchReport, Counts, Latency};
+use super::summary::{BenchReport, ProcessCost};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Method {
@@ -113,17 +113,19 @@ pub fn run(args: BenchArgs) -> i32 {
         opts: CallOptions::new().idempotent(args.idempotent),
         tokens: matches!(args.method, Method::Record),
         token_base: token_base(),
+        records: false,
     };
+    let before = ProcessCost::now();
     let load = Load::start(&client, spec);
     let t0 = Instant::now();
     std::thread::sleep(args.duration.max(Duration::from_millis(10)));
-    let (records, _) = load.stop(Duration::from_secs(10));
+    let stopped = load.stop(Duration::from_secs(10));
     let elapsed = t0.elapsed().as_secs_f64();
+    let cost = ProcessCost::now().since(before);
     client.close(Duration::from_secs(1));
-    let counts = Counts::of(&records);
-    let lat = Latency::of(&records);
+    let counts = &stopped.tally.counts;
     let rate = counts.sent as f64 / elapsed;
-    let report = BenchReport::new(&counts, &lat, rate);
+    let report = BenchReport::new(counts, &stopped.tally.latency(), rate).with_cost(cost);
     let json = match serde_json::to_string(&report) {
         Ok(j) => j,
         Err(e) => {

@@ -1,5 +1,9 @@
 //! Closed-loop load: `concurrency` calls kept in flight by a few driver threads, each polling
 //! its share of call futures (a tiny executor), so a completion costs no thread wake-up per call.
+//!
+//! The load generator must cost little next to the calls it measures: each driver counts
+//! outcomes and latencies in a histogram of its own, merged when the load stops, and keeps a
+//! record per call only when asked (the rollout audit needs every token; `bench` does not).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,7 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use gracerpc::client::{CallError, CallFuture, CallOptions, Client};
+use hdrhistogram::Histogram;
 use parking_lot::Mutex;
+
+use super::summary::{Counts, Latency};
 
 /// What one call did.
 #[derive(Clone, Debug)]
@@ -37,13 +44,60 @@ pub struct LoadSpec {
     pub tokens: bool,
     /// First token value (tokens then count up).
     pub token_base: u64,
+    /// Keep a [`CallRecord`] per call (else only the drivers' tallies).
+    pub records: bool,
+}
+
+/// Outcomes and latencies of calls, counted as they end.
+pub struct Tally {
+    pub counts: Counts,
+    latency_us: Option<Histogram<u64>>,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            counts: Counts::default(),
+            latency_us: Histogram::new_with_bounds(1, 60_000_000, 3).ok(),
+        }
+    }
+
+    fn add(&mut self, result: &Result<u32, CallError>, latency_us: u64) {
+        self.counts.add(result);
+        if let Some(h) = self.latency_us.as_mut() {
+            let _ = h.record(latency_us.clamp(1, 60_000_000));
+        }
+    }
+
+    fn merge(&mut self, other: Tally) {
+        self.counts.merge(&other.counts);
+        if let (Some(h), Some(o)) = (self.latency_us.as_mut(), other.latency_us.as_ref()) {
+            let _ = h.add(o);
+        }
+    }
+
+    pub fn latency(&self) -> Latency {
+        self.latency_us
+            .as_ref()
+            .map_or_else(Latency::default, Latency::of_histogram)
+    }
+}
+
+/// What a stopped load did.
+pub struct Stopped {
+    /// Every finished call, by start time (empty unless [`LoadSpec::records`]).
+    pub records: Vec<CallRecord>,
+    /// Every finished call, counted.
+    pub tally: Tally,
+    /// Calls still running when the grace ran out.
+    pub never_ended: u64,
 }
 
 /// A running load; stop it with [`Load::stop`].
 pub struct Load {
     stop: Arc<AtomicBool>,
     stop_at: Arc<Mutex<Option<Instant>>>,
-    drivers: Vec<JoinHandle<(Vec<CallRecord>, u64)>>,
+    drivers: Vec<JoinHandle<(Vec<CallRecord>, Tally, u64)>>,
     pub started: Instant,
     pub sent: Arc<AtomicU64>,
     pub failed: Arc<AtomicU64>,
@@ -89,21 +143,25 @@ impl Load {
         }
     }
 
-    /// Stops starting calls, waits up to `grace` for the calls in flight, and returns every
-    /// finished call's record and how many calls never ended.
-    pub fn stop(self, grace: Duration) -> (Vec<CallRecord>, u64) {
+    /// Stops starting calls, waits up to `grace` for the calls in flight, and returns what
+    /// the finished calls did and how many never ended.
+    pub fn stop(self, grace: Duration) -> Stopped {
         *self.stop_at.lock() = Some(Instant::now() + grace);
         self.stop.store(true, Ordering::Release);
-        let mut all = Vec::new();
-        let mut never_ended = 0;
+        let mut out = Stopped {
+            records: Vec::new(),
+            tally: Tally::new(),
+            never_ended: 0,
+        };
         for d in self.drivers {
-            if let Ok((mut recs, unfinished)) = d.join() {
-                all.append(&mut recs);
-                never_ended += unfinished;
+            if let Ok((mut recs, tally, unfinished)) = d.join() {
+                out.records.append(&mut recs);
+                out.tally.merge(tally);
+                out.never_ended += unfinished;
             }
         }
-        all.sort_by_key(|r| r.start_us);
-        (all, never_ended)
+        out.records.sort_by_key(|r| r.start_us);
+        out
     }
 }
 
@@ -120,7 +178,8 @@ struct Driver {
 }
 
 struct Lane {
-    fut: Option<Pin<Box<CallFuture<'static>>>>,
+    /// The lane's call; the box is allocated once and reused by every call of the lane.
+    fut: Pin<Box<Option<CallFuture<'static>>>>,
     token: u64,
     start: Instant,
     waker: Waker,
@@ -149,14 +208,14 @@ impl Wake for LaneWaker {
 }
 
 impl Driver {
-    fn run(self) -> (Vec<CallRecord>, u64) {
+    fn run(self) -> (Vec<CallRecord>, Tally, u64) {
         let queue = Arc::new(ReadyQueue {
             ready: Mutex::new(Vec::new()),
             thread: std::thread::current(),
         });
         let mut lanes: Vec<Lane> = (0..self.lanes)
             .map(|lane| Lane {
-                fut: None,
+                fut: Box::pin(None),
                 token: 0,
                 start: Instant::now(),
                 waker: Waker::from(Arc::new(LaneWaker {
@@ -165,7 +224,8 @@ impl Driver {
                 })),
             })
             .collect();
-        let mut records = Vec::with_capacity(64 * 1024);
+        let mut records = Vec::with_capacity(if self.spec.records { 64 * 1024 } else { 0 });
+        let mut tally = Tally::new();
         let mut body = vec![0u8; self.spec.payload.max(if self.spec.tokens { 8 } else { 0 })];
         let mut batch = Vec::new();
         for (i, lane) in lanes.iter_mut().enumerate() {
@@ -176,24 +236,29 @@ impl Driver {
         while active > 0 {
             for &i in &batch {
                 let lane = &mut lanes[i];
-                let Some(fut) = lane.fut.as_mut() else {
+                let Some(fut) = lane.fut.as_mut().as_pin_mut() else {
                     continue;
                 };
                 let mut cx = Context::from_waker(&lane.waker);
-                let Poll::Ready(result) = fut.as_mut().poll(&mut cx) else {
+                let Poll::Ready(result) = fut.poll(&mut cx) else {
                     continue;
                 };
-                lane.fut = None;
+                lane.fut.set(None);
                 let now = Instant::now();
                 if result.is_err() {
                     self.failed.fetch_add(1, Ordering::Relaxed);
                 }
-                records.push(CallRecord {
-                    token: lane.token,
-                    start_us: (lane.start - self.started).as_micros() as u64,
-                    latency_us: (now - lane.start).as_micros() as u64,
-                    result: result.map(|r| r.replays),
-                });
+                let result = result.map(|r| r.replays);
+                let latency_us = micros(now.saturating_duration_since(lane.start));
+                tally.add(&result, latency_us);
+                if self.spec.records {
+                    records.push(CallRecord {
+                        token: lane.token,
+                        start_us: micros(lane.start.saturating_duration_since(self.started)),
+                        latency_us,
+                        result,
+                    });
+                }
                 if self.stop.load(Ordering::Acquire) {
                     active -= 1;
                 } else {
@@ -211,12 +276,12 @@ impl Driver {
                     && self.stop_at.lock().is_some_and(|t| Instant::now() >= t)
                 {
                     // Calls still running past the grace period never ended: report them.
-                    return (records, active as u64);
+                    return (records, tally, active as u64);
                 }
                 std::thread::park_timeout(Duration::from_millis(50));
             }
         }
-        (records, 0)
+        (records, tally, 0)
     }
 
     fn start_call(&self, lane: &mut Lane, body: &mut [u8]) {
@@ -230,6 +295,13 @@ impl Driver {
         let fut = self
             .client
             .call_async(&self.spec.method, body.to_vec(), self.spec.opts.clone());
-        lane.fut = Some(Box::pin(fut));
+        lane.fut.set(Some(fut));
     }
+}
+
+/// Whole microseconds (no u128 division, unlike `as_micros`).
+fn micros(d: Duration) -> u64 {
+    d.as_secs()
+        .saturating_mul(1_000_000)
+        .saturating_add(u64::from(d.subsec_micros()))
 }

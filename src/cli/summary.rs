@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use serde::Serialize;
 
@@ -28,6 +29,11 @@ impl Latency {
         for r in latencies {
             let _ = h.record(r.latency_us.clamp(1, 60_000_000));
         }
+        Latency::of_histogram(&h)
+    }
+
+    /// The percentiles of latencies already counted, in microseconds.
+    pub fn of_histogram(h: &Histogram<u64>) -> Latency {
         if h.is_empty() {
             return Latency::default();
         }
@@ -53,26 +59,40 @@ pub struct Counts {
 
 impl Counts {
     pub fn of(records: &[CallRecord]) -> Counts {
-        let mut c = Counts {
-            sent: records.len() as u64,
-            ..Default::default()
-        };
+        let mut c = Counts::default();
         for r in records {
-            match &r.result {
-                Ok(replays) => {
-                    c.ok += 1;
-                    c.replayed += u64::from(*replays);
-                }
-                Err(e) => {
-                    c.failed += 1;
-                    *c.failed_by_kind.entry(e.kind()).or_default() += 1;
-                    if matches!(e, gracerpc::client::CallError::OutcomeUnknown) {
-                        c.outcome_unknown += 1;
-                    }
+            c.add(&r.result);
+        }
+        c
+    }
+
+    /// Counts one finished call: `Ok(replays)` or its error.
+    pub fn add(&mut self, result: &Result<u32, gracerpc::client::CallError>) {
+        self.sent += 1;
+        match result {
+            Ok(replays) => {
+                self.ok += 1;
+                self.replayed += u64::from(*replays);
+            }
+            Err(e) => {
+                self.failed += 1;
+                *self.failed_by_kind.entry(e.kind()).or_default() += 1;
+                if matches!(e, gracerpc::client::CallError::OutcomeUnknown) {
+                    self.outcome_unknown += 1;
                 }
             }
         }
-        c
+    }
+
+    pub fn merge(&mut self, other: &Counts) {
+        self.sent += other.sent;
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.outcome_unknown += other.outcome_unknown;
+        self.replayed += other.replayed;
+        for (k, v) in &other.failed_by_kind {
+            *self.failed_by_kind.entry(k).or_default() += v;
+        }
     }
 }
 
@@ -91,6 +111,46 @@ pub struct BenchReport {
     pub p99_us: u64,
     pub p999_us: u64,
     pub max_us: u64,
+    /// CPU time (user + system) of this process per call, every thread included: what the
+    /// caller and its load generator cost. Rounded to 0.01.
+    pub cpu_us_per_call: f64,
+    /// Context switches of this process per call. Rounded to 0.001.
+    pub context_switches_per_call: f64,
+}
+
+/// CPU time and context switches of this process so far (`getrusage`, all threads).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ProcessCost {
+    pub cpu: Duration,
+    pub context_switches: u64,
+}
+
+impl ProcessCost {
+    pub fn now() -> ProcessCost {
+        // SAFETY: getrusage only writes the struct it is given; zeroes are a valid rusage.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+            return ProcessCost::default();
+        }
+        let tv = |t: libc::timeval| {
+            Duration::from_secs(u64::try_from(t.tv_sec).unwrap_or(0))
+                + Duration::from_micros(u64::try_from(t.tv_usec).unwrap_or(0))
+        };
+        ProcessCost {
+            cpu: tv(ru.ru_utime) + tv(ru.ru_stime),
+            context_switches: u64::try_from(ru.ru_nvcsw + ru.ru_nivcsw).unwrap_or(0),
+        }
+    }
+
+    /// What was spent between `earlier` and this reading.
+    pub fn since(self, earlier: ProcessCost) -> ProcessCost {
+        ProcessCost {
+            cpu: self.cpu.saturating_sub(earlier.cpu),
+            context_switches: self
+                .context_switches
+                .saturating_sub(earlier.context_switches),
+        }
+    }
 }
 
 impl BenchReport {
@@ -107,7 +167,18 @@ impl BenchReport {
             p99_us: lat.p99,
             p999_us: lat.p999,
             max_us: lat.max,
+            cpu_us_per_call: 0.0,
+            context_switches_per_call: 0.0,
         }
+    }
+
+    /// Adds what the calls cost this process.
+    pub fn with_cost(mut self, cost: ProcessCost) -> BenchReport {
+        let calls = self.sent.max(1) as f64;
+        self.cpu_us_per_call = (cost.cpu.as_secs_f64() * 1e6 / calls * 100.0).round() / 100.0;
+        self.context_switches_per_call =
+            (cost.context_switches as f64 / calls * 1000.0).round() / 1000.0;
+        self
     }
 
     pub fn table(&self) -> String {
@@ -122,6 +193,11 @@ impl BenchReport {
             s,
             "calls        sent {}  ok {}  failed {}  outcome unknown {}  replayed {}",
             self.sent, self.ok, self.failed, self.outcome_unknown, self.replayed
+        );
+        let _ = writeln!(
+            s,
+            "this process {:.2} us CPU and {:.3} context switches per call",
+            self.cpu_us_per_call, self.context_switches_per_call
         );
         for (k, v) in &self.failed_by_kind {
             let _ = writeln!(s, "  failed {k}: {v}");

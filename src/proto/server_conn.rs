@@ -94,6 +94,14 @@ pub enum Incoming<'a> {
     Request(Accepted<'a>),
     /// The caller no longer wants the answer to this pending id: reject it if it has not started.
     Cancel(u64),
+    /// A request the connection rejected itself (SHUTDOWN_REJECT queued; rules 2, 6, 10, 11):
+    /// it reaches no handler. Reported so the driver can count it; nothing is left to do.
+    Rejected {
+        /// The request's id.
+        id: u64,
+        /// The reason on the SHUTDOWN_REJECT.
+        reason: RejectReason,
+    },
 }
 
 /// What the driver must do to the socket, returned by [`ServerConn::poll_close`].
@@ -656,7 +664,7 @@ impl ServerConn {
         };
         if let Some(reason) = reason {
             ShutdownReject { id: r.id, reason }.encode(self.out.vec());
-            return Ok(Incoming::None);
+            return Ok(Incoming::Rejected { id: r.id, reason });
         }
         self.pending.insert(r.id);
         Ok(Incoming::Request(Accepted {

@@ -120,7 +120,13 @@ impl AsyncEntry {
             phase: Phase::Unpolled,
         };
         let handler = self.handler.clone();
-        drop(self.runtime.spawn(run(guard, handler, owned)));
+        super::trace::log_async(req);
+        #[cfg(feature = "tracing")]
+        let task =
+            tracing::Instrument::instrument(run(guard, handler, owned), super::trace::span(req));
+        #[cfg(not(feature = "tracing"))]
+        let task = run(guard, handler, owned);
+        drop(self.runtime.spawn(task));
     }
 }
 

@@ -6,7 +6,7 @@
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -15,6 +15,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::event_loop::Stats;
+use super::responder::Shared;
 use crate::proto::RejectReason;
 
 /// Upper bounds of the latency buckets, in microseconds (50 µs to 10 s).
@@ -23,11 +24,12 @@ const BOUNDS_US: [u64; 17] = [
     1_000_000, 2_500_000, 5_000_000, 10_000_000,
 ];
 
-/// Reject reasons the server itself gives (indexed by their wire code).
-/// (NOT_READY, and the rejections after GOAWAY and over the per-connection limit, are decided
-/// inside the protocol core and not counted here yet.)
-const REASONS: [(RejectReason, &str); 4] = [
+/// Reject reasons the server gives (indexed by their wire code), whether the event loop decided
+/// (queue full, queued at the drain) or the protocol core (not READY yet, after GOAWAY, over
+/// the per-connection limit, no deadline left: `Incoming::Rejected`).
+const REASONS: [(RejectReason, &str); 5] = [
     (RejectReason::SHUTTING_DOWN, "shutting_down"),
+    (RejectReason::NOT_READY, "not_ready"),
     (RejectReason::OVERLOADED, "overloaded"),
     (RejectReason::DEADLINE, "deadline"),
     (RejectReason::CANCELLED, "cancelled"),
@@ -44,6 +46,9 @@ pub(crate) struct Counters {
     pub completed_failed: AtomicU64,
     pub unknown_method: AtomicU64,
     pub refused: AtomicU64,
+    /// A deferred or async request the caller cancelled while it ran, answered CANCELLED.
+    /// (Those the server answers at the deadline are `Stats::expired`.)
+    pub completed_cancelled: AtomicU64,
     /// Rejections by the server's own decision, by wire code (queue full, queued at the drain,
     /// deadline passed in the queue, cancelled).
     pub rejected: [AtomicU64; 8],
@@ -73,14 +78,62 @@ pub(crate) struct MethodLatency {
 
 impl MethodLatency {
     pub fn observe(&self, d: Duration) {
+        self.observe_n(d, 1);
+    }
+
+    /// Records `n` requests that each took `d`.
+    pub fn observe_n(&self, d: Duration, n: u64) {
         // (No u128 division: `as_micros` costs more than the rest of this.)
         let us = d
             .as_secs()
             .saturating_mul(1_000_000)
             .saturating_add(u64::from(d.subsec_micros()));
         let i = BOUNDS_US.partition_point(|&b| b < us);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        self.sum_us.fetch_add(us, Ordering::Relaxed);
+        self.buckets[i].fetch_add(n, Ordering::Relaxed);
+        self.sum_us
+            .fetch_add(us.saturating_mul(n), Ordering::Relaxed);
+    }
+}
+
+/// The inline answers of one loop turn, waiting for their latency. All were accepted at the
+/// turn's clock reading and all are written when the turn flushes its connections, so one
+/// clock reading just before that flush times them all: no clock read per call.
+#[derive(Debug, Default)]
+pub(crate) struct TurnTimings {
+    /// The earliest acceptance among them.
+    since: Option<Instant>,
+    /// Each method answered this turn (distinct, so at most the registered methods) and how
+    /// many times.
+    methods: Vec<(Arc<MethodLatency>, u64)>,
+}
+
+impl TurnTimings {
+    /// One inline answer of `latency`'s method, to a request accepted at `accepted`.
+    pub fn add(&mut self, accepted: Instant, latency: &Arc<MethodLatency>) {
+        self.since = Some(self.since.map_or(accepted, |t| t.min(accepted)));
+        match self
+            .methods
+            .iter_mut()
+            .find(|(l, _)| Arc::ptr_eq(l, latency))
+        {
+            Some((_, n)) => *n += 1,
+            None => self.methods.push((latency.clone(), 1)),
+        }
+    }
+
+    /// Records them all as answered at `now`.
+    pub fn record(&mut self, now: Instant) {
+        if let Some(since) = self.since.take() {
+            let d = now.saturating_duration_since(since);
+            for (latency, n) in self.methods.drain(..) {
+                latency.observe_n(d, n);
+            }
+        }
+    }
+
+    /// Whether any answer waits for its latency.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
     }
 }
 
@@ -91,7 +144,8 @@ impl MethodLatency {
 ///
 /// Series (prefixed by the registry's prefix, if any): `requests_in_flight`,
 /// `requests_accepted_total`, `requests_completed_total{status}` (`ok`, `failed`,
-/// `unknown_method`, `refused`), `requests_rejected_total{reason}`, `connections`,
+/// `unknown_method`, `refused`, and for requests answered later `cancelled` and
+/// `deadline_exceeded`), `requests_rejected_total{reason}`, `late_answers_total`, `connections`,
 /// `connections_accepted_total`, `goaways_sent_total`, `drains_total`,
 /// `drain_last_duration_seconds`, `drain_abandoned_requests_total`, `ready` (1 while
 /// `/readyz` says 200), and `request_duration_seconds{method}` (a histogram per registered
@@ -100,6 +154,7 @@ impl MethodLatency {
 #[derive(Clone)]
 pub struct ServerMetrics {
     pub(crate) stats: Arc<Stats>,
+    pub(crate) shared: Arc<Shared>,
     pub(crate) methods: Arc<[(Arc<str>, Arc<MethodLatency>)]>,
 }
 
@@ -156,14 +211,17 @@ impl Collector for ServerMetrics {
                 None,
                 MetricType::Counter,
             )?;
+            let expired = u64::try_from(s.expired.load(Ordering::Relaxed)).unwrap_or(u64::MAX);
             for (status, v) in [
-                ("ok", &c.completed_ok),
-                ("failed", &c.completed_failed),
-                ("unknown_method", &c.unknown_method),
-                ("refused", &c.refused),
+                ("ok", load(&c.completed_ok)),
+                ("failed", load(&c.completed_failed)),
+                ("unknown_method", load(&c.unknown_method)),
+                ("refused", load(&c.refused)),
+                ("cancelled", load(&c.completed_cancelled)),
+                ("deadline_exceeded", expired),
             ] {
                 let labels = [("status", status)];
-                ConstCounter::new(load(v)).encode(m.encode_family(&labels)?)?;
+                ConstCounter::new(v).encode(m.encode_family(&labels)?)?;
             }
         }
         {
@@ -213,6 +271,13 @@ impl Collector for ServerMetrics {
                 MetricType::Gauge,
             )?)?;
         }
+        counter(
+            &mut e,
+            "late_answers",
+            "Answers from responders or async handlers for requests already answered (by the \
+             server at the deadline, on CANCEL, or because the connection closed), dropped.",
+            self.shared.late.load(Ordering::Relaxed),
+        )?;
         counter(
             &mut e,
             "drain_abandoned_requests",

@@ -68,6 +68,7 @@ mod responder;
 mod slot;
 mod tls_conn;
 mod token;
+mod trace;
 mod workers;
 
 /// Re-exported so a service needs no `proto` import for its statuses.
@@ -517,6 +518,7 @@ impl Builder {
         let shared = Shared::new(waker.clone());
         let metrics = ServerMetrics {
             stats: stats.clone(),
+            shared: shared.clone(),
             methods: self.registry.latencies().into(),
         };
         let mut el = EventLoop::new(

@@ -185,6 +185,7 @@ pub(crate) fn run_deferred(
     shared: &Arc<Shared>,
 ) {
     let responder = Responder::new(slot, shared.clone(), req.deadline);
+    let _span = super::trace::enter(req);
     let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         handler.call(req, responder)
     }));

@@ -23,10 +23,12 @@ use std::ptr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicPtr, AtomicU8, Ordering};
 use std::task::Waker;
+use std::time::Instant;
 
 use parking_lot::Mutex;
 
 use super::handler::Reply;
+use super::metrics::MethodLatency;
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 
@@ -57,6 +59,9 @@ pub(crate) struct JobState {
     /// An async task to wake when someone else answered for it (cancel, deadline), so it drops
     /// its future.
     waker: Mutex<Option<Waker>>,
+    /// When the loop accepted it, and its method's histogram (metrics on, answered later):
+    /// the loop records the latency when it takes the answer off the done list.
+    timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 // SAFETY: `answer` is the only non-Sync field. It is written by exactly one thread — the one
@@ -78,6 +83,7 @@ impl Default for JobState {
             next: AtomicPtr::new(ptr::null_mut()),
             answer: UnsafeCell::new(None),
             waker: Mutex::new(None),
+            timing: None,
         }
     }
 }
@@ -93,8 +99,15 @@ impl std::fmt::Debug for JobState {
 
 impl JobState {
     /// Sets who the slot is for. Only on a slot no other thread holds.
-    pub fn prepare(&mut self, conn: ConnRef, id: u64, deferred: bool) {
+    pub fn prepare(
+        &mut self,
+        conn: ConnRef,
+        id: u64,
+        deferred: bool,
+        timing: Option<(Instant, Arc<MethodLatency>)>,
+    ) {
         *self.state.get_mut() = QUEUED;
+        self.timing = timing;
         *self.next.get_mut() = ptr::null_mut();
         *self.answer.get_mut() = None;
         *self.waker.get_mut() = None;
@@ -111,6 +124,12 @@ impl JobState {
     /// The request id.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// When it was accepted and where its latency goes, if its method is timed and it is
+    /// answered later.
+    pub fn timing(&self) -> Option<&(Instant, Arc<MethodLatency>)> {
+        self.timing.as_ref()
     }
 
     /// Whether the request is answered later, through the done list.

@@ -44,15 +44,24 @@ const POOL_BUF: usize = 64 * 1024;
 impl Pools {
     /// A fresh job state (queued) for request `id` on `conn`; `deferred` if it is answered
     /// through the done list (counted in [`deferred`](Self::deferred) until released).
-    pub fn state(&mut self, conn: ConnRef, id: u64, deferred: bool) -> Arc<JobState> {
+    /// A slot for request `id` on `conn`; `timing` (when accepted, and the method's histogram)
+    /// is kept only for a request answered later.
+    pub fn state(
+        &mut self,
+        conn: ConnRef,
+        id: u64,
+        deferred: bool,
+        timing: Option<(Instant, Arc<MethodLatency>)>,
+    ) -> Arc<JobState> {
+        let timing = if deferred { timing } else { None };
         let mut state = self.states.pop().unwrap_or_default();
         if let Some(s) = Arc::get_mut(&mut state) {
-            s.prepare(conn, id, deferred);
+            s.prepare(conn, id, deferred, timing);
         } else {
             // Never: pooled states are unshared. A fresh one is correct all the same.
             state = Arc::default();
             if let Some(s) = Arc::get_mut(&mut state) {
-                s.prepare(conn, id, deferred);
+                s.prepare(conn, id, deferred, timing);
             }
         }
         if deferred {

@@ -880,7 +880,7 @@ impl Sim {
                 Ok(Some((frame, used))) => {
                     evs.push(Ev::ServerGot(F::of(&frame)));
                     match s.handle_frame(now, frame) {
-                        Ok(Incoming::None) => {}
+                        Ok(Incoming::None | Incoming::Rejected { .. }) => {}
                         Ok(Incoming::Request(a)) => {
                             evs.push(Ev::Accepted(a.id));
                             self.app.accepted.push(a.id);

@@ -340,6 +340,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
             opts: CallOptions::new(),
             tokens: true,
             token_base: super::bench::token_base(),
+            records: true,
         },
     );
     let t0 = load.started;
@@ -418,7 +419,8 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     }
     std::thread::sleep(Duration::from_millis(300));
     *progress.status.lock() = "stopping the load".into();
-    let (calls, never_ended) = load.stop(Duration::from_secs(15));
+    let stopped = load.stop(Duration::from_secs(15));
+    let (calls, never_ended) = (stopped.records, stopped.never_ended);
     let (probes, refused) = probe.stop();
     progress.done.store(true, Ordering::Release);
     if let Some(t) = ticker {

@@ -9,6 +9,7 @@ use super::Stats;
 use super::expiry::Expiries;
 use crate::proto::{Accepted, RejectReason, ServerConn, Status};
 use crate::server::handler::{Placement, Request, run_handler};
+use crate::server::metrics::TurnTimings;
 use crate::server::registry::{Callable, Registry};
 use crate::server::responder::{Shared, run_deferred};
 use crate::server::token::ConnRef;
@@ -22,6 +23,8 @@ pub(super) struct Dispatch<'a> {
     pub pools: &'a mut Pools,
     pub shared: &'a Arc<Shared>,
     pub expiries: &'a mut Expiries,
+    /// Inline answers of this turn, timed together when the turn flushes.
+    pub timings: &'a mut TurnTimings,
     pub deferred: &'a DeferredLimits,
     pub me: ConnRef,
     pub peer: std::net::SocketAddr,
@@ -101,27 +104,30 @@ impl Dispatch<'_> {
             };
             self.expiries.push(at, self.me, acc.id);
         }
-        let state = self.pools.state(self.me, acc.id, later);
-        match (&reg.handler, reg.placement) {
-            (Callable::Now(h), Placement::Inline) => {
-                let reply = run_handler(h.as_ref(), &req);
-                if let Some(t) = started {
-                    reg.latency
-                        .observe(Instant::now().saturating_duration_since(t));
-                }
-                let _ = match reply {
-                    Ok(body) => {
-                        counters.completed_ok.fetch_add(1, Ordering::Relaxed);
-                        core.respond(acc.id, Status::OK, &body)
-                    }
-                    Err(f) => {
-                        counters.completed_failed.fetch_add(1, Ordering::Relaxed);
-                        core.respond(acc.id, f.status, &f.body)
-                    }
-                };
-                self.pools.release_state(state);
-                return;
+        if let (Callable::Now(h), Placement::Inline) = (&reg.handler, reg.placement) {
+            // Runs and is answered right here: no slot to race for.
+            let reply = run_handler(h.as_ref(), &req);
+            if let Some(t) = started {
+                self.timings.add(t, &reg.latency);
             }
+            let _ = match reply {
+                Ok(body) => {
+                    counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                    core.respond(acc.id, Status::OK, &body)
+                }
+                Err(f) => {
+                    counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                    core.respond(acc.id, f.status, &f.body)
+                }
+            };
+            return;
+        }
+        let timing = match started {
+            Some(t) if later => Some((t, reg.latency.clone())),
+            _ => None,
+        };
+        let state = self.pools.state(self.me, acc.id, later, timing);
+        match (&reg.handler, reg.placement) {
             (Callable::Later(h), Placement::Inline) => {
                 jobs.insert(acc.id, state.clone());
                 if Instant::now() >= acc.deadline {

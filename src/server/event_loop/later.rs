@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use super::EventLoop;
 use crate::proto::{IdMap, RejectReason, ServerConn, Status};
+use crate::server::metrics::Counters;
+use crate::server::slot::Answer;
 use crate::server::workers::{Completion, JobState, Pools};
 
 impl EventLoop {
@@ -16,12 +18,15 @@ impl EventLoop {
             let Some(result) = slot.take_answer() else {
                 continue; // never: a slot is pushed with its answer
             };
+            // Accepted to answered, read off this turn's clock like a worker's answer.
+            if let (Some((accepted, latency)), Answer::Ran(_)) = (slot.timing(), &result) {
+                latency.observe(now.saturating_duration_since(*accepted));
+            }
             let c = Completion {
                 conn: slot.conn(),
                 id: slot.id(),
                 result,
                 buf: Vec::new(),
-                // Deferred and async answers carry no latency (their slots keep no histogram).
                 timing: None,
             };
             // The loop's own reference (in the connection's table) is the last one left, so the
@@ -55,6 +60,7 @@ impl EventLoop {
                 self.stats.expired.fetch_add(1, Ordering::Relaxed);
             } else if state.try_reject() {
                 // Still queued (workers busy, or a runtime that never polled it): never ran.
+                self.stats.counters.reject(RejectReason::DEADLINE);
                 let _ = conn.core.reject(id, RejectReason::DEADLINE);
             } else {
                 continue; // its answer is on the done list
@@ -75,15 +81,18 @@ pub(super) fn cancel(
     core: &mut ServerConn,
     jobs: &mut IdMap<Arc<JobState>>,
     pools: &mut Pools,
+    counters: &Counters,
     id: u64,
 ) {
     let Some(state) = jobs.get(&id) else {
         return;
     };
     if state.try_reject() {
+        counters.reject(RejectReason::CANCELLED);
         let _ = core.reject(id, RejectReason::CANCELLED);
     } else if state.is_deferred() && state.try_answer() {
         state.wake_runner();
+        counters.completed_cancelled.fetch_add(1, Ordering::Relaxed);
         let _ = core.respond(id, Status::CANCELLED, b"cancelled by the caller");
     } else {
         return;

@@ -33,6 +33,7 @@ use expiry::Expiries;
 
 use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
+use super::metrics::TurnTimings;
 use super::readiness::Readiness;
 use super::registry::Registry;
 use super::report::DrainReport;
@@ -118,6 +119,8 @@ pub(crate) struct EventLoop {
     unready_until: Option<Instant>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
+    /// Inline answers of this turn waiting for their latency (metrics on).
+    timings: TurnTimings,
     /// The shared read buffer (see `Conn::read_some`).
     scratch: Vec<u8>,
     pools: Pools,
@@ -181,6 +184,7 @@ impl EventLoop {
             workers: None,
             unready_until: None,
             touched: Vec::new(),
+            timings: TurnTimings::default(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
             shared,
@@ -422,6 +426,7 @@ impl EventLoop {
             pools: &mut self.pools,
             shared: &self.shared,
             expiries: &mut self.expiries,
+            timings: &mut self.timings,
             deferred: &self.cfg.deferred,
             me: *me,
             peer: *peer,
@@ -435,7 +440,12 @@ impl EventLoop {
                 Ok(Some((frame, n))) => {
                     match core.handle_frame(now, frame) {
                         Ok(Incoming::Request(acc)) => ctx.dispatch(core, jobs, acc),
-                        Ok(Incoming::Cancel(id)) => later::cancel(core, jobs, ctx.pools, id),
+                        Ok(Incoming::Cancel(id)) => {
+                            later::cancel(core, jobs, ctx.pools, &ctx.stats.counters, id)
+                        }
+                        Ok(Incoming::Rejected { reason, .. }) => {
+                            ctx.stats.counters.reject(reason);
+                        }
                         Ok(Incoming::None) => {}
                         Err(e) => log::info!("connection {:?}: {e}", conn_peer(stream)),
                     }
@@ -633,6 +643,11 @@ impl EventLoop {
     fn finish_turn(&mut self, now: Instant) {
         // The requests of this turn go to the workers with one round of wake-ups.
         self.jobs.0.kick();
+        // Inline answers are written below: their latency ends now (recorded before a caller
+        // can have read them).
+        if !self.timings.is_empty() {
+            self.timings.record(Instant::now());
+        }
         while let Some(slot) = self.touched.pop() {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
