@@ -102,6 +102,41 @@ fn serve_and_call_over_mutual_tls_from_the_command_line() {
     );
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(err.contains("requires a client certificate"), "{err}");
+
+    // Rotation without a restart: new files from a new CA, then SIGUSR1.
+    let next = tls::pki();
+    std::fs::write(&ca, next.ca.cert_pem()).expect("ca");
+    std::fs::write(&cert, &next.node.cert_pem).expect("cert");
+    std::fs::write(&key, &next.node.key_pem).expect("key");
+    std::fs::write(&ccert, &next.client.cert_pem).expect("client cert");
+    std::fs::write(&ckey, &next.client.key_pem).expect("client key");
+    let pid = node.0.id() as libc::pid_t;
+    // SAFETY: kill(2) on the child we started and have not reaped.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGUSR1) }, 0, "SIGUSR1");
+    let call = || {
+        Command::new(BIN)
+            .args(["call", "--nodes", &addr, "--deadline", "1s", "--tls-ca"])
+            .arg(&ca)
+            .arg("--tls-cert")
+            .arg(&ccert)
+            .arg("--tls-key")
+            .arg(&ckey)
+            .args(["echo", "rotated"])
+            .output()
+            .expect("call")
+    };
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let rotated = loop {
+        let out = call();
+        if out.status.success() || std::time::Instant::now() > end {
+            break out;
+        }
+    };
+    assert!(
+        rotated.status.success(),
+        "the node did not take the new certificates within 10 s of SIGUSR1: {}",
+        String::from_utf8_lossy(&rotated.stderr)
+    );
     drop(node);
     let _ = std::fs::remove_dir_all(dir);
 }

@@ -19,6 +19,8 @@ pub struct ServerTlsArgs {
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
     /// Mutual TLS: callers must present a certificate signed by a CA in this bundle (PEM).
+    /// SIGUSR1 makes the node read all three files again: connections accepted afterwards use
+    /// the new certificate and client CA (rotation without a restart).
     #[arg(long, value_name = "PEM", requires = "tls_cert")]
     pub tls_client_ca: Option<PathBuf>,
 }
@@ -58,6 +60,7 @@ impl ServerTlsArgs {
         {
             let tls =
                 gracerpc::tls::ServerTls::from_pem_files(cert, key, self.tls_client_ca.as_deref())?;
+            reload_on_sigusr1(tls.clone())?;
             Ok(b.tls(tls))
         }
         #[cfg(not(feature = "tls"))]
@@ -92,6 +95,23 @@ impl ClientTlsArgs {
             Err(unsupported())
         }
     }
+}
+
+/// Re-reads the node's PEM files on every SIGUSR1 (on a thread of its own).
+#[cfg(feature = "tls")]
+fn reload_on_sigusr1(tls: gracerpc::tls::ServerTls) -> io::Result<()> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    std::thread::Builder::new()
+        .name("tls-reload".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                match tls.reload() {
+                    Ok(()) => log::info!("SIGUSR1: TLS certificates reloaded for new connections"),
+                    Err(e) => log::error!("SIGUSR1: TLS reload failed, the old ones stay: {e}"),
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// The throwaway PEM files of `rollout --tls`.
