@@ -191,6 +191,24 @@ fn a_tls_failure_takes_the_failing_path_with_linger_and_no_reset() {
         !end.close_notify,
         "after a TLS failure the node sends an alert, not close_notify"
     );
+    // We never close: the node gives up at the end of its linger, having read and discarded
+    // everything, so its close sends no RST (closing with input unread would).
+    let deadline = Instant::now() + WAIT;
+    while node.connections() > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the node did not close after its linger"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // A read returns 0 after a FIN whatever follows; an RST shows as the socket's error.
+    let quiet = Instant::now() + Duration::from_millis(200);
+    while Instant::now() < quiet {
+        if let Some(e) = p.sock.take_error().expect("SO_ERROR") {
+            panic!("the node reset the connection at its close ({e}): it left input unread");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
     // Another connection works meanwhile.
     let mut q = connect(&pki, node.local_addr());
     let f = q.next_frame(WAIT);
@@ -198,4 +216,64 @@ fn a_tls_failure_takes_the_failing_path_with_linger_and_no_reset() {
         decode(&f, 1 << 20),
         Ok(Some((Frame::Hello(_), _)))
     ));
+}
+
+#[test]
+fn a_tls_caller_that_reads_nothing_is_closed_at_the_budget_without_a_reset() {
+    use std::io::Write;
+    const BUDGET: Duration = Duration::from_millis(800);
+    let pki = tls::pki();
+    let node = Server::builder()
+        .tls(pki.server(false))
+        .workers(1)
+        .drain_budget(BUDGET)
+        .inline_handler("slow", |r: &Request<'_>| Ok(r.body().to_vec()))
+        .spawn()
+        .expect("server");
+    let mut p = connect(&pki, node.local_addr());
+    // Requests with big answers, never reading: the node's output fills and it stops reading.
+    p.sock.set_nonblocking(true).expect("nonblocking");
+    let body = vec![7u8; 256 * 1024];
+    let (mut id, mut pending, mut blocked_since) = (0u64, Vec::new(), None::<Instant>);
+    let start = Instant::now();
+    while start.elapsed() < WAIT {
+        if pending.is_empty() {
+            id += 1;
+            pending = p.records(&[&request(id, &body)]);
+        }
+        match p.sock.write(&pending) {
+            Ok(n) => {
+                pending.drain(..n);
+                blocked_since = None;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if blocked_since.get_or_insert_with(Instant::now).elapsed()
+                    > Duration::from_millis(300)
+                {
+                    break; // nobody reads any more
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => panic!("writing requests: {e}"),
+        }
+    }
+    assert!(id > 4, "only {id} requests fit: the node never pushed back");
+    p.sock.set_nonblocking(false).expect("blocking");
+    let t0 = Instant::now();
+    node.shutdown();
+    let report = node.wait().expect("report");
+    assert!(t0.elapsed() < BUDGET + Duration::from_secs(2), "{report:?}");
+    assert!(!report.clean, "{report:?}");
+    // Everything the node wrote is readable, and it ends in FIN — not a reset.
+    let mut buf = vec![0u8; 1 << 20];
+    p.sock.set_read_timeout(Some(WAIT)).expect("timeout");
+    let mut total = 0usize;
+    loop {
+        match std::io::Read::read(&mut p.sock, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) => panic!("after {total} bytes: {e} — the node closed with an RST (rule 4)"),
+        }
+    }
+    assert!(total > 0, "the node wrote nothing");
 }

@@ -55,9 +55,14 @@ where
     pub fn records(&mut self, parts: &[&[u8]]) -> Vec<u8> {
         let mut out = Vec::new();
         for p in parts {
-            self.conn.writer().write_all(p).expect("plaintext");
-            while self.conn.wants_write() {
-                self.conn.write_tls(&mut out).expect("records");
+            let mut rest: &[u8] = p;
+            while !rest.is_empty() {
+                // rustls takes what its buffer limit allows; the records go out between.
+                let n = self.conn.writer().write(rest).expect("plaintext");
+                rest = &rest[n..];
+                while self.conn.wants_write() {
+                    self.conn.write_tls(&mut out).expect("records");
+                }
             }
         }
         out
