@@ -468,6 +468,18 @@ fn rpc_sequential_to(c: &Client, method: &str, body: usize, n: u64) -> Duration 
     t.elapsed()
 }
 
+/// `n` calls one at a time, each a `Future` awaited by itself (`block_on`): the path of an
+/// async caller that has one call outstanding.
+fn rpc_sequential_future(c: &Client, body: usize, n: u64) -> Duration {
+    let b = vec![0u8; body];
+    let opts = CallOptions::new();
+    let t = Instant::now();
+    for _ in 0..n {
+        gracerpc::client::block_on(c.call_ref("echo", &b, &opts)).expect("call");
+    }
+    t.elapsed()
+}
+
 struct QueueWaker {
     lane: usize,
     ready: Arc<Mutex<Vec<usize>>>,
@@ -715,6 +727,18 @@ fn interleaved() {
                 &mut |n| rpc_sequential(&f.client, body, n),
             ],
         );
+        if body == 32 {
+            ratio(
+                "sequential 32B future",
+                rounds,
+                20_000,
+                [
+                    &mut |n| raw_sequential(&mut raw, body, n),
+                    &mut |n| codec_sequential(&mut codec, body, n),
+                    &mut |n| rpc_sequential_future(&f.client, body, n),
+                ],
+            );
+        }
         ratio(
             &format!("pipelined 64 {body}B"),
             rounds,
@@ -761,23 +785,27 @@ fn interleaved() {
     );
 }
 
-/// `GRACERPC_PROFILE=sequential|pipelined|fanin|sequential_worker|pipelined_worker`: run only gracerpc's side of one case, for a
+/// `GRACERPC_PROFILE=sequential|sequential_future|pipelined|fanin|sequential_worker|pipelined_worker`:
+/// run only gracerpc's side of one case, for a
 /// profiler (callgrind, strace -c) to look at.
 fn profile(case: &str) {
     let f = fixture();
-    let n = 100_000;
-    let t = match case {
-        "sequential" => rpc_sequential(&f.client, 32, n / 5) * 5,
-        "pipelined" => rpc_pipelined(&f.client, 32, 64, n),
-        "sequential_worker" => rpc_sequential_to(&f.client, "echo_worker", 32, n / 5) * 5,
-        "pipelined_worker" => rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
-        _ => rpc_fan_in(&f.client, 32, 4, 16, n),
+    // Sequential cases make fewer calls: each takes a round trip.
+    let (n, seq) = (100_000, 20_000);
+    let (t, calls) = match case {
+        "sequential" => (rpc_sequential(&f.client, 32, seq), seq),
+        "pipelined" => (rpc_pipelined(&f.client, 32, 64, n), n),
+        "sequential_worker" => (rpc_sequential_to(&f.client, "echo_worker", 32, seq), seq),
+        "sequential_future" => (rpc_sequential_future(&f.client, 32, seq), seq),
+        "pipelined_worker" => (rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n), n),
+        _ => (rpc_fan_in(&f.client, 32, 4, 16, n), n),
     };
     println!(
         "{case}: {:.1} us per call",
-        t.as_secs_f64() * 1e6 / n as f64
+        t.as_secs_f64() * 1e6 / calls as f64
     );
-    cost::print_threads(n);
+    // (The threads' whole lives, fixture included: negligible next to the calls.)
+    cost::print_threads(calls);
 }
 
 fn main() {
