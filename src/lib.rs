@@ -57,6 +57,8 @@ pub mod handoff;
 pub mod proto;
 pub mod server;
 pub mod service;
+#[cfg(feature = "tls")]
+pub mod tls;
 
 /// Turns a trait into a typed service: a trait to implement, `<Name>Server` to register and
 /// `<Name>Client` to call it (see [`service`](mod@service)).

@@ -58,6 +58,8 @@ pub struct BenchArgs {
     /// Also write the report as one JSON object to this file.
     #[arg(long, value_name = "FILE")]
     json_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    tls: super::tls::ClientTlsArgs,
 }
 
 pub fn run(args: BenchArgs) -> i32 {
@@ -71,6 +73,13 @@ pub fn run(args: BenchArgs) -> i32 {
             }
         },
         None => Client::builder().nodes(args.nodes.clone()),
+    };
+    let builder = match args.tls.apply(builder) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gracerpc bench: {e}");
+            return 2;
+        }
     };
     let client = match builder.replay(!args.no_replay).build() {
         Ok(c) => c,

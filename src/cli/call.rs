@@ -42,6 +42,8 @@ pub struct CallArgs {
     /// Mark the call idempotent (retried if its outcome is unknown).
     #[arg(long)]
     idempotent: bool,
+    #[command(flatten)]
+    tls: super::tls::ClientTlsArgs,
 }
 
 /// The body as the BODY argument says: text, `-` (stdin) or `@PATH` (a file).
@@ -79,6 +81,13 @@ pub fn run(args: CallArgs) -> i32 {
             }
         },
         None => Client::builder().nodes(args.nodes),
+    };
+    let builder = match args.tls.apply(builder) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gracerpc call: {e}");
+            return 2;
+        }
     };
     let client = match builder.build() {
         Ok(c) => c,

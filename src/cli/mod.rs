@@ -10,6 +10,7 @@ pub mod rollout;
 pub mod serve;
 pub mod summary;
 pub mod timer;
+pub mod tls;
 pub mod upgrade;
 
 /// Parses a duration flag given in seconds: a finite number from 0 to one day. Anything else

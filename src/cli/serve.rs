@@ -125,6 +125,8 @@ pub struct ServeArgs {
     /// answers.
     #[arg(long, value_enum, default_value_t = HandlerMode::Blocking)]
     handler_mode: HandlerMode,
+    #[command(flatten)]
+    tls: super::tls::ServerTlsArgs,
 }
 
 /// How the built-in methods wait (see `--handler-mode`).
@@ -180,6 +182,7 @@ fn serve(args: ServeArgs) -> std::io::Result<i32> {
     if admin_listener.is_some() {
         builder = builder.metrics();
     }
+    builder = args.tls.apply(builder)?;
     if let Some(n) = args.workers {
         builder = builder.workers(n);
     }

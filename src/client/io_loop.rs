@@ -298,7 +298,23 @@ impl IoLoop {
         Some(self.retry[index].next)
     }
 
+    /// The TLS session for a new connection to `addr` (with the configuration current now),
+    /// or `None` without TLS.
+    fn tls_session(
+        &self,
+        addr: std::net::SocketAddr,
+    ) -> io::Result<Option<Box<super::tls_link::TlsLink>>> {
+        #[cfg(feature = "tls")]
+        if let Some(t) = &self.cfg.tls {
+            let session = t.connect(addr)?;
+            return Ok(Some(Box::new(super::tls_link::TlsLink::new(session))));
+        }
+        let _ = addr;
+        Ok(None)
+    }
+
     fn connect(&mut self, node: &Arc<Node>, now: Instant) -> io::Result<()> {
+        let tls = self.tls_session(node.addr())?;
         let mut stream = mio::net::TcpStream::connect(node.addr())?;
         let entry = self.links.vacant_entry();
         let token = Token(((self.generation as usize) << SLOT_BITS) | entry.key());
@@ -315,6 +331,7 @@ impl IoLoop {
             self.io.clone(),
             self.registry.clone(),
             self.routes.clone(),
+            tls,
         ));
         entry.insert(link.clone());
         self.routes.set(node.index(), link);

@@ -31,17 +31,18 @@ use parking_lot::Mutex;
 use super::cause::{NodeCause, connect_cause};
 use super::slot::Slot;
 use super::table::{MAX_NODES, Node, NodeState, NodeTable};
+use super::tls_link::TlsLink;
 use super::wake::IoWake;
 use crate::proto::{
     ApiMisuse, ClientConn, ClientEvent, IdMap, InBuf, Outcome, RejectReason, decode, id_map,
 };
 
-const READ_CHUNK: usize = 16 * 1024;
+pub(super) const READ_CHUNK: usize = 16 * 1024;
 
 /// How long a caller reading its own answer waits in one `recv` (the socket's receive timeout)
 /// before it looks at its call again; it stops reading when a timer of the core (its deadline
 /// among them) is nearer than this, and parks until the I/O thread runs it.
-const WAIT_SLICE: Duration = Duration::from_millis(5);
+pub(super) const WAIT_SLICE: Duration = Duration::from_millis(5);
 
 /// The interest a link is registered with when it connects (writable reports the connect).
 pub(crate) const REGISTERED: Interest = Interest::READABLE.add(Interest::WRITABLE);
@@ -111,10 +112,12 @@ pub(crate) struct Link {
     pub node: Arc<Node>,
     pub token: Token,
     pub inner: Mutex<LinkInner>,
-    io: Arc<IoWake>,
+    pub(super) io: Arc<IoWake>,
     /// The I/O thread's poll registry, to change the socket's interest from a calling thread.
     registry: Arc<Registry>,
     routes: Arc<Routes>,
+    /// The link runs TLS (fixed at creation).
+    is_tls: bool,
 }
 
 pub(crate) struct LinkInner {
@@ -133,12 +136,14 @@ pub(crate) struct LinkInner {
     /// [`make_blocking`]): a caller can wait in `recv` itself.
     blocking: bool,
     /// The interest registered with the I/O thread's poll.
-    interest: Interest,
+    pub(super) interest: Interest,
     /// Discovery removed the node: once nothing is outstanding the link shuts its write side
     /// and ends when the server closes (no connection left open per removal).
     retired: bool,
     /// Our write side is shut (a retired link, idle).
     write_shut: bool,
+    /// The TLS session between the socket and the core (see `tls_link.rs`).
+    pub(super) tls: Option<Box<TlsLink>>,
 }
 
 /// Why a send did not happen.
@@ -152,6 +157,7 @@ pub(crate) enum SendFail {
 }
 
 impl Link {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         node: Arc<Node>,
         token: Token,
@@ -160,8 +166,11 @@ impl Link {
         io: Arc<IoWake>,
         registry: Arc<Registry>,
         routes: Arc<Routes>,
+        tls: Option<Box<TlsLink>>,
     ) -> Link {
+        let is_tls = tls.is_some();
         let inner = LinkInner {
+            tls,
             core,
             stream,
             input: InBuf::new(),
@@ -182,6 +191,7 @@ impl Link {
             io,
             registry,
             routes,
+            is_tls,
         }
     }
 
@@ -274,7 +284,7 @@ impl Link {
                     self.flush(&mut g, table, now, &mut deliveries);
                 }
             }
-            let wake = g.core.is_closed() || !g.core.out().is_empty();
+            let wake = g.core.is_closed() || !g.core.out().is_empty() || !g.tls_flushed();
             g.flush_wanted |= wake;
             wake
         };
@@ -316,13 +326,16 @@ impl Link {
                 Ok(true) => {
                     g.connected = true;
                     let _ = g.stream.set_nodelay(true);
-                    g.blocking = match make_blocking(g.stream.as_raw_fd()) {
-                        Ok(()) => true,
-                        Err(e) => {
-                            log::debug!("blocking mode for {}: {e}", self.node.addr());
-                            false
-                        }
-                    };
+                    // Under TLS the socket stays non-blocking: a caller reading its own answer
+                    // waits in poll(2) instead (see `tls_link.rs`).
+                    g.blocking = !self.is_tls
+                        && match make_blocking(g.stream.as_raw_fd()) {
+                            Ok(()) => true,
+                            Err(e) => {
+                                log::debug!("blocking mode for {}: {e}", self.node.addr());
+                                false
+                            }
+                        };
                 }
                 Ok(false) => return false, // still connecting
                 Err(e) => {
@@ -384,6 +397,9 @@ impl Link {
         to_end: bool,
         d: &mut Deliveries,
     ) {
+        if g.tls.is_some() {
+            return self.read_tls(g, table, now, d);
+        }
         let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
         while !g.read_done {
             let fd = g.stream.as_raw_fd();
@@ -424,24 +440,7 @@ impl Link {
                 // FIN may follow: then read on to see it.
                 let drained = n < room && !to_end;
                 g.input.filled(n);
-                let LinkInner { core, input, .. } = g;
-                loop {
-                    match decode(input.data(), core.max_frame()) {
-                        Ok(Some((frame, used))) => {
-                            if let Err(e) = core.handle_frame(now, frame) {
-                                log::warn!("connection to {}: {e}", self.node.addr());
-                            }
-                            input.consume(used);
-                        }
-                        Ok(None) => break,
-                        Err(e) => {
-                            let e = core.handle_decode_error(e);
-                            log::warn!("connection to {}: {e}", self.node.addr());
-                            input.consume(usize::MAX);
-                            break;
-                        }
-                    }
-                }
+                self.decode_input(g, now);
                 drained
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
@@ -457,9 +456,40 @@ impl Link {
         drained
     }
 
-    fn flush(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+    /// Decodes and hands to the core every whole frame in the input buffer.
+    pub(super) fn decode_input(&self, g: &mut LinkInner, now: Instant) {
+        let LinkInner { core, input, .. } = g;
+        loop {
+            match decode(input.data(), core.max_frame()) {
+                Ok(Some((frame, used))) => {
+                    if let Err(e) = core.handle_frame(now, frame) {
+                        log::warn!("connection to {}: {e}", self.node.addr());
+                    }
+                    input.consume(used);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let e = core.handle_decode_error(e);
+                    log::warn!("connection to {}: {e}", self.node.addr());
+                    input.consume(usize::MAX);
+                    break;
+                }
+            }
+        }
+    }
+
+    pub(super) fn flush(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        d: &mut Deliveries,
+    ) {
         g.flush_wanted = false;
-        while !g.core.out().is_empty() {
+        if g.tls.is_some() {
+            self.flush_tls(g);
+        }
+        while g.tls.is_none() && !g.core.out().is_empty() {
             match send(g.stream.as_raw_fd(), g.core.out()) {
                 Ok(n) => g.core.written(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -472,7 +502,7 @@ impl Link {
                 }
             }
         }
-        if !g.core.out().is_empty() && !g.interest.is_writable() {
+        if (!g.core.out().is_empty() || !g.tls_flushed()) && !g.interest.is_writable() {
             // The rest goes out when the socket drains: the I/O thread must hear of it.
             let want = g.interest.add(Interest::WRITABLE);
             self.set_interest(g, want);
@@ -481,7 +511,7 @@ impl Link {
     }
 
     /// Changes the socket's interest in the I/O thread's poll, if it differs.
-    fn set_interest(&self, g: &mut LinkInner, want: Interest) {
+    pub(super) fn set_interest(&self, g: &mut LinkInner, want: Interest) {
         if g.interest == want {
             return;
         }
@@ -501,6 +531,9 @@ impl Link {
     /// true when it waited: the answer may have been delivered, or a timer of the core is near,
     /// and the caller polls its call again.
     pub fn read_own(self: &Arc<Self>, table: &NodeTable, id: u64, deadline: Instant) -> bool {
+        if self.is_tls {
+            return self.read_own_tls(table, id, deadline);
+        }
         let (fd, limit, mut input) = {
             let mut g = self.inner.lock();
             let now = Instant::now();
@@ -575,6 +608,7 @@ impl Link {
     /// Whether the core is done and its output is written (or can no longer be).
     fn finish(&self, g: &mut LinkInner) -> bool {
         if g.core.poll_close() {
+            g.tls_close();
             return true;
         }
         // Never connected (a connect that timed out): nothing can be written any more.
@@ -582,13 +616,19 @@ impl Link {
             g.core.abandon_output();
             return true;
         }
-        if g.retired && g.core.outstanding() == 0 && g.core.out_len() == 0 && !g.write_shut {
+        if g.retired
+            && g.core.outstanding() == 0
+            && g.core.out_len() == 0
+            && g.tls_flushed()
+            && !g.write_shut
+        {
             if !g.connected {
                 return true;
             }
             // The server closes at our EOF when nothing is owed (rule 4); we read on until its
             // close, so nothing it wrote meets a reset.
             g.write_shut = true;
+            g.tls_close();
             if g.stream.shutdown(std::net::Shutdown::Write).is_err() {
                 return true;
             }
@@ -597,7 +637,13 @@ impl Link {
     }
 
     /// Acts on the core's events: node state changes, and answers for their slots.
-    fn process(&self, g: &mut LinkInner, table: &NodeTable, now: Instant, d: &mut Deliveries) {
+    pub(super) fn process(
+        &self,
+        g: &mut LinkInner,
+        table: &NodeTable,
+        now: Instant,
+        d: &mut Deliveries,
+    ) {
         while let Some(ev) = g.core.poll_event() {
             match ev {
                 ClientEvent::Ready(capacity) => {
@@ -683,7 +729,7 @@ fn closed_cause(
 
 thread_local! {
     /// A calling thread's deliveries while it reads its own answer (kept to allocate once).
-    static SCRATCH: RefCell<Deliveries> = const { RefCell::new(Vec::new()) };
+    pub(super) static SCRATCH: RefCell<Deliveries> = const { RefCell::new(Vec::new()) };
 }
 
 /// Hands answers to their waiting calls (outside any lock).
@@ -711,7 +757,7 @@ pub(crate) fn deliver_batch(
 }
 
 /// The earliest of the core's next timer and `deadline`.
-fn next_timer(g: &LinkInner, deadline: Instant) -> Instant {
+pub(super) fn next_timer(g: &LinkInner, deadline: Instant) -> Instant {
     match g.core.poll_timeout() {
         Some(t) => t.min(deadline),
         None => deadline,

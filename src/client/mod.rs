@@ -52,6 +52,7 @@ pub mod policy;
 pub mod retry_budget;
 mod slot;
 pub mod table;
+mod tls_link;
 mod waiters;
 mod wake;
 
@@ -96,6 +97,9 @@ pub(crate) struct ClientConfig {
     /// Busy replays' token bucket: size and refill per success.
     pub retry_tokens: u32,
     pub retry_ratio: f64,
+    /// TLS on every connection.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ClientTls>,
 }
 
 /// Configures a [`Client`].
@@ -128,6 +132,8 @@ impl Default for ClientBuilder {
                 },
                 retry_tokens: 100,
                 retry_ratio: 10.0,
+                #[cfg(feature = "tls")]
+                tls: None,
             },
         }
     }
@@ -193,6 +199,15 @@ impl ClientBuilder {
     pub fn ping(mut self, interval: Duration, timeout: Duration) -> Self {
         self.cfg.conn.ping_interval = crate::capped(interval);
         self.cfg.conn.ping_timeout = crate::capped(timeout);
+        self
+    }
+
+    /// Connect to every node over TLS (feature `tls`), with a client certificate if `tls` has
+    /// one (mutual TLS). Keep a clone of `tls` to
+    /// [`reload`](crate::tls::ClientTls::reload) its files while the client runs.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
+        self.cfg.tls = Some(tls);
         self
     }
 

@@ -353,6 +353,18 @@ impl ServerConn {
         }
     }
 
+    /// The layer under the frames failed while the socket still works (a TLS alert, a bad
+    /// record): no frame can be read or written any more, but the peer may still send bytes.
+    /// The connection takes the failing path: the write side is shut once the layer's own
+    /// output (its alert) is out, and the peer's close is awaited for the linger, reading and
+    /// discarding (rule 4: no RST).
+    pub fn handle_layer_error(&mut self, now: Instant, why: &'static str) {
+        if self.wants_frames() {
+            self.discard_out();
+            self.fail(now, ConnError::Lost(why), 0);
+        }
+    }
+
     /// The socket failed (reset, broken pipe): nothing more can be written or read.
     pub fn handle_transport_error(&mut self, why: &'static str) {
         if self.state != State::Closed {
@@ -548,10 +560,17 @@ impl ServerConn {
     /// What to do to the socket now, if anything. Each action is returned once and is taken as
     /// done.
     pub fn poll_close(&mut self, now: Instant) -> Option<CloseAction> {
+        self.poll_close_below(now, true)
+    }
+
+    /// [`poll_close`](Self::poll_close) for a driver with a layer under the frames (TLS) that
+    /// may still hold output of its own: with `below_flushed` false, nothing counts as flushed
+    /// yet — no close and no write-side shut that waits for the output to go out.
+    pub fn poll_close_below(&mut self, now: Instant, below_flushed: bool) -> Option<CloseAction> {
         if self.state == State::Closed {
             return None;
         }
-        let flushed = self.out.is_empty();
+        let flushed = self.out.is_empty() && below_flushed;
         if self.shut == Shut::Wanted
             || (self.state == State::Failing && self.shut == Shut::No && flushed)
         {

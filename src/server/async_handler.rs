@@ -64,6 +64,8 @@ pub struct OwnedRequest {
     pub peer: SocketAddr,
     /// The caller's metadata.
     pub metadata: MetadataBuf,
+    /// The caller's verified client certificate (mutual TLS).
+    pub identity: Option<Arc<crate::server::PeerIdentity>>,
 }
 
 impl OwnedRequest {
@@ -78,6 +80,7 @@ impl OwnedRequest {
             idempotent: self.idempotent,
             peer: self.peer,
             metadata: self.metadata.as_metadata(),
+            identity: self.identity.as_deref(),
         }
     }
 
@@ -115,6 +118,7 @@ impl AsyncEntry {
             idempotent: req.idempotent,
             peer: req.peer,
             metadata: MetadataBuf::from_metadata(req.metadata),
+            identity: req.identity.map(|i| Arc::new(i.clone())),
         };
         let guard = Guard {
             state,

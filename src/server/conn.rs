@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use super::tls_conn::TlsConn;
 use super::token::ConnRef;
 use super::workers::JobState;
 use crate::proto::{CloseAction, IdMap, InBuf, ServerConn, id_map};
@@ -33,6 +34,8 @@ pub(crate) struct Conn {
     pub read_paused: bool,
     /// Output could not all be written: wait for a writable event.
     pub write_blocked: bool,
+    /// The TLS session between the socket and the core, on a TLS listener (see `tls_conn.rs`).
+    pub tls: Option<Box<TlsConn>>,
 }
 
 /// What a read pass saw.
@@ -58,8 +61,15 @@ impl ReadOutcome {
 }
 
 impl Conn {
-    pub fn new(me: ConnRef, stream: TcpStream, peer: SocketAddr, core: ServerConn) -> Conn {
+    pub fn new(
+        me: ConnRef,
+        stream: TcpStream,
+        peer: SocketAddr,
+        core: ServerConn,
+        tls: Option<Box<TlsConn>>,
+    ) -> Conn {
         Conn {
+            tls,
             me,
             peer,
             stream,
@@ -77,6 +87,9 @@ impl Conn {
     /// the connection's buffer, and later reads go there until it is consumed. EOF and failures
     /// are handed to the core.
     pub fn read_some(&mut self, now: Instant, scratch: &mut [u8]) -> ReadOutcome {
+        if self.tls.is_some() {
+            return self.read_some_tls(now, scratch);
+        }
         if self.read_done {
             return ReadOutcome::Nothing;
         }
@@ -124,6 +137,9 @@ impl Conn {
 
     /// Writes queued output until it is all written or the socket would block.
     pub fn flush(&mut self) {
+        if self.tls.is_some() {
+            return self.flush_tls();
+        }
         while !self.core.out().is_empty() {
             match self.stream.write(self.core.out()) {
                 Ok(0) => {
@@ -152,14 +168,23 @@ impl Conn {
     /// Applies the core's close decisions to the socket. Returns true when the connection is
     /// finished and must be removed.
     pub fn apply_close(&mut self, now: Instant) -> bool {
-        while let Some(action) = self.core.poll_close(now) {
+        loop {
+            // Under TLS, output counts as flushed only once rustls's records are written too.
+            let below = self.tls_flushed();
+            let Some(action) = self.core.poll_close_below(now, below) else {
+                break;
+            };
             match action {
+                CloseAction::ShutdownWrite if self.tls.is_some() => self.tls_shutdown_write(),
                 CloseAction::ShutdownWrite => {
                     if let Err(e) = self.stream.shutdown(Shutdown::Write) {
                         log::debug!("shutdown(write) failed: {e}");
                     }
                 }
-                CloseAction::Close => return true,
+                CloseAction::Close => {
+                    self.tls_close();
+                    return true;
+                }
             }
         }
         self.core.is_closed()
@@ -170,6 +195,7 @@ impl Conn {
     /// and closes. Closing with unread input would make the kernel send RST, which destroys
     /// what the caller has not read yet (rule 4).
     pub fn close_at_stop(mut self, scratch: &mut [u8]) {
+        self.tls_close();
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
             log::debug!("shutdown(write) at the stop: {e}");
         }

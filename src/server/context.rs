@@ -31,6 +31,13 @@ impl<'a> Request<'a> {
         self.metadata
     }
 
+    /// Who the caller is, as its verified client certificate says (mutual TLS; see
+    /// [`ServerTls`](crate::tls::ServerTls)). `None` on plaintext connections and on TLS
+    /// connections without a client certificate.
+    pub fn identity(&self) -> Option<&'a super::PeerIdentity> {
+        self.identity
+    }
+
     /// The W3C trace context of the call (`traceparent`), if the caller sent one.
     pub fn traceparent(&self) -> Option<&'a str> {
         self.metadata.get_str("traceparent")

@@ -29,6 +29,8 @@ pub struct Request<'a> {
     /// The caller's metadata (trace context, tenant, …); empty from a caller that did not
     /// negotiate it. See `context.rs` for the accessors.
     pub metadata: Metadata<'a>,
+    /// The caller's verified client certificate (mutual TLS): see `context.rs`.
+    pub(crate) identity: Option<&'a super::PeerIdentity>,
 }
 
 impl<'a> Request<'a> {

@@ -57,6 +57,7 @@ mod conn;
 mod context;
 mod event_loop;
 mod handler;
+mod identity;
 #[cfg(target_os = "linux")]
 pub mod inherit;
 #[cfg(all(test, gracerpc_loom))]
@@ -69,6 +70,7 @@ mod responder;
 mod slot;
 mod spare;
 mod sync;
+mod tls_conn;
 mod token;
 mod trace;
 mod workers;
@@ -79,6 +81,7 @@ pub use announce::Registrar;
 #[cfg(feature = "tokio")]
 pub use async_handler::{AsyncHandler, OwnedRequest, ReplyFuture};
 pub use handler::{Failure, Handler, Placement, Reply, Request};
+pub use identity::PeerIdentity;
 pub use metrics::ServerMetrics;
 pub use readiness::ReadyHandle;
 pub use report::DrainReport;
@@ -133,6 +136,8 @@ pub struct Builder {
     registry_timeout: Duration,
     deferred: DeferredLimits,
     unready_delay: Duration,
+    #[cfg(feature = "tls")]
+    tls: Option<crate::tls::ServerTls>,
 }
 
 impl Default for Builder {
@@ -159,6 +164,8 @@ impl Default for Builder {
                 grace: Duration::from_millis(100),
             },
             unready_delay: Duration::ZERO,
+            #[cfg(feature = "tls")]
+            tls: None,
         }
     }
 }
@@ -185,6 +192,16 @@ impl Builder {
     /// going away only when they next poll it. Default 0.
     pub fn unready_delay(mut self, delay: Duration) -> Self {
         self.unready_delay = crate::capped(delay);
+        self
+    }
+
+    /// Serve TLS on every connection (feature `tls`): with a client CA in `tls`, mutual TLS —
+    /// the caller's verified identity reaches handlers as [`Request::identity`] and the
+    /// [`authorize`](Self::authorize) hook. Keep a clone of `tls` to
+    /// [`reload`](crate::tls::ServerTls::reload) its certificates while the node runs.
+    #[cfg(feature = "tls")]
+    pub fn tls(mut self, tls: crate::tls::ServerTls) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -355,6 +372,32 @@ impl Builder {
         self
     }
 
+    /// The authorization hook for every method without one of its own
+    /// ([`authorize_method`](Self::authorize_method)): it sees the request — its method, its
+    /// caller's [`identity`](Request::identity) (mutual TLS), address and metadata — before the
+    /// handler does, on the event-loop thread (keep it short). A request it says no to is
+    /// refused with [`Status::REFUSED_PERMISSION_DENIED`]: never run, and final — the caller
+    /// gets [`CallError::Refused`](crate::client::CallError::Refused), not a closed connection,
+    /// and never replays it on another node. A hook that panics says no.
+    pub fn authorize<F>(mut self, hook: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.registry.authorize_all = Some(Arc::new(hook));
+        self
+    }
+
+    /// The authorization hook for one method (see [`authorize`](Self::authorize)).
+    pub fn authorize_method<F>(mut self, method: &str, hook: F) -> Self
+    where
+        F: Fn(&Request<'_>) -> bool + Send + Sync + 'static,
+    {
+        self.registry
+            .authorize_method
+            .insert(method.to_owned(), Arc::new(hook));
+        self
+    }
+
     /// Registers every method of a typed service (a `<Name>Server` made by
     /// [`#[gracerpc::service]`](crate::service)).
     pub fn service(self, s: impl crate::service::Register) -> Self {
@@ -474,6 +517,8 @@ impl Builder {
             deferred: self.deferred,
             unready_delay: self.unready_delay,
             out_limit: self.out_limit,
+            #[cfg(feature = "tls")]
+            tls: self.tls,
         };
         let shared = Shared::new(waker.clone());
         let metrics = ServerMetrics {
@@ -637,6 +682,18 @@ impl ServerHandle {
         self.metrics.clone()
     }
 
+    /// TLS handshakes: the most in progress at once, how often accepting waited for one to
+    /// end (the cap, [`ServerTls::max_handshakes`](crate::tls::ServerTls::max_handshakes)), and
+    /// how many began.
+    pub fn handshakes(&self) -> HandshakeReport {
+        let h = &self.stats.handshakes;
+        HandshakeReport {
+            peak: h.peak.load(Ordering::Relaxed),
+            held: h.held.load(Ordering::Relaxed),
+            begun: h.begun.load(Ordering::Relaxed),
+        }
+    }
+
     /// Connections open.
     pub fn connections(&self) -> usize {
         self.stats.connections.load(Ordering::Relaxed)
@@ -657,6 +714,18 @@ impl ServerHandle {
             .join()
             .map_err(|_| io::Error::other("server thread panicked"))?
     }
+}
+
+/// TLS handshakes seen by a server (see [`ServerHandle::handshakes`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HandshakeReport {
+    /// The most handshakes in progress at once.
+    pub peak: usize,
+    /// Times accepting stopped at the cap until a handshake ended.
+    pub held: u64,
+    /// Handshakes begun.
+    pub begun: u64,
 }
 
 /// Controls a running server's accept path from any thread: start accepting (a server built

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
-use super::handler::{Handler, Placement};
+use super::handler::{Handler, Placement, Request};
 use super::metrics::MethodLatency;
 use super::responder::DeferredHandler;
 use crate::proto::{IdHasher, Status};
@@ -32,6 +32,9 @@ pub(crate) struct Registered {
     pub latency: Arc<MethodLatency>,
 }
 
+/// An authorization hook: whether the caller of this request may call its method.
+pub(crate) type Authorize = Arc<dyn Fn(&Request<'_>) -> bool + Send + Sync>;
+
 /// Handlers by method name.
 ///
 /// Looked up once per request by a name from the wire, with a multiply-per-byte hash rather
@@ -40,6 +43,10 @@ pub(crate) struct Registered {
 #[derive(Default)]
 pub(crate) struct Registry {
     by_name: HashMap<String, Registered, BuildHasherDefault<IdHasher>>,
+    /// The server-wide authorization hook, for methods without their own.
+    pub authorize_all: Option<Authorize>,
+    /// Per-method authorization hooks.
+    pub authorize_method: HashMap<String, Authorize>,
     /// Record per-method latency ([`Builder::metrics`](crate::server::Builder::metrics)).
     pub timed: bool,
 }
@@ -78,6 +85,23 @@ impl Registry {
 
     pub fn get(&self, method: &str) -> Option<&Registered> {
         self.by_name.get(method)
+    }
+
+    /// Whether the request's caller may call its method: the method's own hook, else the
+    /// server-wide one, else yes.
+    pub fn authorized(&self, req: &Request<'_>) -> bool {
+        if self.authorize_method.is_empty() && self.authorize_all.is_none() {
+            return true;
+        }
+        match self
+            .authorize_method
+            .get(req.method)
+            .or(self.authorize_all.as_ref())
+        {
+            Some(hook) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(req)))
+                .unwrap_or(false),
+            None => true,
+        }
     }
 }
 

@@ -39,6 +39,8 @@ pub struct DrainReport {
     /// Every other worker was joined before the report was returned; these are left to finish
     /// on their own (a thread cannot be stopped from outside), and their answers go nowhere.
     pub stuck_workers: Vec<String>,
+    /// TLS handshakes over the server's life (all zero without TLS).
+    pub handshakes: super::HandshakeReport,
 }
 
 impl fmt::Display for DrainReport {
@@ -61,6 +63,14 @@ impl fmt::Display for DrainReport {
             self.deferred_in_flight,
             self.deferred_expired
         )?;
+        let h = &self.handshakes;
+        if h.begun > 0 {
+            write!(
+                f,
+                ", TLS handshakes: {} begun, peak {} at once, accepting held {} times at the cap",
+                h.begun, h.peak, h.held
+            )?;
+        }
         if !self.stuck_workers.is_empty() {
             write!(
                 f,

@@ -113,6 +113,7 @@ pub(crate) struct Job {
     /// Bytes of `body` that are metadata.
     pub meta_len: usize,
     pub peer: SocketAddr,
+    pub identity: Option<Arc<crate::server::PeerIdentity>>,
     pub deadline: Instant,
     pub idempotent: bool,
     pub handler: Callable,
@@ -379,6 +380,7 @@ fn run(job: Job) -> Option<Completion> {
         mut body,
         meta_len,
         peer,
+        identity,
         deadline,
         idempotent,
         handler,
@@ -396,6 +398,7 @@ fn run(job: Job) -> Option<Completion> {
         peer,
         // Checked when the frame was decoded; an impossible failure reads as no metadata.
         metadata: Metadata::from_entries(meta).unwrap_or_default(),
+        identity: identity.as_deref(),
     };
     let expired = Instant::now() >= deadline;
     let handler = match handler {

@@ -21,3 +21,12 @@ mod common;
 mod frames;
 mod handshake;
 mod requests;
+
+#[cfg(feature = "tls")]
+#[path = "../support/rawtls.rs"]
+mod rawtls;
+#[cfg(feature = "tls")]
+mod tls;
+#[cfg(feature = "tls")]
+#[path = "../support/tls.rs"]
+mod tls_certs;

@@ -18,6 +18,16 @@ pub enum Report {
 /// Runs `gracerpc rollout` with `args` and returns its JSON report and exit code. `name`
 /// keeps the report files of tests running at once apart.
 pub fn run(name: &str, args: &[&str], report: Report) -> (serde_json::Value, Option<i32>) {
+    let (value, code, _) = run_logged(name, args, report);
+    (value, code)
+}
+
+/// [`run`], and what the command wrote on stderr (its log).
+pub fn run_logged(
+    name: &str,
+    args: &[&str],
+    report: Report,
+) -> (serde_json::Value, Option<i32>, String) {
     let json: PathBuf = std::env::temp_dir().join(format!(
         "gracerpc-test-rollout-{name}-{}.json",
         std::process::id()
@@ -44,7 +54,11 @@ pub fn run(name: &str, args: &[&str], report: Report) -> (serde_json::Value, Opt
             )
         });
     let _ = std::fs::remove_file(&json);
-    (value, out.status.code())
+    (
+        value,
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 /// The number under `key` in the report.

@@ -27,6 +27,8 @@ pub struct NodeSpec {
     pub handoff: bool,
     /// `serve --handler-mode`.
     pub handler_mode: crate::cli::serve::HandlerMode,
+    /// `rollout --tls`: the throwaway certificates every node serves with.
+    pub tls: Option<crate::cli::tls::TlsFiles>,
 }
 
 /// A running node process. Dropping it kills the process if it is still running.
@@ -74,6 +76,14 @@ impl NodeProc {
         }
         if spec.handoff {
             cmd.arg("--upgrade").arg(upgrade_path(&spec.dir, index));
+        }
+        if let Some(t) = &spec.tls {
+            cmd.arg("--tls-cert")
+                .arg(&t.node_cert)
+                .arg("--tls-key")
+                .arg(&t.node_key)
+                .arg("--tls-client-ca")
+                .arg(&t.ca);
         }
         let mut child = cmd.spawn()?;
         let stdout = child

@@ -28,6 +28,8 @@ pub(super) struct Dispatch<'a> {
     pub deferred: &'a DeferredLimits,
     pub me: ConnRef,
     pub peer: std::net::SocketAddr,
+    /// The caller's verified client certificate, on a mutual-TLS connection.
+    pub identity: Option<&'a Arc<crate::server::PeerIdentity>>,
     /// This turn's clock reading: when the request was accepted, for its latency.
     pub now: Instant,
 }
@@ -74,7 +76,18 @@ impl Dispatch<'_> {
             idempotent: acc.idempotent,
             peer: self.peer,
             metadata: acc.metadata,
+            identity: self.identity.map(|a| &**a),
         };
+        if !self.registry.authorized(&req) {
+            // Never run, final: another node would refuse it too.
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            let _ = core.respond(
+                acc.id,
+                Status::REFUSED_PERMISSION_DENIED,
+                b"permission denied",
+            );
+            return;
+        }
         let later = !matches!(reg.handler, Callable::Now(_));
         if later {
             if self.pools.deferred() >= self.deferred.max {
@@ -139,6 +152,7 @@ impl Dispatch<'_> {
             body: self.pools.buf(acc.metadata.as_bytes(), acc.body),
             meta_len: acc.metadata.as_bytes().len(),
             peer: self.peer,
+            identity: self.identity.cloned(),
             deadline: acc.deadline,
             idempotent: acc.idempotent,
             handler: reg.handler.clone(),

@@ -19,9 +19,12 @@ mod accepting;
 mod dispatch;
 mod drain;
 mod expiry;
+mod handshakes;
 mod later;
 
 pub(crate) use drain::withdrawal_limit;
+pub(crate) use handshakes::HandshakeStats;
+use handshakes::Handshakes;
 
 pub(crate) use dispatch::DeferredLimits;
 use dispatch::Dispatch;
@@ -63,6 +66,9 @@ pub(crate) struct LoopConfig {
     pub unready_delay: Duration,
     /// Output bytes queued for one connection above which the loop stops reading from it.
     pub out_limit: usize,
+    /// TLS on every accepted connection.
+    #[cfg(feature = "tls")]
+    pub tls: Option<crate::tls::ServerTls>,
 }
 
 /// Counters shared with the handle.
@@ -77,6 +83,8 @@ pub(crate) struct Stats {
     pub expired: AtomicUsize,
     /// Event counters for [`ServerMetrics`](crate::server::ServerMetrics).
     pub counters: crate::server::metrics::Counters,
+    /// TLS handshakes: how many at once at most, how often accepting waited for them.
+    pub handshakes: HandshakeStats,
 }
 
 pub(crate) struct EventLoop {
@@ -121,6 +129,7 @@ pub(crate) struct EventLoop {
     expiries: Expiries,
     drain: Option<Drain>,
     next_tick: Instant,
+    handshakes: Handshakes,
 }
 
 /// How often timers are scanned at most: timeouts are at least this coarse.
@@ -149,7 +158,12 @@ impl EventLoop {
         accepting: bool,
         shared: Arc<Shared>,
     ) -> EventLoop {
+        #[cfg(feature = "tls")]
+        let cap = cfg.tls.as_ref().map_or(usize::MAX, |t| t.handshake_cap());
+        #[cfg(not(feature = "tls"))]
+        let cap = usize::MAX;
         EventLoop {
+            handshakes: Handshakes::new(cap),
             poll,
             listener: Some(listener),
             accepting,
@@ -239,6 +253,12 @@ impl EventLoop {
     /// After the loop: closes the connections left (without an RST), stops the workers and
     /// joins those that are not running a handler; the others are named in the report.
     fn finish(&mut self, mut report: DrainReport) -> DrainReport {
+        let h = &self.stats.handshakes;
+        report.handshakes = crate::server::HandshakeReport {
+            peak: h.peak.load(Ordering::Relaxed),
+            held: h.held.load(Ordering::Relaxed),
+            begun: h.begun.load(Ordering::Relaxed),
+        };
         self.close_all();
         self.jobs.0.close();
         if let Some(workers) = self.workers.as_mut() {
@@ -268,6 +288,10 @@ impl EventLoop {
             let Some(listener) = self.listener.as_ref() else {
                 return;
             };
+            if self.handshakes.full(&self.stats.handshakes) {
+                // The rest wait in the backlog until a handshake ends (see `finish_turn`).
+                return;
+            }
             let (stream, peer) = match listener.accept() {
                 Ok(pair) => {
                     if self.accept_retry.take().is_some() {
@@ -300,6 +324,9 @@ impl EventLoop {
             if let Err(e) = stream.set_nodelay(true) {
                 log::debug!("TCP_NODELAY on {peer}: {e}");
             }
+            let Ok(tls) = self.tls_session(peer) else {
+                continue; // dropped: the peer has sent nothing that could be lost
+            };
             let entry = self.conns.vacant_entry();
             let me = ConnRef {
                 slot: entry.key(),
@@ -308,7 +335,8 @@ impl EventLoop {
             self.next_generation = self.next_generation.wrapping_add(1);
             let mut core = ServerConn::new(now, self.cfg.conn.clone());
             core.set_ready(self.readiness.capacity());
-            let mut conn = Conn::new(me, stream, peer, core);
+            let counted = tls.is_some();
+            let mut conn = Conn::new(me, stream, peer, core, tls);
             let interest = Interest::READABLE | Interest::WRITABLE;
             if let Err(e) = self
                 .poll
@@ -319,6 +347,9 @@ impl EventLoop {
                 continue;
             }
             entry.insert(conn);
+            if counted {
+                self.handshakes.begin(&self.stats.handshakes);
+            }
             self.stats
                 .counters
                 .connections_accepted
@@ -378,6 +409,16 @@ impl EventLoop {
         let Some(conn) = self.conns.get_mut(slot) else {
             return 0;
         };
+        let Conn {
+            input,
+            core,
+            jobs,
+            stream,
+            tls,
+            me,
+            peer,
+            ..
+        } = conn;
         let mut ctx = Dispatch {
             registry: &self.registry,
             jobs: &self.jobs.0,
@@ -387,17 +428,11 @@ impl EventLoop {
             expiries: &mut self.expiries,
             timings: &mut self.timings,
             deferred: &self.cfg.deferred,
-            me: conn.me,
-            peer: conn.peer,
+            me: *me,
+            peer: *peer,
+            identity: crate::server::tls_conn::identity(tls),
             now,
         };
-        let Conn {
-            input,
-            core,
-            jobs,
-            stream,
-            ..
-        } = conn;
         let buf = data.unwrap_or_else(|| input.data());
         let mut used = 0;
         while core.wants_frames() {
@@ -645,6 +680,9 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
+            if conn.handshake_ended(false) {
+                self.handshakes.end();
+            }
             let finished = conn.core.take_finished_answers();
             if finished > 0 {
                 self.stats.in_flight.fetch_sub(finished, Ordering::AcqRel);
@@ -655,11 +693,18 @@ impl EventLoop {
         }
         // Reads resumed above may have queued more.
         self.jobs.0.kick();
+        if self.handshakes.resume() {
+            // Connections held in the backlog: the listener raises no new event for them.
+            self.accept(now);
+        }
     }
 
     fn remove(&mut self, slot: usize) {
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.stream);
+        if conn.handshake_ended(true) {
+            self.handshakes.end();
+        }
         // Queued work for a closed connection is not run: its answer could go nowhere.
         let mut dropped = conn.core.take_finished_answers();
         for (_, state) in conn.jobs.drain() {

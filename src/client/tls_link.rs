@@ -1,0 +1,264 @@
+//! A link's TLS session (feature `tls`): the read pass, the write pass, and the caller's
+//! own-answer read redone for TLS. The plaintext path never comes here (`LinkInner::tls` is
+//! `None`; without the feature the session type has no values at all).
+//!
+//! The own-answer read ([`Link::read_own`]) under TLS: rustls may hold decrypted plaintext
+//! that the edge-triggered socket no longer signals, so the socket stays non-blocking, the
+//! caller waits in `poll(2)` (the only call that waits), and each read pass ends only when the
+//! socket would block **and** rustls holds no plaintext.
+
+#[cfg(not(feature = "tls"))]
+use super::{
+    link::{Deliveries, Link, LinkInner},
+    table::NodeTable,
+};
+#[cfg(not(feature = "tls"))]
+use std::time::Instant;
+
+#[cfg(feature = "tls")]
+pub(crate) use imp::TlsLink;
+
+/// Without the feature there is no session: `Option<Box<TlsLink>>` is always `None`.
+#[cfg(not(feature = "tls"))]
+pub(crate) enum TlsLink {}
+
+#[cfg(not(feature = "tls"))]
+impl LinkInner {
+    pub(super) fn tls_flushed(&self) -> bool {
+        true
+    }
+    pub(super) fn tls_close(&mut self) {}
+}
+
+#[cfg(not(feature = "tls"))]
+impl Link {
+    pub(super) fn read_tls(
+        &self,
+        _: &mut LinkInner,
+        _: &NodeTable,
+        _: Instant,
+        _: &mut Deliveries,
+    ) {
+    }
+    pub(super) fn flush_tls(&self, _: &mut LinkInner) {}
+    pub(super) fn read_own_tls(
+        self: &std::sync::Arc<Self>,
+        _: &NodeTable,
+        _: u64,
+        _: Instant,
+    ) -> bool {
+        false
+    }
+}
+
+#[cfg(feature = "tls")]
+mod imp {
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    use std::time::Instant;
+
+    use mio::Interest;
+    use rustls::ClientConnection;
+
+    use super::super::link::{
+        Deliveries, Link, LinkInner, READ_CHUNK, SCRATCH, WAIT_SLICE, deliver, next_timer,
+    };
+    use super::super::table::NodeTable;
+    use crate::tls::session::{Pulled, Pushed, flush_records, pull, push};
+
+    pub(crate) struct TlsLink {
+        session: ClientConnection,
+        /// TLS failed or ended: nothing more goes through it.
+        over: bool,
+        notify_sent: bool,
+    }
+
+    impl TlsLink {
+        pub fn new(session: ClientConnection) -> TlsLink {
+            TlsLink {
+                session,
+                over: false,
+                notify_sent: false,
+            }
+        }
+    }
+
+    impl LinkInner {
+        /// Whether rustls holds no record to write.
+        pub(in crate::client) fn tls_flushed(&self) -> bool {
+            self.tls.as_deref().is_none_or(|t| !t.session.wants_write())
+        }
+
+        /// The link ends, or shuts its write side: close_notify, written if the socket takes
+        /// it at once.
+        pub(in crate::client) fn tls_close(&mut self) {
+            let LinkInner { tls, stream, .. } = self;
+            if let Some(t) = tls.as_deref_mut()
+                && !t.over
+                && !t.notify_sent
+            {
+                t.notify_sent = true;
+                t.session.send_close_notify();
+                let _ = flush_records(&mut t.session, stream);
+            }
+        }
+    }
+
+    impl Link {
+        /// A TLS read pass: until the socket would block and rustls holds no plaintext.
+        pub(in crate::client) fn read_tls(
+            &self,
+            g: &mut LinkInner,
+            table: &NodeTable,
+            now: Instant,
+            d: &mut Deliveries,
+        ) {
+            let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
+            while !g.read_done && !g.core.is_closed() {
+                let LinkInner {
+                    tls, stream, input, ..
+                } = &mut *g;
+                let Some(t) = tls.as_deref_mut() else {
+                    return;
+                };
+                let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+                if room.is_empty() {
+                    break;
+                }
+                match pull(&mut t.session, stream, room) {
+                    Pulled::Plain(n) => {
+                        input.filled(n);
+                        self.decode_input(g, now);
+                    }
+                    Pulled::End { clean } => {
+                        t.over = !clean;
+                        g.read_done = true;
+                        g.core.handle_eof("server closed the connection");
+                    }
+                    Pulled::Blocked => break,
+                    Pulled::Tls(e) => {
+                        log::warn!("TLS with {}: {e}", self.node.addr());
+                        // The alert rustls queued goes out if the socket takes it at once.
+                        let _ = flush_records(&mut t.session, stream);
+                        t.over = true;
+                        g.read_done = true;
+                        g.core.handle_eof(crate::tls::session::describe(&e));
+                    }
+                    Pulled::Io(e) => {
+                        log::debug!("read from {} failed: {e}", self.node.addr());
+                        t.over = true;
+                        g.read_done = true;
+                        g.core.handle_eof("connection reset");
+                    }
+                }
+                self.process(g, table, now, d);
+            }
+            g.input.shrink_if_empty(64 * 1024);
+        }
+
+        /// A TLS write pass: the core's output into rustls (a frame counts as written once
+        /// rustls took its last byte), records to the socket.
+        pub(in crate::client) fn flush_tls(&self, g: &mut LinkInner) {
+            let LinkInner {
+                tls, stream, core, ..
+            } = g;
+            let Some(t) = tls.as_deref_mut() else {
+                return;
+            };
+            if t.over {
+                core.abandon_output();
+                return;
+            }
+            match push(&mut t.session, stream, core) {
+                Pushed::Done | Pushed::Blocked => {}
+                Pushed::Io(e) => {
+                    log::debug!("write to {} failed: {e}", self.node.addr());
+                    t.over = true;
+                    core.handle_eof("write failed");
+                    core.abandon_output();
+                }
+            }
+        }
+
+        /// [`Link::read_own`] under TLS: waits in `poll(2)` on the non-blocking socket, then
+        /// runs a read pass under the lock (see the module docs).
+        pub(in crate::client) fn read_own_tls(
+            self: &Arc<Self>,
+            table: &NodeTable,
+            id: u64,
+            deadline: Instant,
+        ) -> bool {
+            let fd = {
+                let mut g = self.inner.lock();
+                let now = Instant::now();
+                let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
+                if !alone
+                    || !g.connected
+                    || g.caller_reading
+                    || g.read_done
+                    || g.core.is_closed()
+                    || g.core.out_len() != 0
+                    || !g.tls_flushed()
+                    || next_timer(&g, deadline) < now + WAIT_SLICE
+                {
+                    return false;
+                }
+                self.set_interest(&mut g, Interest::PRIORITY);
+                if g.interest != Interest::PRIORITY {
+                    return false;
+                }
+                g.caller_reading = true;
+                g.stream.as_raw_fd()
+            };
+            let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+            loop {
+                wait_readable(fd);
+                let mut g = self.inner.lock();
+                let now = Instant::now();
+                self.read_tls(&mut g, table, now, &mut d);
+                self.flush(&mut g, table, now, &mut d);
+                let done = !g.slots.contains_key(&id)
+                    || g.read_done
+                    || g.core.is_closed()
+                    || next_timer(&g, deadline) < now + WAIT_SLICE;
+                if !done {
+                    drop(g);
+                    deliver(d.drain(..));
+                    continue;
+                }
+                g.caller_reading = false;
+                let mut want = Interest::READABLE;
+                if !g.core.out().is_empty() || !g.tls_flushed() {
+                    want = want.add(Interest::WRITABLE);
+                }
+                // Readiness already there is reported again (see `read_own`).
+                self.set_interest(&mut g, want);
+                let wake_io = g.core.is_closed()
+                    || g.read_done
+                    || !g.core.out().is_empty()
+                    || !g.tls_flushed();
+                g.flush_wanted |= wake_io;
+                drop(g);
+                if wake_io {
+                    self.io.wake();
+                }
+                deliver(d.drain(..));
+                SCRATCH.with(|s| *s.borrow_mut() = d);
+                return true;
+            }
+        }
+    }
+
+    /// Waits until the socket is readable (or hung up), at most [`WAIT_SLICE`].
+    fn wait_readable(fd: std::os::fd::RawFd) {
+        let mut p = libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd for the duration of the call.
+        unsafe {
+            libc::poll(&mut p, 1, WAIT_SLICE.as_millis() as libc::c_int);
+        }
+    }
+}

@@ -1,0 +1,49 @@
+//! TLS and mutual TLS (feature `tls`), with rustls.
+//!
+//! rustls's connections are sans-IO: bytes in with `read_tls` and `process_new_packets`,
+//! plaintext out through `reader()`, plaintext in through `writer()`, bytes out with
+//! `write_tls`. So a TLS session sits between the mio socket and the protocol core exactly as
+//! the core itself is driven — no second event loop, no async runtime — and the plaintext
+//! path does not change: a connection without TLS never touches this module.
+//!
+//! * [`ServerTls`]: a node's certificate and key, and (mutual TLS) the CA its callers'
+//!   certificates must be signed by. [`Builder::tls`](crate::server::Builder::tls).
+//! * [`ClientTls`]: the CA a caller trusts, its own certificate (mutual TLS), and the name it
+//!   expects each node's certificate to carry. [`ClientBuilder::tls`](crate::client::ClientBuilder::tls).
+//! * Both reload without a restart: [`ServerTls::reload`] and [`ClientTls::reload`] re-read
+//!   their PEM files; connections made afterwards use the new ones, open ones keep theirs.
+//! * [`ThrowawayCa`]: a CA made on the spot, and certificates it signs (for tests and for
+//!   `gracerpc rollout --tls`).
+//!
+//! Choices: the `ring` crypto provider (it builds with a C compiler alone; `aws-lc-rs` needs
+//! cmake); TLS 1.3 only (no renegotiation exists in it, and every peer is gracerpc); 0-RTT off
+//! on both sides (early data can be replayed, and replays are what gracerpc exists to rule
+//! out); PEM parsed by `rustls-pki-types`, as rustls recommends.
+
+mod client;
+mod error;
+mod identity;
+mod pem;
+mod server;
+pub(crate) mod session;
+mod throwaway;
+
+pub use client::ClientTls;
+pub use error::TlsError;
+pub use server::ServerTls;
+pub use throwaway::{Issued, ThrowawayCa};
+
+pub(crate) use identity::identity_of;
+
+use std::sync::Arc;
+
+/// The one crypto provider both sides use.
+pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    // Deprecated since 0.23.48 for lacking post-quantum key exchange, which only aws-lc-rs
+    // offers — and aws-lc-rs needs cmake to build. X25519 and the NIST curves remain.
+    #[allow(deprecated)]
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// TLS 1.3 only.
+pub(crate) static VERSIONS: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];

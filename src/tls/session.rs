@@ -1,0 +1,189 @@
+//! Moving bytes through one rustls session: the read pass and the write pass both sides use.
+//!
+//! A read pass hands out plaintext rustls already holds before it reads the socket again, and
+//! ends only when the socket would block **and** rustls holds no plaintext: under TLS a record
+//! can carry several frames, so an edge-triggered socket says nothing of plaintext already
+//! decrypted. A write pass counts plaintext as written once rustls took it (the records are
+//! then rustls's to send), and writes records until none is left or the socket would block.
+
+use std::io::{self, Read, Write};
+
+use rustls::ConnectionCommon;
+
+/// What one step of a read pass produced.
+pub(crate) enum Pulled {
+    /// `n` bytes of plaintext were put in the buffer.
+    Plain(usize),
+    /// The peer's stream ended: `clean` with its close_notify, otherwise a TCP FIN (a
+    /// truncation, or a peer that just closed).
+    End { clean: bool },
+    /// The socket would block and rustls holds no plaintext: the pass is over.
+    Blocked,
+    /// The peer broke TLS (a bad record, a bad certificate, an alert): rustls queued the alert
+    /// to send; the socket itself still works.
+    Tls(rustls::Error),
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// One step of a read pass: plaintext rustls holds, else one socket read (and the records it
+/// completes), until there is plaintext to hand out, the end, or nothing more.
+pub(crate) fn pull<D>(
+    conn: &mut ConnectionCommon<D>,
+    sock: &mut impl Read,
+    buf: &mut [u8],
+) -> Pulled {
+    loop {
+        match conn.reader().read(buf) {
+            Ok(0) if !buf.is_empty() => return Pulled::End { clean: true },
+            Ok(n) => return Pulled::Plain(n),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                return Pulled::End { clean: false };
+            }
+            Err(e) => return Pulled::Io(e),
+        }
+        match conn.read_tls(sock) {
+            // EOF (or after close_notify): the reader says which on the next turn.
+            Ok(0) => {
+                if let Err(e) = conn.process_new_packets() {
+                    return Pulled::Tls(e);
+                }
+                return match conn.reader().read(buf) {
+                    Ok(n) if n > 0 => Pulled::Plain(n),
+                    Ok(_) => Pulled::End { clean: true },
+                    Err(_) => Pulled::End { clean: false },
+                };
+            }
+            Ok(_) => {
+                if let Err(e) = conn.process_new_packets() {
+                    return Pulled::Tls(e);
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pulled::Blocked,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Pulled::Io(e),
+        }
+    }
+}
+
+/// What a write pass ended with.
+pub(crate) enum Pushed {
+    /// Every record is written; plaintext left over (if any) waits for the handshake.
+    Done,
+    /// The socket would block with records left.
+    Blocked,
+    /// The socket failed.
+    Io(io::Error),
+}
+
+/// A core's output as the write pass sees it.
+pub(crate) trait Plain {
+    /// The bytes still to write.
+    fn pending(&self) -> &[u8];
+    /// `n` bytes of them were taken.
+    fn taken(&mut self, n: usize);
+}
+
+impl Plain for crate::proto::ServerConn {
+    fn pending(&self) -> &[u8] {
+        self.out()
+    }
+    fn taken(&mut self, n: usize) {
+        self.written(n)
+    }
+}
+
+impl Plain for crate::proto::ClientConn {
+    fn pending(&self) -> &[u8] {
+        self.out()
+    }
+    fn taken(&mut self, n: usize) {
+        self.written(n)
+    }
+}
+
+/// One write pass: hands `plain`'s output to rustls (a frame counts as written once rustls took
+/// its last byte) and writes records until none is left or the socket would block.
+pub(crate) fn push<D>(
+    conn: &mut ConnectionCommon<D>,
+    sock: &mut impl Write,
+    plain: &mut impl Plain,
+) -> Pushed {
+    loop {
+        let mut took = 0;
+        while !plain.pending().is_empty() {
+            match conn.writer().write(plain.pending()) {
+                // rustls's buffer is full (or the session failed): records go out first.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    took += n;
+                    plain.taken(n);
+                }
+            }
+        }
+        while conn.wants_write() {
+            match conn.write_tls(sock) {
+                Ok(0) => return Pushed::Io(io::ErrorKind::WriteZero.into()),
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Pushed::Blocked,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Pushed::Io(e),
+            }
+        }
+        if took == 0 || plain.pending().is_empty() {
+            return Pushed::Done;
+        }
+    }
+}
+
+/// Writes records left (an alert, close_notify) until none is left or the socket would block.
+pub(crate) fn flush_records<D>(conn: &mut ConnectionCommon<D>, sock: &mut impl Write) -> Pushed {
+    struct Nothing;
+    impl Plain for Nothing {
+        fn pending(&self) -> &[u8] {
+            &[]
+        }
+        fn taken(&mut self, _: usize) {}
+    }
+    push(conn, sock, &mut Nothing)
+}
+
+/// What a TLS failure means, in words a caller's error and a node's log can carry.
+pub(crate) fn describe(e: &rustls::Error) -> &'static str {
+    use rustls::{AlertDescription as A, CertificateError as C, Error as E};
+    match e {
+        E::InvalidCertificate(C::Expired | C::ExpiredContext { .. }) => {
+            "TLS: the peer's certificate has expired"
+        }
+        E::InvalidCertificate(C::NotValidYet | C::NotValidYetContext { .. }) => {
+            "TLS: the peer's certificate is not valid yet"
+        }
+        E::InvalidCertificate(C::UnknownIssuer | C::BadSignature) => {
+            "TLS: the peer's certificate is not signed by a trusted CA"
+        }
+        E::InvalidCertificate(C::NotValidForName | C::NotValidForNameContext { .. }) => {
+            "TLS: the node's certificate does not carry the expected server name"
+        }
+        E::InvalidCertificate(_) => "TLS: the peer's certificate is invalid",
+        E::NoCertificatesPresented => "TLS: the caller presented no client certificate",
+        E::AlertReceived(A::CertificateRequired) => "TLS: the node requires a client certificate",
+        E::AlertReceived(A::UnknownCA | A::BadCertificate | A::CertificateUnknown) => {
+            "TLS: the peer refused our certificate (not from a CA it trusts)"
+        }
+        E::AlertReceived(A::CertificateExpired) => "TLS: the peer says our certificate expired",
+        E::AlertReceived(A::DecryptError | A::BadRecordMac) => {
+            "TLS: the peer could not verify us (a certificate it does not trust, or a bad record)"
+        }
+        E::AlertReceived(_) => "TLS: the peer sent an alert",
+        E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
+            "TLS: the peer sent bytes that are not TLS here (plaintext, or a renegotiation)"
+        }
+        E::InappropriateHandshakeMessage { .. } => {
+            "TLS: an unexpected handshake message (a renegotiation attempt?)"
+        }
+        E::DecryptError => "TLS: a record did not decrypt (corrupted or forged)",
+        E::PeerIncompatible(_) => "TLS: no version or cipher suite in common",
+        _ => "TLS failed",
+    }
+}
