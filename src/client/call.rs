@@ -469,8 +469,8 @@ impl CallFuture<'_> {
     }
 }
 
-/// Runs a future to completion on the calling thread, parking between polls (at most
-/// [`BLOCK_ON_SLICE`] at a time, so a [`CallFuture`]'s deadline holds even if nothing wakes it).
+/// Runs a future to completion on the calling thread, parking between polls (at most 20 ms at
+/// a time, so a [`CallFuture`]'s deadline holds even if nothing wakes it).
 pub fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = std::pin::pin!(fut);
     THREAD_WAKER.with(|waker| {

@@ -399,7 +399,7 @@ impl Builder {
     }
 
     /// Registers every method of a typed service (a `<Name>Server` made by
-    /// [`#[gracerpc::service]`](crate::service)).
+    /// [`#[gracerpc::service]`](macro@crate::service)).
     pub fn service(self, s: impl crate::service::Register) -> Self {
         s.register(self)
     }
