@@ -525,6 +525,38 @@ impl Link {
         }
     }
 
+    /// Whether the calling thread may read the answer to `id` itself, and if so takes the reading
+    /// over from the I/O thread: `id` is the only call outstanding, nothing is left to write,
+    /// no one else reads, no timer of the core is due within a wait slice, and the transport
+    /// is ready for it (`transport_ready`: the blocking socket, or TLS output flushed).
+    pub(super) fn begin_own_read(
+        &self,
+        g: &mut LinkInner,
+        id: u64,
+        deadline: Instant,
+        transport_ready: bool,
+    ) -> bool {
+        let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
+        if !alone
+            || !transport_ready
+            || !g.connected
+            || g.caller_reading
+            || g.read_done
+            || g.core.is_closed()
+            || g.core.out_len() != 0
+            || next_timer(g, deadline) < Instant::now() + WAIT_SLICE
+        {
+            return false;
+        }
+        // Priority data is never sent: the I/O thread only hears of errors and hang-ups.
+        self.set_interest(g, Interest::PRIORITY);
+        if g.interest != Interest::PRIORITY {
+            return false;
+        }
+        g.caller_reading = true;
+        true
+    }
+
     /// Waits for the answer to `id` by reading the socket on the calling thread (see the module
     /// docs), when `id` is the only call outstanding on this link and no one else reads it.
     /// Returns false when it did not wait (the caller parks until the I/O thread delivers);
@@ -536,24 +568,10 @@ impl Link {
         }
         let (fd, limit, mut input) = {
             let mut g = self.inner.lock();
-            let now = Instant::now();
-            let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
-            if !alone
-                || !g.blocking
-                || g.caller_reading
-                || g.read_done
-                || g.core.is_closed()
-                || g.core.out_len() != 0
-                || next_timer(&g, deadline) < now + WAIT_SLICE
-            {
+            let blocking = g.blocking;
+            if !self.begin_own_read(&mut g, id, deadline, blocking) {
                 return false;
             }
-            // Priority data is never sent: the I/O thread only hears of errors and hang-ups.
-            self.set_interest(&mut g, Interest::PRIORITY);
-            if g.interest != Interest::PRIORITY {
-                return false;
-            }
-            g.caller_reading = true;
             let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
             // While a caller reads, nobody else touches the input buffer: it is read into
             // without the lock.

@@ -190,24 +190,10 @@ mod imp {
         ) -> bool {
             let fd = {
                 let mut g = self.inner.lock();
-                let now = Instant::now();
-                let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
-                if !alone
-                    || !g.connected
-                    || g.caller_reading
-                    || g.read_done
-                    || g.core.is_closed()
-                    || g.core.out_len() != 0
-                    || !g.tls_flushed()
-                    || next_timer(&g, deadline) < now + WAIT_SLICE
-                {
+                let flushed = g.tls_flushed();
+                if !self.begin_own_read(&mut g, id, deadline, flushed) {
                     return false;
                 }
-                self.set_interest(&mut g, Interest::PRIORITY);
-                if g.interest != Interest::PRIORITY {
-                    return false;
-                }
-                g.caller_reading = true;
                 g.stream.as_raw_fd()
             };
             let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
