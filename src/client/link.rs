@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::cause::{NodeCause, connect_cause};
 use super::slot::Slot;
@@ -601,26 +601,33 @@ impl Link {
                 deliver(d.drain(..));
                 continue;
             }
-            g.caller_reading = false;
-            g.input.shrink_if_empty(64 * 1024);
-            let mut want = Interest::READABLE;
-            if !g.core.out().is_empty() {
-                want = want.add(Interest::WRITABLE);
-            }
-            // Readiness already there is reported again: data that came after the last read
-            // reaches the I/O thread.
-            self.set_interest(&mut g, want);
-            // The I/O thread finishes (and forgets) the link, or writes the rest.
-            let wake_io = g.core.is_closed() || g.read_done || !g.core.out().is_empty();
-            g.flush_wanted |= wake_io;
-            drop(g);
-            if wake_io {
-                self.io.wake();
-            }
-            deliver(d.drain(..));
-            SCRATCH.with(|s| *s.borrow_mut() = d);
+            self.end_own_read(g, d);
             return true;
         }
+    }
+
+    /// Ends a caller's own read (plaintext or TLS): gives reading back to the I/O thread and
+    /// wakes it when the link must be finished or has output left, then delivers `d`.
+    pub(super) fn end_own_read(&self, mut g: MutexGuard<'_, LinkInner>, mut d: Deliveries) {
+        g.caller_reading = false;
+        g.input.shrink_if_empty(64 * 1024);
+        let output_left = !g.core.out().is_empty() || !g.tls_flushed();
+        let mut want = Interest::READABLE;
+        if output_left {
+            want = want.add(Interest::WRITABLE);
+        }
+        // Readiness already there is reported again: data that came after the last read
+        // reaches the I/O thread.
+        self.set_interest(&mut g, want);
+        // The I/O thread finishes (and forgets) the link, or writes the rest.
+        let wake_io = g.core.is_closed() || g.read_done || output_left;
+        g.flush_wanted |= wake_io;
+        drop(g);
+        if wake_io {
+            self.io.wake();
+        }
+        deliver(d.drain(..));
+        SCRATCH.with(|s| *s.borrow_mut() = d);
     }
 
     /// Whether the core is done and its output is written (or can no longer be).

@@ -57,7 +57,6 @@ mod imp {
     use std::sync::Arc;
     use std::time::Instant;
 
-    use mio::Interest;
     use rustls::ClientConnection;
 
     use super::super::link::{
@@ -212,24 +211,7 @@ mod imp {
                     deliver(d.drain(..));
                     continue;
                 }
-                g.caller_reading = false;
-                let mut want = Interest::READABLE;
-                if !g.core.out().is_empty() || !g.tls_flushed() {
-                    want = want.add(Interest::WRITABLE);
-                }
-                // Readiness already there is reported again (see `read_own`).
-                self.set_interest(&mut g, want);
-                let wake_io = g.core.is_closed()
-                    || g.read_done
-                    || !g.core.out().is_empty()
-                    || !g.tls_flushed();
-                g.flush_wanted |= wake_io;
-                drop(g);
-                if wake_io {
-                    self.io.wake();
-                }
-                deliver(d.drain(..));
-                SCRATCH.with(|s| *s.borrow_mut() = d);
+                self.end_own_read(g, d);
                 return true;
             }
         }
