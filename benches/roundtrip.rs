@@ -18,20 +18,19 @@
 //! and of everything else in the process (the caller and the load generator), from
 //! `/proc/self/task` and `getrusage` — so the cost shows even where the machine is the limit.
 
-use std::future::Future;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+#[path = "support/pipeline.rs"]
+mod pipeline;
+
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use gracerpc::client::{CallFuture, CallOptions, Client};
+use gracerpc::client::{CallOptions, Client};
 use gracerpc::proto::frame::{Metadata, Response};
 use gracerpc::proto::{Frame, Status, decode};
 use gracerpc::server::{Request, Server, ServerHandle};
-use parking_lot::Mutex;
 
 const HEADER: usize = 16;
 
@@ -480,77 +479,13 @@ fn rpc_sequential_future(c: &Client, body: usize, n: u64) -> Duration {
     t.elapsed()
 }
 
-struct QueueWaker {
-    lane: usize,
-    ready: Arc<Mutex<Vec<usize>>>,
-    thread: std::thread::Thread,
-}
-
-impl Wake for QueueWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.lock().push(self.lane);
-        self.thread.unpark();
-    }
-}
-
 /// `n` calls with `depth` futures in flight, all polled from the calling thread.
 fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
-    rpc_pipelined_to(c, "echo", body, depth, n)
+    pipeline::pipelined(c, "echo", body, depth, n)
 }
 
 fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
-    let b = vec![0u8; body];
-    let ready = Arc::new(Mutex::new(Vec::new()));
-    let wakers: Vec<Waker> = (0..depth)
-        .map(|lane| {
-            Waker::from(Arc::new(QueueWaker {
-                lane,
-                ready: ready.clone(),
-                thread: std::thread::current(),
-            }))
-        })
-        .collect();
-    let opts = CallOptions::new();
-    // One box per lane, reused by every call of the lane: the load generator allocates nothing
-    // per call.
-    let mut lanes: Vec<Pin<Box<Option<CallFuture<'_>>>>> =
-        (0..depth).map(|_| Box::pin(None)).collect();
-    let t = Instant::now();
-    let (mut started, mut done) = (0u64, 0u64);
-    let mut batch: Vec<usize> = (0..depth).collect();
-    while done < n {
-        for &i in &batch {
-            if lanes[i].is_none() {
-                if started == n {
-                    continue;
-                }
-                started += 1;
-                lanes[i].set(Some(c.call_ref(method, &b, &opts)));
-            }
-            let Some(fut) = lanes[i].as_mut().as_pin_mut() else {
-                continue;
-            };
-            let mut cx = Context::from_waker(&wakers[i]);
-            if let Poll::Ready(r) = fut.poll(&mut cx) {
-                r.expect("call");
-                done += 1;
-                lanes[i].set(None);
-                ready.lock().push(i);
-            }
-        }
-        batch.clear();
-        loop {
-            std::mem::swap(&mut batch, &mut *ready.lock());
-            if !batch.is_empty() || done == n {
-                break;
-            }
-            std::thread::park();
-        }
-    }
-    t.elapsed()
+    pipeline::pipelined(c, method, body, depth, n)
 }
 
 fn rpc_fan_in(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> Duration {

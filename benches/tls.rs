@@ -5,17 +5,15 @@
 //!
 //! Run: `cargo bench --features tls --bench tls`.
 
-use std::future::Future;
-use std::pin::Pin;
-use std::sync::Arc;
-use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
+#[path = "support/pipeline.rs"]
+mod pipeline;
+
 use criterion::{BenchmarkId, Criterion, Throughput};
-use gracerpc::client::{CallFuture, CallOptions, Client};
+use gracerpc::client::Client;
 use gracerpc::server::{Request, Server, ServerHandle};
 use gracerpc::tls::{ClientTls, ServerTls, ThrowawayCa};
-use parking_lot::Mutex;
 
 struct Side {
     _node: ServerHandle,
@@ -63,69 +61,9 @@ fn sequential(c: &Client, body: usize, n: u64) -> Duration {
     t.elapsed()
 }
 
-struct LaneWaker {
-    lane: usize,
-    ready: Arc<Mutex<Vec<usize>>>,
-    thread: std::thread::Thread,
-}
-
-impl Wake for LaneWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.ready.lock().push(self.lane);
-        self.thread.unpark();
-    }
-}
-
 /// `n` calls with `depth` futures in flight, polled from the calling thread.
 fn pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
-    let b = vec![0u8; body];
-    let ready = Arc::new(Mutex::new(Vec::new()));
-    let wakers: Vec<Waker> = (0..depth)
-        .map(|lane| {
-            Waker::from(Arc::new(LaneWaker {
-                lane,
-                ready: ready.clone(),
-                thread: std::thread::current(),
-            }))
-        })
-        .collect();
-    let opts = CallOptions::new();
-    let mut lanes: Vec<Option<Pin<Box<CallFuture<'_>>>>> = (0..depth).map(|_| None).collect();
-    let t = Instant::now();
-    let (mut started, mut done) = (0u64, 0u64);
-    let mut batch: Vec<usize> = (0..depth).collect();
-    while done < n {
-        for &i in &batch {
-            if lanes[i].is_none() {
-                if started == n {
-                    continue;
-                }
-                started += 1;
-                lanes[i] = Some(Box::pin(c.call_ref("echo", &b, &opts)));
-            }
-            let Some(fut) = lanes[i].as_mut() else {
-                continue;
-            };
-            if let Poll::Ready(r) = fut.as_mut().poll(&mut Context::from_waker(&wakers[i])) {
-                r.expect("call");
-                done += 1;
-                lanes[i] = None;
-                ready.lock().push(i);
-            }
-        }
-        batch.clear();
-        loop {
-            std::mem::swap(&mut batch, &mut *ready.lock());
-            if !batch.is_empty() || done == n {
-                break;
-            }
-            std::thread::park();
-        }
-    }
-    t.elapsed()
+    pipeline::pipelined(c, "echo", body, depth, n)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {

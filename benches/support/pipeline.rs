@@ -1,0 +1,82 @@
+//! The futures driver the benchmarks share: `depth` calls in flight, polled from one thread.
+//!
+//! Include it with `#[path = "support/pipeline.rs"] mod pipeline;`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use gracerpc::client::{CallFuture, CallOptions, Client};
+use parking_lot::Mutex;
+
+struct QueueWaker {
+    lane: usize,
+    ready: Arc<Mutex<Vec<usize>>>,
+    thread: std::thread::Thread,
+}
+
+impl Wake for QueueWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.ready.lock().push(self.lane);
+        self.thread.unpark();
+    }
+}
+
+/// `n` calls of `method` with `depth` futures in flight, all polled from the calling thread (a
+/// tiny executor: a woken lane's index goes on a ready list, the thread parks when it is empty).
+pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
+    let b = vec![0u8; body];
+    let ready = Arc::new(Mutex::new(Vec::new()));
+    let wakers: Vec<Waker> = (0..depth)
+        .map(|lane| {
+            Waker::from(Arc::new(QueueWaker {
+                lane,
+                ready: ready.clone(),
+                thread: std::thread::current(),
+            }))
+        })
+        .collect();
+    let opts = CallOptions::new();
+    // One box per lane, reused by every call of the lane: the load generator allocates nothing
+    // per call.
+    let mut lanes: Vec<Pin<Box<Option<CallFuture<'_>>>>> =
+        (0..depth).map(|_| Box::pin(None)).collect();
+    let t = Instant::now();
+    let (mut started, mut done) = (0u64, 0u64);
+    let mut batch: Vec<usize> = (0..depth).collect();
+    while done < n {
+        for &i in &batch {
+            if lanes[i].is_none() {
+                if started == n {
+                    continue;
+                }
+                started += 1;
+                lanes[i].set(Some(c.call_ref(method, &b, &opts)));
+            }
+            let Some(fut) = lanes[i].as_mut().as_pin_mut() else {
+                continue;
+            };
+            let mut cx = Context::from_waker(&wakers[i]);
+            if let Poll::Ready(r) = fut.poll(&mut cx) {
+                r.expect("call");
+                done += 1;
+                lanes[i].set(None);
+                ready.lock().push(i);
+            }
+        }
+        batch.clear();
+        loop {
+            std::mem::swap(&mut batch, &mut *ready.lock());
+            if !batch.is_empty() || done == n {
+                break;
+            }
+            std::thread::park();
+        }
+    }
+    t.elapsed()
+}
