@@ -9,49 +9,20 @@ mod peer;
 #[path = "hostile/common.rs"]
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+#[path = "support/holder.rs"]
+mod holder;
+
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Target, rss_bytes};
+use holder::{Holder, raise_nofile};
 use peer::{QUICK, frames, wait_until};
 
 const CONNS: usize = 10_000;
 /// The per-connection memory the performance issue aims for.
 const TARGET_PER_CONN: u64 = 8 << 10;
-
-/// Raises RLIMIT_NOFILE to at least `need`; false if the machine refuses.
-fn raise_nofile(need: u64) -> bool {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid pointer to an rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return false;
-    }
-    if lim.rlim_cur >= need {
-        return true;
-    }
-    let want = libc::rlimit {
-        rlim_cur: need,
-        rlim_max: lim.rlim_max.max(need),
-    };
-    // SAFETY: a valid pointer to an rlimit. Raising the hard limit needs privileges: if that is
-    // refused, try the soft limit alone.
-    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) } == 0 {
-        return true;
-    }
-    lim.rlim_max >= need && {
-        let soft = libc::rlimit {
-            rlim_cur: need,
-            rlim_max: lim.rlim_max,
-        };
-        // SAFETY: as above.
-        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 }
-    }
-}
 
 /// Set in the environment of the child process that holds the connections: the server's
 /// address.
@@ -118,37 +89,12 @@ fn ten_thousand_idle_connections_then_all_close() {
     // The callers' ends live in a child process: the fd limit then only has to hold one end
     // here, and this process's RSS is the server's alone.
     let t0 = Instant::now();
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "connection_holder_child_process",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(HOLDER_ENV, t.addr().to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the holder process");
-    let stdout = child.stdout.take().expect("holder stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let opened = loop {
-        match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(line) if line.starts_with("opened ") => break line,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the holder did not open {CONNS} connections within 60 s");
-            }
-        }
-    };
+    let mut holder = Holder::spawn(
+        "connection_holder_child_process",
+        &[(HOLDER_ENV, t.addr().to_string())],
+    );
+    holder.wait_opened(CONNS, Duration::from_secs(60));
     let took = t0.elapsed();
-    assert_eq!(opened, format!("opened {CONNS}"));
     assert_eq!(t.server().connections(), CONNS);
     let rss1 = rss_bytes();
     let per_conn = rss1.saturating_sub(rss0) / CONNS as u64;
@@ -170,12 +116,12 @@ fn ten_thousand_idle_connections_then_all_close() {
 
     // The holder exits when its stdin closes; the kernel closes every socket (FIN).
     let t2 = Instant::now();
-    drop(child.stdin.take());
+    holder.release();
     wait_until(Duration::from_secs(30), "connections() back to 0", || {
         t.server().connections() == 0
     });
     println!("{CONNS} connections closed in {:?}", t2.elapsed());
-    let status = child.wait().expect("holder wait");
+    let status = holder.wait();
     assert!(status.success(), "the holder failed: {status}");
     t.finish();
 }

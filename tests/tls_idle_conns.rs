@@ -9,45 +9,28 @@ mod peer;
 #[path = "hostile/common.rs"]
 mod common;
 
+#[path = "support/holder.rs"]
+mod holder;
+
 #[path = "support/rawtls.rs"]
 mod rawtls;
 
 #[path = "support/tls.rs"]
 mod tls;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::{Target, rss_bytes};
+use holder::{Holder, raise_nofile};
 use peer::{QUICK, frames, wait_until};
 
 const CONNS: usize = 10_000;
 const TARGET_PER_CONN: u64 = 40 << 10;
 const HOLDER_ENV: &str = "GRACERPC_TLS_HOLDER_ADDR";
 const CA_ENV: &str = "GRACERPC_TLS_HOLDER_CA";
-
-fn raise_nofile(need: u64) -> bool {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a valid pointer to an rlimit.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
-        return false;
-    }
-    if lim.rlim_cur >= need {
-        return true;
-    }
-    let want = libc::rlimit {
-        rlim_cur: need.min(lim.rlim_max),
-        rlim_max: lim.rlim_max,
-    };
-    // SAFETY: a valid pointer to an rlimit.
-    unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 && want.rlim_cur >= need }
-}
 
 /// Run as a child process by the test below: opens the TLS connections (handshake, HELLO sent,
 /// HELLO and READY read), prints `opened`, holds them until stdin closes.
@@ -129,38 +112,15 @@ fn ten_thousand_idle_tls_connections() {
     });
     let rss0 = rss_bytes();
     let t0 = Instant::now();
-    let mut child = Command::new(std::env::current_exe().expect("current_exe"))
-        .args([
-            "--exact",
-            "tls_connection_holder_child_process",
-            "--nocapture",
-            "--quiet",
-        ])
-        .env(HOLDER_ENV, t.addr().to_string())
-        .env(CA_ENV, pki.ca.cert_pem())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn the holder process");
-    let stdout = child.stdout.take().expect("holder stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let opened = loop {
-        match rx.recv_timeout(Duration::from_secs(240)) {
-            Ok(line) if line.starts_with("opened ") => break line,
-            Ok(_) => {}
-            Err(_) => {
-                let _ = child.kill();
-                panic!("the holder did not open {CONNS} TLS connections within 240 s");
-            }
-        }
-    };
+    let mut holder = Holder::spawn(
+        "tls_connection_holder_child_process",
+        &[
+            (HOLDER_ENV, t.addr().to_string()),
+            (CA_ENV, pki.ca.cert_pem().to_string()),
+        ],
+    );
+    holder.wait_opened(CONNS, Duration::from_secs(240));
     let took = t0.elapsed();
-    assert_eq!(opened, format!("opened {CONNS}"));
     assert_eq!(t.server().connections(), CONNS);
     let rss1 = rss_bytes();
     let per_conn = rss1.saturating_sub(rss0) / CONNS as u64;
@@ -178,9 +138,9 @@ fn ten_thousand_idle_tls_connections() {
         "{per_conn} bytes per idle TLS connection"
     );
     check();
-    drop(child.stdin.take());
+    holder.release();
     wait_until(Duration::from_secs(30), "connections() back to 0", || {
         t.server().connections() <= 1
     });
-    let _ = child.wait();
+    let _ = holder.wait();
 }
