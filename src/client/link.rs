@@ -44,6 +44,10 @@ pub(super) const READ_CHUNK: usize = 16 * 1024;
 /// among them) is nearer than this, and parks until the I/O thread runs it.
 pub(super) const WAIT_SLICE: Duration = Duration::from_millis(5);
 
+/// The most output a writer copies to send without the link's lock; more is sent under it
+/// (a syscall that large is rare and worth more than the copy).
+const UNLOCKED_SEND_MAX: usize = 16 * 1024;
+
 /// The interest a link is registered with when it connects (writable reports the connect).
 pub(crate) const REGISTERED: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
@@ -144,6 +148,14 @@ pub(crate) struct LinkInner {
     write_shut: bool,
     /// The TLS session between the socket and the core (see `tls_link.rs`).
     pub(super) tls: Option<Box<TlsLink>>,
+    /// The I/O thread is in a `recv` without the lock, into `input` (taken out meanwhile):
+    /// nobody else may read (see [`Link::read`]).
+    io_reading: bool,
+    /// A thread is in a `send` without the lock of bytes it copied from the core's output
+    /// (still counted there until written): nobody else may write (see [`Link::flush`]).
+    writing: bool,
+    /// The copy of the output a writer sends without the lock (kept to allocate once).
+    out_copy: Vec<u8>,
 }
 
 /// Why a send did not happen.
@@ -183,6 +195,9 @@ impl Link {
             interest: REGISTERED,
             retired: false,
             write_shut: false,
+            io_reading: false,
+            writing: false,
+            out_copy: Vec::new(),
         };
         Link {
             node,
@@ -389,9 +404,13 @@ impl Link {
 
     /// Reads (without waiting) and handles input until the socket is drained. With `to_end`, a
     /// short read does not count as drained (the peer's FIN may follow the data).
+    ///
+    /// Each `recv` runs without the lock (into the input buffer, taken out meanwhile), so a
+    /// calling thread sending a request never waits behind the I/O thread's syscall; frames are
+    /// decoded and handled under it.
     fn read(
         &self,
-        g: &mut LinkInner,
+        g: &mut MutexGuard<'_, LinkInner>,
         table: &NodeTable,
         now: Instant,
         to_end: bool,
@@ -401,14 +420,20 @@ impl Link {
             return self.read_tls(g, table, now, d);
         }
         let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
-        while !g.read_done {
+        while !g.read_done && !g.io_reading {
             let fd = g.stream.as_raw_fd();
-            let room = g.input.spare(READ_CHUNK, limit.max(READ_CHUNK));
-            if room.is_empty() {
+            let mut input = std::mem::take(&mut g.input);
+            g.io_reading = true;
+            let res = MutexGuard::unlocked(g, || {
+                let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+                let len = room.len();
+                (len > 0).then(|| (recv(fd, room, false), len))
+            });
+            g.io_reading = false;
+            g.input = input;
+            let Some((res, len)) = res else {
                 break;
-            }
-            let len = room.len();
-            let res = recv(fd, room, false);
+            };
             if self.received(g, table, now, res, len, to_end, d) || g.core.is_closed() {
                 break;
             }
@@ -478,20 +503,29 @@ impl Link {
         }
     }
 
+    /// Writes the core's output, as much as the socket takes now. A small output is copied and
+    /// sent without the lock (the bytes stay in the core's output, unwritten, until the `send`
+    /// returns), so calling threads queueing requests meanwhile do not wait behind the syscall;
+    /// one writer at a time (`writing`): bytes queued meanwhile are sent by that writer.
     pub(super) fn flush(
         &self,
-        g: &mut LinkInner,
+        g: &mut MutexGuard<'_, LinkInner>,
         table: &NodeTable,
         now: Instant,
         d: &mut Deliveries,
     ) {
         g.flush_wanted = false;
+        if g.writing {
+            // The writer in its `send` loops back for these bytes (and sets write interest
+            // if the socket fills).
+            return;
+        }
         if g.tls.is_some() {
             self.flush_tls(g);
         }
         while g.tls.is_none() && !g.core.out().is_empty() {
-            match send(g.stream.as_raw_fd(), g.core.out()) {
-                Ok(n) => g.core.written(n),
+            match self.send_out(g) {
+                Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
@@ -508,6 +542,30 @@ impl Link {
             self.set_interest(g, want);
         }
         self.process(g, table, now, d);
+    }
+
+    /// One `send` of the core's output, recorded as written. Up to [`UNLOCKED_SEND_MAX`] bytes
+    /// are lent to this thread and sent without the lock (see `ClientConn::lend_out`: until
+    /// the send returns they count as possibly written); more are sent under it.
+    fn send_out(&self, g: &mut MutexGuard<'_, LinkInner>) -> io::Result<usize> {
+        let fd = g.stream.as_raw_fd();
+        if g.core.out_len() > UNLOCKED_SEND_MAX {
+            let n = send(fd, g.core.out())?;
+            g.core.written(n);
+            return Ok(n);
+        }
+        let mut copy = std::mem::take(&mut g.out_copy);
+        copy.clear();
+        copy.extend_from_slice(g.core.lend_out());
+        g.writing = true;
+        let res = MutexGuard::unlocked(g, || send(fd, &copy));
+        g.writing = false;
+        g.out_copy = copy;
+        // The loan ends whatever happened (a failure path may have dropped the output
+        // meanwhile): what went out counts, the rest is pending again.
+        let n = res.as_ref().map_or(0, |&n| n.min(g.core.out_len()));
+        g.core.written(n);
+        res
     }
 
     /// Changes the socket's interest in the I/O thread's poll, if it differs.
@@ -541,6 +599,7 @@ impl Link {
             || !transport_ready
             || !g.connected
             || g.caller_reading
+            || g.io_reading
             || g.read_done
             || g.core.is_closed()
             || g.core.out_len() != 0

@@ -93,6 +93,9 @@ pub struct OutBuf {
     pos: usize,
     /// Start of the first frame not yet fully written.
     walk: usize,
+    /// Bytes after `pos` lent to a writer (see [`lend`](Self::lend)): they may be on the
+    /// wire already, so the frames they touch count as started until the writer reports.
+    lent: usize,
 }
 
 impl OutBuf {
@@ -121,9 +124,23 @@ impl OutBuf {
         &mut self.buf
     }
 
-    /// Records that `n` bytes were written; calls `done(header)` for every frame that is now
-    /// written in full.
+    /// Lends every pending byte to a writer that will write them without holding the owner
+    /// (a lock released during the syscall): until [`consume`](Self::consume) reports how many
+    /// went out, every frame they touch counts as started, so no cut can take back a frame
+    /// that may already be on the wire.
+    pub(crate) fn lend(&mut self) {
+        self.lent = self.len();
+    }
+
+    /// The end of the bytes that may have been written: written, or lent to a writer.
+    fn started_end(&self) -> usize {
+        self.pos + self.lent
+    }
+
+    /// Records that `n` bytes were written (and ends a loan: bytes lent but not written are
+    /// pending again); calls `done(header)` for every frame that is now written in full.
     pub(crate) fn consume(&mut self, n: usize, mut done: impl FnMut(&[u8; HEADER_LEN])) {
+        self.lent = 0;
         self.pos = (self.pos + n).min(self.buf.len());
         while let Some(len) = frame_len_at(&self.buf[self.walk..]) {
             if self.walk + len > self.pos {
@@ -150,7 +167,7 @@ impl OutBuf {
     /// written is kept too: every connection must open with it, whatever follows.
     pub(crate) fn cut_unstarted(&mut self, mut cut: impl FnMut(&[u8; HEADER_LEN])) {
         let mut at = self.walk;
-        while at < self.pos || self.buf.get(at) == Some(&Kind::HELLO.0) {
+        while at < self.started_end() || self.buf.get(at) == Some(&Kind::HELLO.0) {
             match frame_len_at(&self.buf[at..]) {
                 Some(len) => at += len,
                 None => return,
@@ -183,7 +200,10 @@ impl OutBuf {
             let Some(len) = frame_len_at(&self.buf[at..]) else {
                 return false;
             };
-            if at >= self.pos && head[0] == Kind::REQUEST.0 && head[8..16] == id.to_be_bytes() {
+            if at >= self.started_end()
+                && head[0] == Kind::REQUEST.0
+                && head[8..16] == id.to_be_bytes()
+            {
                 self.buf.drain(at..at + len);
                 return true;
             }
@@ -192,14 +212,21 @@ impl OutBuf {
         false
     }
 
-    /// The id of the REQUEST partly written, if the first unfinished frame is one.
+    /// The id of the last REQUEST of which a byte may have been written (partly written, or
+    /// lent to a writer) and that is not yet written in full, if any.
     pub(crate) fn started_request(&self) -> Option<u64> {
-        let head = self.buf.get(self.walk..)?.first_chunk::<HEADER_LEN>()?;
-        (head[0] == Kind::REQUEST.0 && self.walk < self.pos).then(|| {
-            u64::from_be_bytes([
-                head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
-            ])
-        })
+        let mut at = self.walk;
+        let mut last = None;
+        while at < self.started_end() {
+            let head = self.buf.get(at..)?.first_chunk::<HEADER_LEN>()?;
+            if head[0] == Kind::REQUEST.0 {
+                last = Some(u64::from_be_bytes([
+                    head[8], head[9], head[10], head[11], head[12], head[13], head[14], head[15],
+                ]));
+            }
+            at += frame_len_at(&self.buf[at..])?;
+        }
+        last
     }
 
     /// Drops everything not yet written in full, calling `gone(header)` for each frame dropped
@@ -220,6 +247,7 @@ impl OutBuf {
         self.buf.clear();
         self.pos = 0;
         self.walk = 0;
+        self.lent = 0;
     }
 
     /// Frees the buffer's memory if nothing is waiting and it holds more than `keep` bytes.

@@ -183,6 +183,9 @@ pub struct ClientConn {
     next_id: u64,
     /// Highest id whose frame has been written in full.
     written_id: u64,
+    /// The last REQUEST lent to a writer (see [`lend_out`](Self::lend_out)), 0 if none: it may
+    /// have been written in full, so the server may answer it or accept it in a GOAWAY.
+    lent_id: u64,
     outstanding: IdMap<Outstanding>,
     events: VecDeque<ClientEvent>,
     ready: Option<u8>,
@@ -215,6 +218,7 @@ impl ClientConn {
             out,
             next_id: 1,
             written_id: 0,
+            lent_id: 0,
             outstanding: id_map(64),
             events: VecDeque::with_capacity(16),
             ready: None,
@@ -544,13 +548,32 @@ impl ClientConn {
         self.out.pending()
     }
 
+    /// [`out`](Self::out), lent to a writer that writes it without holding this connection
+    /// (its lock released for the syscall): until [`written`](Self::written) says how much went
+    /// out, every frame in it counts as possibly sent — a deadline, GOAWAY or failure meanwhile
+    /// resolves its request as sent or unknown, never as "not sent". Frames queued after the
+    /// loan are not part of it.
+    pub fn lend_out(&mut self) -> &[u8] {
+        self.out.lend();
+        // The loan ends at a frame boundary: every REQUEST in it may be written in full.
+        self.lent_id = self.out.started_request().unwrap_or(0);
+        self.out.pending()
+    }
+
+    /// The highest id the server may have read in full: written, or lent to a writer.
+    fn sent_bound(&self) -> u64 {
+        self.written_id.max(self.lent_id)
+    }
+
     /// Bytes waiting in the output buffer.
     pub fn out_len(&self) -> usize {
         self.out.len()
     }
 
-    /// Records that `n` bytes of [`out`](Self::out) were written.
+    /// Records that `n` bytes of [`out`](Self::out) were written (and ends a loan, see
+    /// [`lend_out`](Self::lend_out)).
     pub fn written(&mut self, n: usize) {
+        self.lent_id = 0;
         let written = &mut self.written_id;
         self.out.consume(n, |head| {
             if head[0] == Kind::REQUEST.0 {
@@ -597,6 +620,7 @@ impl ClientConn {
     /// Whether the socket must be closed now even with output pending (the connection failed
     /// and the peer may not read): the driver gives up on the remaining bytes.
     pub fn abandon_output(&mut self) {
+        self.lent_id = 0;
         self.out.discard(|_| {});
     }
 
@@ -632,7 +656,7 @@ impl ClientConn {
     /// Rejected, acknowledge, and wait for the ids up to N — at most the announced drain budget
     /// plus the margin (rule 8).
     fn on_goaway(&mut self, now: Instant, g: GoAway) -> Result<(), ConnError> {
-        if g.last_accepted > self.written_id {
+        if g.last_accepted > self.sent_bound() {
             let detail = "GOAWAY accepts an id that was never written";
             return self.violation(ErrorCode::UNKNOWN_ID, g.last_accepted, detail);
         }
@@ -664,11 +688,12 @@ impl ClientConn {
     }
 
     /// Rule 1: an answer for an id never sent is an error; for a sent id that already resolved,
-    /// the caller drops it. "Sent" means written in full, as for GOAWAY (rule 2): the server
+    /// the caller drops it. "Sent" means written in full (or lent to a writer that may have
+    /// written it in full: a writer reports after the syscall), as for GOAWAY (rule 2): the server
     /// cannot have read a REQUEST still queued, and an answer taken for it would resolve an id
     /// whose frame is written later (and run) after the caller was told it completed or never ran.
     fn check_sent(&mut self, id: u64) -> Result<(), ConnError> {
-        if id > self.written_id || id == 0 {
+        if id > self.sent_bound() || id == 0 {
             return self.violation(ErrorCode::UNKNOWN_ID, id, "answer for an id never sent");
         }
         Ok(())
