@@ -146,6 +146,9 @@ pub struct CallFuture<'a> {
     /// When the call wants to be polled again at the latest (its deadline, the end of a
     /// pause): a blocking wait parks no longer than this.
     wake_at: Instant,
+    /// The calling thread waits for the answer itself ([`CallFuture::wait`]): it may take the
+    /// reading of its connection over before its request goes out.
+    own_read: bool,
 }
 
 /// What [`CallFuture::try_send`] found.
@@ -181,6 +184,7 @@ impl<'a> CallFuture<'a> {
             pause_until: None,
             budget,
             wake_at: deadline,
+            own_read: false,
         }
     }
 
@@ -262,6 +266,7 @@ impl<'a> CallFuture<'a> {
                 self.deadline,
                 self.idempotent,
                 self.slot.as_ref().expect("slot present until drop"),
+                self.own_read,
             ) {
                 Ok(id) => {
                     self.inflight = Some(InFlight { link, node, id });
@@ -446,6 +451,7 @@ impl CallFuture<'_> {
     /// reads the answer from the socket itself rather than parking until the I/O thread hands
     /// it over: one thread hop less per call.
     pub(crate) fn wait(mut self) -> Result<Response, CallError> {
+        self.own_read = true;
         THREAD_WAKER.with(|waker| {
             let mut cx = Context::from_waker(waker);
             loop {

@@ -347,9 +347,7 @@ impl IoLoop {
         if !self.links.contains(slot) {
             return;
         }
-        let link = self.links.remove(slot);
-        let mut g = link.inner.lock();
-        let _ = self.poll.registry().deregister(&mut g.stream);
+        self.links.remove(slot).forget();
     }
 
     fn shutdown(&mut self, deliveries: &mut Deliveries) {

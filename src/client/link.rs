@@ -11,12 +11,19 @@
 //! Normally the I/O thread reads every answer and hands it to its call's slot, which wakes the
 //! calling thread: a thread hop per call. A blocking caller whose call is the only one
 //! outstanding reads its answer itself instead ([`Link::read_own`], leader/follower): it takes
-//! read interest away from the I/O thread's poll (`caller_reading`), waits on the socket with
-//! `poll(2)`, and reads and processes frames under the lock through the same code the I/O thread
-//! uses — so GOAWAY, PING, ERROR and EOF are handled by the core exactly as there, and answers
-//! of calls other threads made meanwhile are delivered too. When its answer has come (or a timer
-//! of the core is due, or the connection ends) it gives read interest back; epoll reports
-//! readiness already there when interest is added, so data that came meanwhile is not lost.
+//! the socket out of the I/O thread's poll (`caller_reading`) — before its request goes out
+//! when it can, so the answer's arrival wakes nobody but itself — waits on the socket, and
+//! reads and processes frames through the same code the I/O thread uses, so GOAWAY, PING,
+//! ERROR and EOF are handled by the core exactly as there, and answers of calls other threads
+//! made meanwhile are delivered too. When its answer has come (or a timer of the core is due,
+//! or the connection ends) it puts the socket back; epoll reports readiness already there
+//! when a socket is added, so data that came meanwhile is not lost.
+//!
+//! # Who writes
+//! Calling threads write their own requests when the connection is idle, and leave them to
+//! the I/O thread (one `send` per batch) otherwise. Every `recv` and `send` of a plaintext
+//! link runs without the lock (see [`Link::flush`] and `ClientConn::lend_out`), so a thread
+//! queueing a request never waits behind another's syscall.
 
 use std::cell::RefCell;
 use std::io;
@@ -136,11 +143,21 @@ pub(crate) struct LinkInner {
     /// A calling thread waits on the socket and reads it (see [`Link::read_own`]): the I/O
     /// thread must not read.
     pub caller_reading: bool,
+    /// A blocking caller took the reading over for this id before its request went out (see
+    /// [`Link::send`]), so its answer's arrival does not wake the I/O thread; it reads once it
+    /// waits ([`Link::read_own`]), and gives the reading back if the call ends first.
+    claimed: Option<u64>,
     /// The socket is in blocking mode with a receive timeout of [`WAIT_SLICE`] (see
     /// [`make_blocking`]): a caller can wait in `recv` itself.
     blocking: bool,
-    /// The interest registered with the I/O thread's poll.
+    /// The interest registered with the I/O thread's poll (or to register again, while a
+    /// caller reads with the socket out of the poll).
     pub(super) interest: Interest,
+    /// The socket is in the I/O thread's poll: a caller reading its own answer takes it out
+    /// (see [`Link::take_reading`]).
+    registered: bool,
+    /// The I/O thread has forgotten the link: the socket never goes back into its poll.
+    removed: bool,
     /// Discovery removed the node: once nothing is outstanding the link shuts its write side
     /// and ends when the server closes (no connection left open per removal).
     retired: bool,
@@ -191,8 +208,11 @@ impl Link {
             read_done: false,
             flush_wanted: false,
             caller_reading: false,
+            claimed: None,
             blocking: false,
             interest: REGISTERED,
+            registered: true,
+            removed: false,
             retired: false,
             write_shut: false,
             io_reading: false,
@@ -215,6 +235,9 @@ impl Link {
     /// and the I/O thread will be awake for it: the frame is left for the I/O thread, which
     /// writes every frame queued meanwhile in one `write` (the throughput path), and is woken
     /// once per batch in case it sleeps.
+    ///
+    /// With `own_read` (a blocking caller that will wait for this answer), the caller takes
+    /// the reading over before the request goes out, when it may (see [`Link::read_own`]).
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         self: &Arc<Self>,
@@ -226,6 +249,7 @@ impl Link {
         deadline: Instant,
         idempotent: bool,
         slot: &Arc<Slot>,
+        own_read: bool,
     ) -> Result<u64, SendFail> {
         let mut deliveries = Deliveries::new();
         let mut wake = false;
@@ -243,6 +267,9 @@ impl Link {
                     g.slots.insert(id, slot.clone());
                     self.node.add_outstanding();
                     if idle && g.connected {
+                        if own_read && g.blocking && self.take_reading(&mut g, id, deadline) {
+                            g.claimed = Some(id);
+                        }
                         self.flush(&mut g, table, now, &mut deliveries);
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
@@ -316,6 +343,9 @@ impl Link {
             let mut g = self.inner.lock();
             if g.slots.remove(&id).is_some() {
                 self.node.sub_outstanding();
+            }
+            if g.claimed == Some(id) {
+                self.release_claim(&mut g);
             }
             let was_empty = g.core.out_len() == 0;
             g.core.cancel(id);
@@ -568,9 +598,14 @@ impl Link {
         res
     }
 
-    /// Changes the socket's interest in the I/O thread's poll, if it differs.
+    /// Changes the socket's interest in the I/O thread's poll, if it differs (while the socket
+    /// is out of the poll, the interest it goes back with).
     pub(super) fn set_interest(&self, g: &mut LinkInner, want: Interest) {
         if g.interest == want {
+            return;
+        }
+        if !g.registered {
+            g.interest = want;
             return;
         }
         let LinkInner {
@@ -583,10 +618,55 @@ impl Link {
         }
     }
 
+    /// Takes the socket out of the I/O thread's poll, so nothing that arrives wakes it. (An
+    /// interest it ignores would not do: epoll wakes its waiter for any readiness the socket
+    /// signals and filters only after, so every answer would still cost the I/O thread a
+    /// wake-up.) Returns false if it is not in the poll.
+    fn leave_poll(&self, g: &mut LinkInner) -> bool {
+        if !g.registered || g.removed {
+            return false;
+        }
+        match self.registry.deregister(&mut g.stream) {
+            Ok(()) => {
+                g.registered = false;
+                true
+            }
+            Err(e) => {
+                log::debug!(
+                    "taking the link to {} out of the poll: {e}",
+                    self.node.addr()
+                );
+                false
+            }
+        }
+    }
+
+    /// Puts the socket back into the I/O thread's poll with `want`. Readiness already there is
+    /// reported at once, so data that came while it was out reaches the I/O thread.
+    fn rejoin_poll(&self, g: &mut LinkInner, want: Interest) {
+        g.interest = want;
+        if g.registered || g.removed {
+            return self.set_interest(g, want);
+        }
+        match self.registry.register(&mut g.stream, self.token, want) {
+            Ok(()) => g.registered = true,
+            Err(e) => log::debug!("the link to {} back into the poll: {e}", self.node.addr()),
+        }
+    }
+
+    /// The I/O thread forgets the link: the socket leaves its poll for good.
+    pub(super) fn forget(&self) {
+        let mut g = self.inner.lock();
+        g.removed = true;
+        if std::mem::take(&mut g.registered) {
+            let _ = self.registry.deregister(&mut g.stream);
+        }
+    }
+
     /// Whether the calling thread may read the answer to `id` itself, and if so takes the reading
-    /// over from the I/O thread: `id` is the only call outstanding, nothing is left to write,
-    /// no one else reads, no timer of the core is due within a wait slice, and the transport
-    /// is ready for it (`transport_ready`: the blocking socket, or TLS output flushed).
+    /// over from the I/O thread: nothing is left to write, and the transport is ready for it
+    /// (`transport_ready`: the blocking socket, or TLS output flushed); see
+    /// [`take_reading`](Self::take_reading) for the rest.
     pub(super) fn begin_own_read(
         &self,
         g: &mut LinkInner,
@@ -594,26 +674,38 @@ impl Link {
         deadline: Instant,
         transport_ready: bool,
     ) -> bool {
+        transport_ready && g.core.out_len() == 0 && self.take_reading(g, id, deadline)
+    }
+
+    /// Takes the reading over from the I/O thread for the answer to `id`, if `id` is the only
+    /// call outstanding, no one else reads, and no timer of the core is due within a wait slice:
+    /// read interest leaves the I/O thread's poll.
+    fn take_reading(&self, g: &mut LinkInner, id: u64, deadline: Instant) -> bool {
         let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
         if !alone
-            || !transport_ready
             || !g.connected
             || g.caller_reading
             || g.io_reading
             || g.read_done
             || g.core.is_closed()
-            || g.core.out_len() != 0
             || next_timer(g, deadline) < Instant::now() + WAIT_SLICE
         {
             return false;
         }
-        // Priority data is never sent: the I/O thread only hears of errors and hang-ups.
-        self.set_interest(g, Interest::PRIORITY);
-        if g.interest != Interest::PRIORITY {
+        if !self.leave_poll(g) {
             return false;
         }
         g.caller_reading = true;
         true
+    }
+
+    /// A call that claimed the reading before its request went out ended (answered, failed or
+    /// cancelled) without reading: the reading goes back to the I/O thread.
+    fn release_claim(&self, g: &mut LinkInner) {
+        g.claimed = None;
+        if self.give_back_reading(g) {
+            self.io.wake();
+        }
     }
 
     /// Waits for the answer to `id` by reading the socket on the calling thread (see the module
@@ -628,7 +720,18 @@ impl Link {
         let (fd, limit, mut input) = {
             let mut g = self.inner.lock();
             let blocking = g.blocking;
-            if !self.begin_own_read(&mut g, id, deadline, blocking) {
+            if g.claimed == Some(id) {
+                // Taken when the request went out; read only if it went out whole.
+                g.claimed = None;
+                if g.core.out_len() != 0 {
+                    let wake_io = self.give_back_reading(&mut g);
+                    drop(g);
+                    if wake_io {
+                        self.io.wake();
+                    }
+                    return false;
+                }
+            } else if !self.begin_own_read(&mut g, id, deadline, blocking) {
                 return false;
             }
             let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
@@ -668,25 +771,29 @@ impl Link {
     /// Ends a caller's own read (plaintext or TLS): gives reading back to the I/O thread and
     /// wakes it when the link must be finished or has output left, then delivers `d`.
     pub(super) fn end_own_read(&self, mut g: MutexGuard<'_, LinkInner>, mut d: Deliveries) {
-        g.caller_reading = false;
         g.input.shrink_if_empty(64 * 1024);
-        let output_left = !g.core.out().is_empty() || !g.tls_flushed();
-        let mut want = Interest::READABLE;
-        if output_left {
-            want = want.add(Interest::WRITABLE);
-        }
-        // Readiness already there is reported again: data that came after the last read
-        // reaches the I/O thread.
-        self.set_interest(&mut g, want);
-        // The I/O thread finishes (and forgets) the link, or writes the rest.
-        let wake_io = g.core.is_closed() || g.read_done || output_left;
-        g.flush_wanted |= wake_io;
+        let wake_io = self.give_back_reading(&mut g);
         drop(g);
         if wake_io {
             self.io.wake();
         }
         deliver(d.drain(..));
         SCRATCH.with(|s| *s.borrow_mut() = d);
+    }
+
+    /// Gives the reading back to the I/O thread (read interest back in its poll). Returns
+    /// whether it must be woken: to finish the link, or to write output left.
+    fn give_back_reading(&self, g: &mut LinkInner) -> bool {
+        g.caller_reading = false;
+        let output_left = !g.core.out().is_empty() || !g.tls_flushed();
+        let mut want = Interest::READABLE;
+        if output_left {
+            want = want.add(Interest::WRITABLE);
+        }
+        self.rejoin_poll(g, want);
+        let wake_io = g.core.is_closed() || g.read_done || output_left;
+        g.flush_wanted |= wake_io;
+        wake_io
     }
 
     /// Whether the core is done and its output is written (or can no longer be).
@@ -768,6 +875,10 @@ impl Link {
                     if let Some(slot) = g.slots.remove(&id) {
                         self.node.sub_outstanding();
                         d.push((slot, outcome));
+                    }
+                    if g.claimed == Some(id) {
+                        // Ended before its caller came to read (a failed write, a GOAWAY).
+                        self.release_claim(g);
                     }
                 }
                 ClientEvent::Closed { error } => {
