@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::task::{Context, Poll, Wake, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::ClientInner;
@@ -34,9 +34,6 @@ const REFUSED_PATIENCE: Duration = Duration::from_secs(1);
 /// When the node chosen had just lost its connection (a GOAWAY racing the choice), look
 /// again this soon: its state changes within microseconds.
 const RACE_RETRY: Duration = Duration::from_millis(1);
-/// The longest a blocked [`block_on`] parks before it polls its future again, so a call's
-/// deadline holds even if the I/O thread that would wake it is gone.
-const BLOCK_ON_SLICE: Duration = Duration::from_millis(20);
 
 /// Per-call options.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -115,10 +112,10 @@ pub struct Response {
     pub replays: u32,
 }
 
-struct InFlight {
-    link: Arc<Link>,
+pub(super) struct InFlight {
+    pub(super) link: Arc<Link>,
     node: Arc<Node>,
-    id: u64,
+    pub(super) id: u64,
 }
 
 /// A call in progress: a `Future` usable on any executor (no runtime needed). It borrows the
@@ -127,15 +124,15 @@ struct InFlight {
 /// hint: the server may still run it).
 #[must_use = "a call does nothing unless polled"]
 pub struct CallFuture<'a> {
-    client: Arc<ClientInner>,
+    pub(super) client: Arc<ClientInner>,
     method: Cow<'a, str>,
     body: Cow<'a, [u8]>,
     idempotent: bool,
     metadata: MetadataBuf,
-    deadline: Instant,
+    pub(super) deadline: Instant,
     /// Always `Some` until drop (an `Option` only so drop can move it back to the pool).
     slot: Option<Arc<Slot>>,
-    inflight: Option<InFlight>,
+    pub(super) inflight: Option<InFlight>,
     /// The replay policy's memory of this call's attempts.
     attempts: Attempts,
     started: bool,
@@ -145,10 +142,10 @@ pub struct CallFuture<'a> {
     budget: Duration,
     /// When the call wants to be polled again at the latest (its deadline, the end of a
     /// pause): a blocking wait parks no longer than this.
-    wake_at: Instant,
-    /// The calling thread waits for the answer itself ([`CallFuture::wait`]): it may take the
+    pub(super) wake_at: Instant,
+    /// The calling thread waits for the answer itself (`blocking::wait`): it may take the
     /// reading of its connection over before its request goes out.
-    own_read: bool,
+    pub(super) own_read: bool,
 }
 
 /// What [`CallFuture::try_send`] found.
@@ -266,7 +263,7 @@ impl<'a> CallFuture<'a> {
                 self.deadline,
                 self.idempotent,
                 self.slot.as_ref().expect("slot present until drop"),
-                self.own_read,
+                self.own_read || super::blocking::in_block_on(),
             ) {
                 Ok(id) => {
                     self.inflight = Some(InFlight { link, node, id });
@@ -336,6 +333,12 @@ impl Future for CallFuture<'_> {
                             continue;
                         }
                         this.wake_at = this.deadline;
+                        super::blocking::offer_own_read(
+                            &f.link,
+                            &this.client.table,
+                            f.id,
+                            this.deadline,
+                        );
                         return Poll::Pending;
                     }
                 };
@@ -427,65 +430,4 @@ impl Drop for CallFuture<'_> {
             super::slot::return_pooled(slot);
         }
     }
-}
-
-struct ThreadWaker(std::thread::Thread);
-
-impl Wake for ThreadWaker {
-    fn wake(self: Arc<Self>) {
-        self.0.unpark();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.0.unpark();
-    }
-}
-
-thread_local! {
-    static THREAD_WAKER: Waker = Waker::from(Arc::new(ThreadWaker(std::thread::current())));
-}
-
-impl CallFuture<'_> {
-    /// Runs the call to completion on the calling thread (the blocking API). Unlike
-    /// [`block_on`], while its call is the only one outstanding on its connection the thread
-    /// reads the answer from the socket itself rather than parking until the I/O thread hands
-    /// it over: one thread hop less per call.
-    pub(crate) fn wait(mut self) -> Result<Response, CallError> {
-        self.own_read = true;
-        THREAD_WAKER.with(|waker| {
-            let mut cx = Context::from_waker(waker);
-            loop {
-                if let Poll::Ready(v) = Pin::new(&mut self).poll(&mut cx) {
-                    return v;
-                }
-                let read = match &self.inflight {
-                    Some(f) => f.link.read_own(&self.client.table, f.id, self.deadline),
-                    None => false,
-                };
-                if !read {
-                    // Never longer than the call wants: its deadline holds without the I/O
-                    // thread (which normally wakes it sooner).
-                    let left = self.wake_at.saturating_duration_since(Instant::now());
-                    if !left.is_zero() {
-                        std::thread::park_timeout(left);
-                    }
-                }
-            }
-        })
-    }
-}
-
-/// Runs a future to completion on the calling thread, parking between polls (at most 20 ms at
-/// a time, so a [`CallFuture`]'s deadline holds even if nothing wakes it).
-pub fn block_on<F: Future>(fut: F) -> F::Output {
-    let mut fut = std::pin::pin!(fut);
-    THREAD_WAKER.with(|waker| {
-        let mut cx = Context::from_waker(waker);
-        loop {
-            if let Poll::Ready(v) = fut.as_mut().poll(&mut cx) {
-                return v;
-            }
-            std::thread::park_timeout(BLOCK_ON_SLICE);
-        }
-    })
 }

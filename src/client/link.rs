@@ -699,6 +699,17 @@ impl Link {
         true
     }
 
+    /// The caller of `id` will not read its answer after all ([`block_on`] found other things
+    /// that may wake it): a reading it claimed goes back to the I/O thread.
+    ///
+    /// [`block_on`]: super::block_on
+    pub fn give_back_claim(&self, id: u64) {
+        let mut g = self.inner.lock();
+        if g.claimed == Some(id) {
+            self.release_claim(&mut g);
+        }
+    }
+
     /// A call that claimed the reading before its request went out ended (answered, failed or
     /// cancelled) without reading: the reading goes back to the I/O thread.
     fn release_claim(&self, g: &mut LinkInner) {

@@ -40,6 +40,7 @@
 //! id above GOAWAY's last accepted id, a frame never fully written) is sent again elsewhere; a
 //! request whose outcome is unknown is retried only if the call is idempotent.
 
+mod blocking;
 mod call;
 mod cause;
 mod discovery;
@@ -58,7 +59,8 @@ mod wake;
 
 /// Re-exported so a caller matching on [`CallError`] needs no `proto` import.
 pub use crate::proto::{ApiMisuse, Status};
-pub use call::{CallFuture, CallOptions, Response, block_on};
+pub use blocking::block_on;
+pub use call::{CallFuture, CallOptions, Response};
 pub use cause::{NodeCause, NodeReport};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;
