@@ -720,9 +720,10 @@ fn interleaved() {
     );
 }
 
-/// `GRACERPC_PROFILE=sequential|sequential_future|pipelined|fanin|sequential_worker|pipelined_worker`:
-/// run only gracerpc's side of one case, for a
-/// profiler (callgrind, strace -c) to look at.
+/// `GRACERPC_PROFILE=<case>`: run only one side of one case, for a profiler (callgrind,
+/// `strace -c`, `scripts/syscalls_per_call.sh`) to look at. Cases: `sequential`,
+/// `sequential_future`, `pipelined`, `fanin`, `sequential_worker`, `pipelined_worker`
+/// (gracerpc), and `raw_sequential`, `raw_pipelined`, `raw_fanin` (the raw baseline).
 fn profile(case: &str) {
     let f = fixture();
     // Sequential cases make fewer calls: each takes a round trip.
@@ -733,10 +734,14 @@ fn profile(case: &str) {
         "sequential_worker" => (rpc_sequential_to(&f.client, "echo_worker", 32, seq), seq),
         "sequential_future" => (rpc_sequential_future(&f.client, 32, seq), seq),
         "pipelined_worker" => (rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n), n),
-        _ => (rpc_fan_in(&f.client, 32, 4, 16, n), n),
+        "fanin" => (rpc_fan_in(&f.client, 32, 4, 16, n), n),
+        "raw_sequential" => (raw_sequential(&mut raw_connect(f.raw), 32, seq), seq),
+        "raw_pipelined" => (raw_pipelined(f.raw, 32, 64, n), n),
+        "raw_fanin" => (raw_fan_in(f.raw, 32, 4, 16, n), n),
+        other => panic!("GRACERPC_PROFILE: no case {other:?}"),
     };
     println!(
-        "{case}: {:.1} us per call",
+        "{case}: {calls} calls, {:.1} us per call",
         t.as_secs_f64() * 1e6 / calls as f64
     );
     // (The threads' whole lives, fixture included: negligible next to the calls.)
