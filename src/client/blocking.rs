@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use super::call::{CallFuture, Response};
+use super::call::{CallFuture, InFlight, Response};
 use super::error::CallError;
 use super::link::Link;
 use super::table::NodeTable;
@@ -60,19 +60,17 @@ pub(super) fn in_block_on() -> bool {
     IN_BLOCK_ON.get()
 }
 
-/// Called by a call that is pending on `link` for `id`: inside [`block_on`], offers the
-/// polling thread the read of its answer. Costs nothing elsewhere.
-pub(super) fn offer_own_read(link: &Arc<Link>, table: &Arc<NodeTable>, id: u64, deadline: Instant) {
-    if IN_BLOCK_ON.get() {
-        OFFERED.with_borrow_mut(|o| {
-            o.push(OwnRead {
-                link: link.clone(),
-                table: table.clone(),
-                id,
-                deadline,
-            })
-        });
-    }
+/// Called (inside [`block_on`]) by a call pending on `f`: offers the polling thread the read
+/// of its answer.
+pub(super) fn offer_own_read(f: &InFlight, table: &Arc<NodeTable>, deadline: Instant) {
+    OFFERED.with_borrow_mut(|o| {
+        o.push(OwnRead {
+            link: f.link.clone(),
+            table: table.clone(),
+            id: f.id,
+            deadline,
+        })
+    });
 }
 
 /// The read offered during the last poll, if there was exactly one and nothing but that call

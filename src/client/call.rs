@@ -333,12 +333,9 @@ impl Future for CallFuture<'_> {
                             continue;
                         }
                         this.wake_at = this.deadline;
-                        super::blocking::offer_own_read(
-                            &f.link,
-                            &this.client.table,
-                            f.id,
-                            this.deadline,
-                        );
+                        if super::blocking::in_block_on() {
+                            super::blocking::offer_own_read(f, &this.client.table, this.deadline);
+                        }
                         return Poll::Pending;
                     }
                 };

@@ -34,15 +34,14 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 use parking_lot::{Mutex, MutexGuard};
+use slab::Slab;
 
 use super::cause::{NodeCause, connect_cause};
 use super::slot::Slot;
 use super::table::{MAX_NODES, Node, NodeState, NodeTable};
 use super::tls_link::TlsLink;
 use super::wake::IoWake;
-use crate::proto::{
-    ApiMisuse, ClientConn, ClientEvent, IdMap, InBuf, Outcome, RejectReason, decode, id_map,
-};
+use crate::proto::{ApiMisuse, ClientConn, ClientEvent, InBuf, Outcome, RejectReason, decode};
 
 pub(super) const READ_CHUNK: usize = 16 * 1024;
 
@@ -135,7 +134,9 @@ pub(crate) struct LinkInner {
     pub core: ClientConn,
     pub stream: TcpStream,
     pub input: InBuf,
-    pub slots: IdMap<Arc<Slot>>,
+    /// The slots of the calls outstanding; a slot's key is its request's user token in the
+    /// core, which hands it back when the request resolves or is cancelled.
+    pub slots: Slab<Arc<Slot>>,
     pub connected: bool,
     pub read_done: bool,
     /// Output waits for the I/O thread to write it (it was asked to).
@@ -203,7 +204,7 @@ impl Link {
             core,
             stream,
             input: InBuf::new(),
-            slots: id_map(16),
+            slots: Slab::with_capacity(16),
             connected: false,
             read_done: false,
             flush_wanted: false,
@@ -253,18 +254,23 @@ impl Link {
     ) -> Result<u64, SendFail> {
         let mut deliveries = Deliveries::new();
         let mut wake = false;
+        // The I/O thread will flush this link, then run its timers (this deadline's among
+        // them): no need to tell it of the deadline.
+        let flush_pending;
         let res = {
             let mut g = self.inner.lock();
             if g.retired {
                 return Err(SendFail::NotSendable);
             }
             let idle = g.core.out_len() == 0 && g.core.outstanding() == 0;
-            match g
-                .core
-                .send_request_with(now, method, metadata, body, deadline, idempotent, 0)
-            {
+            flush_pending = g.flush_wanted;
+            // The slot's key in `slots` is the request's user token in the core.
+            let key = g.slots.vacant_key();
+            match g.core.send_request_with(
+                now, method, metadata, body, deadline, idempotent, key as u64,
+            ) {
                 Ok(id) => {
-                    g.slots.insert(id, slot.clone());
+                    g.slots.insert(slot.clone());
                     self.node.add_outstanding();
                     if idle && g.connected {
                         if own_read && g.blocking && self.take_reading(&mut g, id, deadline) {
@@ -286,7 +292,7 @@ impl Link {
         };
         if wake {
             self.io.wake();
-        } else if res.is_ok() {
+        } else if res.is_ok() && !flush_pending {
             self.io.wake_before(deadline);
         }
         deliver(deliveries);
@@ -341,14 +347,15 @@ impl Link {
         let mut deliveries = Deliveries::new();
         {
             let mut g = self.inner.lock();
-            if g.slots.remove(&id).is_some() {
+            let was_empty = g.core.out_len() == 0;
+            if let Some(key) = g.core.cancel(id)
+                && g.slots.try_remove(key as usize).is_some()
+            {
                 self.node.sub_outstanding();
             }
             if g.claimed == Some(id) {
                 self.release_claim(&mut g);
             }
-            let was_empty = g.core.out_len() == 0;
-            g.core.cancel(id);
             if was_empty && g.connected {
                 self.flush(&mut g, table, Instant::now(), &mut deliveries);
             }
@@ -681,7 +688,7 @@ impl Link {
     /// call outstanding, no one else reads, and no timer of the core is due within a wait slice:
     /// read interest leaves the I/O thread's poll.
     fn take_reading(&self, g: &mut LinkInner, id: u64, deadline: Instant) -> bool {
-        let alone = g.slots.len() == 1 && g.slots.contains_key(&id);
+        let alone = g.slots.len() == 1 && g.core.is_outstanding(id);
         if !alone
             || !g.connected
             || g.caller_reading
@@ -764,7 +771,7 @@ impl Link {
                 self.read(&mut g, table, now, false, &mut d);
             }
             self.flush(&mut g, table, now, &mut d);
-            let done = !g.slots.contains_key(&id)
+            let done = !g.core.is_outstanding(id)
                 || g.read_done
                 || g.core.is_closed()
                 || next_timer(&g, deadline) < now + WAIT_SLICE;
@@ -882,8 +889,8 @@ impl Link {
                     }
                     _ => {}
                 },
-                ClientEvent::Resolved { id, outcome, .. } => {
-                    if let Some(slot) = g.slots.remove(&id) {
+                ClientEvent::Resolved { id, user, outcome } => {
+                    if let Some(slot) = g.slots.try_remove(user as usize) {
                         self.node.sub_outstanding();
                         d.push((slot, outcome));
                     }

@@ -202,7 +202,7 @@ mod imp {
                 let now = Instant::now();
                 self.read_tls(&mut g, table, now, &mut d);
                 self.flush(&mut g, table, now, &mut d);
-                let done = !g.slots.contains_key(&id)
+                let done = !g.core.is_outstanding(id)
                     || g.read_done
                     || g.core.is_closed()
                     || next_timer(&g, deadline) < now + WAIT_SLICE;

@@ -272,6 +272,11 @@ impl ClientConn {
         self.outstanding.len()
     }
 
+    /// Whether `id` was sent and has not resolved (nor been cancelled).
+    pub fn is_outstanding(&self, id: u64) -> bool {
+        self.outstanding.contains_key(&id)
+    }
+
     /// The id the next request will get.
     pub fn next_id(&self) -> u64 {
         self.next_id
