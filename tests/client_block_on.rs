@@ -168,3 +168,36 @@ fn a_call_block_on_does_not_read_for_is_answered_through_the_io_thread() {
         .expect("200 raced calls did not all end within 10 s: an answer was never delivered");
     waiter.join().unwrap();
 }
+
+/// After a blocking call, an idle connection stays out of the I/O thread's poll until its next
+/// tick (so back-to-back calls cost no `epoll_ctl`); a GOAWAY that comes meanwhile is still
+/// seen, and acknowledged, within that tick: the server's drain ends long before its 10 s
+/// budget.
+#[test]
+fn a_goaway_after_blocking_calls_on_an_idle_connection_is_seen() {
+    let server = Server::builder()
+        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .drain_budget(Duration::from_secs(10))
+        .spawn()
+        .expect("server");
+    let addr = server.local_addr();
+    let client = Client::builder().nodes([addr]).build().expect("client");
+    assert!(client.wait_ready(addr, QUICK), "never READY");
+    for _ in 0..10 {
+        client.call("echo", b"x").expect("call");
+    }
+    let t0 = Instant::now();
+    server.shutdown();
+    peer::wait_until(QUICK, "the caller to see the GOAWAY", || {
+        client
+            .nodes()
+            .iter()
+            .all(|n| n.state != gracerpc::client::NodeState::Ready)
+    });
+    server.wait().expect("drain report");
+    let took = t0.elapsed();
+    assert!(
+        took < Duration::from_secs(5),
+        "the drain took {took:?}: the caller never answered the GOAWAY"
+    );
+}

@@ -16,8 +16,11 @@
 //! reads and processes frames through the same code the I/O thread uses, so GOAWAY, PING,
 //! ERROR and EOF are handled by the core exactly as there, and answers of calls other threads
 //! made meanwhile are delivered too. When its answer has come (or a timer of the core is due,
-//! or the connection ends) it puts the socket back; epoll reports readiness already there
-//! when a socket is added, so data that came meanwhile is not lost.
+//! or the connection ends) it gives the reading back: the socket goes back into the poll at
+//! once if anything is still owed on it, else at the I/O thread's next tick or the next call
+//! the I/O thread must read (so back-to-back blocking calls cost no `epoll_ctl`); epoll
+//! reports readiness already there when a socket is added, so data that came meanwhile is
+//! not lost.
 //!
 //! # Who writes
 //! Calling threads write their own requests when the connection is idle, and leave them to
@@ -272,10 +275,17 @@ impl Link {
                 Ok(id) => {
                     g.slots.insert(slot.clone());
                     self.node.add_outstanding();
+                    let claimed = idle
+                        && g.connected
+                        && own_read
+                        && g.blocking
+                        && self.take_reading(&mut g, id, deadline);
+                    if claimed {
+                        g.claimed = Some(id);
+                    } else {
+                        self.watch(&mut g);
+                    }
                     if idle && g.connected {
-                        if own_read && g.blocking && self.take_reading(&mut g, id, deadline) {
-                            g.claimed = Some(id);
-                        }
                         self.flush(&mut g, table, now, &mut deliveries);
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
@@ -414,6 +424,8 @@ impl Link {
         deliveries: &mut Deliveries,
     ) -> bool {
         let mut g = self.inner.lock();
+        // A socket the last own read left out of the poll goes back in.
+        self.watch(&mut g);
         if g.core.poll_timeout().is_some_and(|t| t <= now) {
             g.core.handle_timeout(now);
             self.process(&mut g, table, now, deliveries);
@@ -651,10 +663,10 @@ impl Link {
     /// Puts the socket back into the I/O thread's poll with `want`. Readiness already there is
     /// reported at once, so data that came while it was out reaches the I/O thread.
     fn rejoin_poll(&self, g: &mut LinkInner, want: Interest) {
-        g.interest = want;
         if g.registered || g.removed {
             return self.set_interest(g, want);
         }
+        g.interest = want;
         match self.registry.register(&mut g.stream, self.token, want) {
             Ok(()) => g.registered = true,
             Err(e) => log::debug!("the link to {} back into the poll: {e}", self.node.addr()),
@@ -699,7 +711,9 @@ impl Link {
         {
             return false;
         }
-        if !self.leave_poll(g) {
+        // Out of the poll already (left there after the last own read, see
+        // `give_back_reading`): nothing to do.
+        if g.removed || (g.registered && !self.leave_poll(g)) {
             return false;
         }
         g.caller_reading = true;
@@ -799,19 +813,37 @@ impl Link {
         SCRATCH.with(|s| *s.borrow_mut() = d);
     }
 
-    /// Gives the reading back to the I/O thread (read interest back in its poll). Returns
-    /// whether it must be woken: to finish the link, or to write output left.
+    /// Gives the reading back to the I/O thread. Returns whether it must be woken: to finish
+    /// the link, or to write output left.
+    ///
+    /// A link with nothing outstanding, nothing to write and still open stays out of the poll
+    /// for now: the next blocking call on it would only take it out again (two `epoll_ctl`
+    /// per call saved). The I/O thread puts it back at its next tick (at most 100 ms: a
+    /// GOAWAY or close on an idle connection is seen by then, and readiness that came
+    /// meanwhile is reported when it is added), and so does any call that is not read by its
+    /// caller ([`Link::watch`]).
     fn give_back_reading(&self, g: &mut LinkInner) -> bool {
         g.caller_reading = false;
         let output_left = !g.core.out().is_empty() || !g.tls_flushed();
-        let mut want = Interest::READABLE;
-        if output_left {
-            want = want.add(Interest::WRITABLE);
-        }
-        self.rejoin_poll(g, want);
         let wake_io = g.core.is_closed() || g.read_done || output_left;
+        if wake_io || g.core.outstanding() > 0 || g.retired {
+            let mut want = Interest::READABLE;
+            if output_left {
+                want = want.add(Interest::WRITABLE);
+            }
+            self.rejoin_poll(g, want);
+        }
         g.flush_wanted |= wake_io;
         wake_io
+    }
+
+    /// Puts a socket left out of the poll by the last own read back in, so the I/O thread
+    /// hears of what arrives (a call it must deliver, or the idle connection's GOAWAY or close).
+    fn watch(&self, g: &mut LinkInner) {
+        if !g.registered && !g.caller_reading && !g.removed {
+            let want = g.interest.add(Interest::READABLE);
+            self.rejoin_poll(g, want);
+        }
     }
 
     /// Whether the core is done and its output is written (or can no longer be).
