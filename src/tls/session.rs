@@ -65,7 +65,9 @@ impl Incoming {
 pub(crate) enum Pulled {
     /// `n` bytes of plaintext were put in the buffer. `drained`: this step's socket read was
     /// short and rustls holds nothing more to hand out, so the pass may end without another
-    /// read (the socket signals again when bytes arrive).
+    /// read (the socket signals again when bytes arrive) — unless the socket said a FIN may
+    /// have come with the bytes. `n` is 0 only with `drained`: the read brought part of a
+    /// record.
     Plain { n: usize, drained: bool },
     /// The peer's stream ended: `clean` with its close_notify, otherwise a TCP FIN (a
     /// truncation, or a peer that just closed).
@@ -106,8 +108,9 @@ pub(crate) fn pull<D>(
         }
         if incoming.is_empty() {
             if drained {
-                // Only part of a record came: the rest arrives with the socket's next signal.
-                return Pulled::Blocked;
+                // Only part of a record came: the rest arrives with the socket's next signal
+                // (the caller still reads on if a FIN may have followed).
+                return Pulled::Plain { n: 0, drained };
             }
             match incoming.fill(sock) {
                 // EOF: rustls learns it from an empty read.
