@@ -83,6 +83,10 @@ pub(crate) enum Pulled {
 
 /// One step of a read pass: plaintext rustls holds, else ciphertext `incoming` holds, else one
 /// socket read, until there is plaintext to hand out, the end, or nothing more.
+///
+/// Only the step that read the socket can say `drained`: a later step cannot tell whether its
+/// pass was interrupted (back-pressure) and the socket signalled in between, so after a read
+/// of several records the pass ends with one more read, which finds the socket empty.
 pub(crate) fn pull<D>(
     conn: &mut ConnectionCommon<D>,
     sock: &impl AsRawFd,
@@ -272,5 +276,172 @@ pub(crate) fn describe(e: &rustls::Error) -> &'static str {
         E::DecryptError => "TLS: a record did not decrypt (corrupted or forged)",
         E::PeerIncompatible(_) => "TLS: no version or cipher suite in common",
         _ => "TLS failed",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::net::Shutdown;
+    use std::os::unix::net::UnixStream;
+
+    use rustls::{ClientConnection, ServerConnection};
+
+    use super::{Incoming, Pulled, pull};
+    use crate::tls::{ClientTls, ServerTls, ThrowawayCa};
+
+    /// Moves every record `from` holds into `to`.
+    fn pass<A, B>(from: &mut rustls::ConnectionCommon<A>, to: &mut rustls::ConnectionCommon<B>) {
+        let mut wire = Vec::new();
+        while from.wants_write() {
+            from.write_tls(&mut wire).expect("write_tls");
+        }
+        let mut rest = &wire[..];
+        while !rest.is_empty() {
+            to.read_tls(&mut rest).expect("read_tls");
+            to.process_new_packets().expect("records");
+        }
+    }
+
+    /// A caller and a node past the handshake (in memory), and a socket pair: the test writes
+    /// the node's records into `node_end`, the caller pulls from `caller_end`.
+    fn pair() -> (ClientConnection, ServerConnection, UnixStream, UnixStream) {
+        let ca = ThrowawayCa::new("session test CA").expect("CA");
+        let cert = ca.issue("node", &["127.0.0.1"]).expect("cert");
+        let node = ServerTls::from_pem(cert.cert_pem.as_bytes(), cert.key_pem.as_bytes(), None)
+            .expect("server TLS");
+        let caller = ClientTls::from_pem(ca.cert_pem().as_bytes(), None).expect("client TLS");
+        let mut c = caller
+            .connect("127.0.0.1:1".parse().expect("addr"))
+            .expect("client session");
+        let mut s = ServerConnection::new(node.config()).expect("server session");
+        while c.is_handshaking() || s.is_handshaking() {
+            pass(&mut c, &mut s);
+            pass(&mut s, &mut c);
+        }
+        pass(&mut s, &mut c); // session tickets
+        let (caller_end, node_end) = UnixStream::pair().expect("socket pair");
+        caller_end.set_nonblocking(true).expect("non-blocking");
+        (c, s, caller_end, node_end)
+    }
+
+    /// The node's records for `data`.
+    fn records(s: &mut ServerConnection, data: &[u8]) -> Vec<u8> {
+        s.writer().write_all(data).expect("plaintext");
+        let mut wire = Vec::new();
+        while s.wants_write() {
+            s.write_tls(&mut wire).expect("write_tls");
+        }
+        wire
+    }
+
+    /// Pulls until a step ends the pass (drained, blocked or the end): the plaintext, and the
+    /// step that ended it.
+    fn pull_pass(
+        c: &mut ClientConnection,
+        sock: &UnixStream,
+        inc: &mut Incoming,
+    ) -> (Vec<u8>, Pulled) {
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 * 1024]; // as the caller's READ_CHUNK
+        loop {
+            match pull(c, sock, inc, &mut buf) {
+                Pulled::Plain { n, drained: false } => got.extend_from_slice(&buf[..n]),
+                Pulled::Plain { n, drained: true } => {
+                    got.extend_from_slice(&buf[..n]);
+                    return (got, Pulled::Plain { n, drained: true });
+                }
+                end => return (got, end),
+            }
+        }
+    }
+
+    #[test]
+    fn one_read_takes_many_records() {
+        let (mut c, mut s, caller_end, mut node_end) = pair();
+        let data: Vec<u8> = (0..40_000u32).map(|i| i as u8).collect();
+        node_end.write_all(&records(&mut s, &data)).expect("send");
+        let mut inc = Incoming::default();
+        let (got, end) = pull_pass(&mut c, &caller_end, &mut inc);
+        assert!(got == data, "{} bytes of {}", got.len(), data.len());
+        // Only the step that read the socket says drained: with several records in that read,
+        // the pass ends with the read that finds the socket empty.
+        assert!(matches!(
+            end,
+            Pulled::Blocked | Pulled::Plain { drained: true, .. }
+        ));
+        assert!(matches!(
+            pull_pass(&mut c, &caller_end, &mut inc).1,
+            Pulled::Blocked
+        ));
+    }
+
+    #[test]
+    fn a_short_read_of_one_record_ends_the_pass_without_another_read() {
+        let (mut c, mut s, caller_end, mut node_end) = pair();
+        node_end
+            .write_all(&records(&mut s, &[5; 4096]))
+            .expect("send");
+        let mut inc = Incoming::default();
+        let (got, end) = pull_pass(&mut c, &caller_end, &mut inc);
+        assert_eq!(got, [5; 4096]);
+        assert!(matches!(end, Pulled::Plain { drained: true, .. }));
+    }
+
+    #[test]
+    fn part_of_a_record_is_drained_and_the_rest_completes_it() {
+        let (mut c, mut s, caller_end, mut node_end) = pair();
+        let wire = records(&mut s, b"one frame's bytes");
+        node_end.write_all(&wire[..10]).expect("send");
+        let mut inc = Incoming::default();
+        let (got, end) = pull_pass(&mut c, &caller_end, &mut inc);
+        assert!(got.is_empty());
+        assert!(matches!(
+            end,
+            Pulled::Plain {
+                n: 0,
+                drained: true
+            }
+        ));
+        node_end.write_all(&wire[10..]).expect("send");
+        let (got, _) = pull_pass(&mut c, &caller_end, &mut inc);
+        assert_eq!(got, b"one frame's bytes");
+    }
+
+    #[test]
+    fn close_notify_then_fin_is_a_clean_end_after_the_data() {
+        let (mut c, mut s, caller_end, mut node_end) = pair();
+        let mut wire = records(&mut s, b"last answer");
+        s.send_close_notify();
+        while s.wants_write() {
+            s.write_tls(&mut wire).expect("close_notify");
+        }
+        node_end.write_all(&wire).expect("send");
+        node_end.shutdown(Shutdown::Write).expect("FIN");
+        let mut inc = Incoming::default();
+        let (mut got, mut end) = pull_pass(&mut c, &caller_end, &mut inc);
+        while matches!(end, Pulled::Plain { .. }) {
+            let (more, e) = pull_pass(&mut c, &caller_end, &mut inc);
+            got.extend(more);
+            end = e;
+        }
+        assert_eq!(got, b"last answer");
+        assert!(matches!(end, Pulled::End { clean: true }));
+    }
+
+    #[test]
+    fn fin_without_close_notify_is_an_unclean_end() {
+        let (mut c, mut s, caller_end, mut node_end) = pair();
+        node_end.write_all(&records(&mut s, b"cut")).expect("send");
+        node_end.shutdown(Shutdown::Write).expect("FIN");
+        let mut inc = Incoming::default();
+        let (mut got, mut end) = pull_pass(&mut c, &caller_end, &mut inc);
+        while matches!(end, Pulled::Plain { .. }) {
+            let (more, e) = pull_pass(&mut c, &caller_end, &mut inc);
+            got.extend(more);
+            end = e;
+        }
+        assert_eq!(got, b"cut");
+        assert!(matches!(end, Pulled::End { clean: false }));
     }
 }
