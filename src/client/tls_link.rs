@@ -67,7 +67,7 @@ mod imp {
 
     pub(crate) struct TlsLink {
         session: ClientConnection,
-        /// Ciphertext read and not yet taken by rustls.
+        /// Ciphertext read and not yet taken by rustls (no memory between read passes).
         incoming: Incoming,
         /// TLS failed or ended: nothing more goes through it.
         over: bool,
@@ -177,6 +177,10 @@ mod imp {
                 }
             }
             g.input.shrink_if_empty(64 * 1024);
+            if let Some(t) = g.tls.as_deref_mut() {
+                // A link between answers holds no ciphertext buffer.
+                t.incoming.release_if_empty();
+            }
         }
 
         /// A TLS write pass: the core's output into rustls (a frame counts as written once
