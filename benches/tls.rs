@@ -75,8 +75,9 @@ fn main() {
     let ca = ThrowawayCa::new("bench CA").expect("CA");
     let plain = side(false, &ca);
     let tls = side(true, &ca);
-    // `GRACERPC_PROFILE=tls|plain` with `GRACERPC_BODY=32|4096`: only sequential calls on one
-    // side, for a profiler (`perf stat -e instructions:u`, callgrind).
+    // `GRACERPC_PROFILE=tls|plain` with `GRACERPC_BODY=32|4096` (and `GRACERPC_DEPTH=64` for
+    // calls in flight, else sequential): only one side, for a profiler (`perf stat -e
+    // instructions:u`, callgrind: `scripts/callgrind_tls.sh`).
     if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
         let body = std::env::var("GRACERPC_BODY")
             .ok()
@@ -87,7 +88,15 @@ fn main() {
             .ok()
             .and_then(|b| b.parse().ok())
             .unwrap_or(20_000);
-        let t = sequential(&s.client, body, n);
+        let depth: usize = std::env::var("GRACERPC_DEPTH")
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(1);
+        let t = if depth > 1 {
+            pipelined(&s.client, body, depth, n)
+        } else {
+            sequential(&s.client, body, n)
+        };
         println!(
             "{case}: {:.1} us per call",
             t.as_secs_f64() * 1e6 / n as f64

@@ -63,10 +63,12 @@ mod imp {
         Deliveries, Link, LinkInner, READ_CHUNK, SCRATCH, WAIT_SLICE, deliver, next_timer,
     };
     use super::super::table::NodeTable;
-    use crate::tls::session::{Pulled, Pushed, flush_records, pull, push};
+    use crate::tls::session::{Incoming, Pulled, Pushed, flush_records, pull, push};
 
     pub(crate) struct TlsLink {
         session: ClientConnection,
+        /// Ciphertext read and not yet taken by rustls (no memory between read passes).
+        incoming: Incoming,
         /// TLS failed or ended: nothing more goes through it.
         over: bool,
         notify_sent: bool,
@@ -76,6 +78,7 @@ mod imp {
         pub fn new(session: ClientConnection) -> TlsLink {
             TlsLink {
                 session,
+                incoming: Incoming::default(),
                 over: false,
                 notify_sent: false,
             }
@@ -112,6 +115,22 @@ mod imp {
             now: Instant,
             d: &mut Deliveries,
         ) {
+            self.tls_read_pass(g, table, now, d, false);
+        }
+
+        /// A TLS read pass. With `stop_drained`, it also ends once a short socket read left
+        /// rustls nothing to hand out: only for the own-answer read, whose `poll(2)` is
+        /// level-triggered and whose end gives the socket back to the I/O thread (re-armed).
+        /// The I/O thread's edge-triggered pass reads on until the socket would block: the
+        /// server's FIN may have come with the data, and no edge would tell of it again.
+        fn tls_read_pass(
+            &self,
+            g: &mut LinkInner,
+            table: &NodeTable,
+            now: Instant,
+            d: &mut Deliveries,
+            stop_drained: bool,
+        ) {
             let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
             while !g.read_done && !g.core.is_closed() {
                 let LinkInner {
@@ -124,10 +143,12 @@ mod imp {
                 if room.is_empty() {
                     break;
                 }
-                match pull(&mut t.session, stream, room) {
-                    Pulled::Plain(n) => {
+                let mut pass_over = false;
+                match pull(&mut t.session, stream, &mut t.incoming, room) {
+                    Pulled::Plain { n, drained } => {
                         input.filled(n);
                         self.decode_input(g, now);
+                        pass_over = drained && stop_drained;
                     }
                     Pulled::End { clean } => {
                         t.over = !clean;
@@ -151,8 +172,15 @@ mod imp {
                     }
                 }
                 self.process(g, table, now, d);
+                if pass_over {
+                    break;
+                }
             }
             g.input.shrink_if_empty(64 * 1024);
+            if let Some(t) = g.tls.as_deref_mut() {
+                // A link between answers holds no ciphertext buffer.
+                t.incoming.release_if_empty();
+            }
         }
 
         /// A TLS write pass: the core's output into rustls (a frame counts as written once
@@ -200,7 +228,7 @@ mod imp {
                 wait_readable(fd);
                 let mut g = self.inner.lock();
                 let now = Instant::now();
-                self.read_tls(&mut g, table, now, &mut d);
+                self.tls_read_pass(&mut g, table, now, &mut d, true);
                 self.flush(&mut g, table, now, &mut d);
                 let done = !g.core.is_outstanding(id)
                     || g.read_done

@@ -55,13 +55,15 @@ mod imp {
 
     use super::{Conn, ReadOutcome};
     use crate::server::PeerIdentity;
-    use crate::tls::session::{Pulled, Pushed, flush_records, pull, push};
+    use crate::tls::session::{Incoming, Pulled, Pushed, flush_records, pull, push};
 
-    /// Bytes asked of each read into a connection's own buffer.
+    /// Bytes of plaintext asked of each step into a connection's own buffer.
     const READ_CHUNK: usize = 16 * 1024;
 
     pub(crate) struct TlsConn {
         session: ServerConnection,
+        /// Ciphertext read and not yet taken by rustls (no memory between read passes).
+        incoming: Incoming,
         /// TLS is over (it failed, or the caller sent close_notify or FIN): bytes still coming
         /// are read raw and discarded until the caller's FIN.
         raw: bool,
@@ -79,6 +81,7 @@ mod imp {
         pub fn new(config: Arc<rustls::ServerConfig>) -> Result<TlsConn, rustls::Error> {
             Ok(TlsConn {
                 session: ServerConnection::new(config)?,
+                incoming: Incoming::default(),
                 raw: false,
                 failed: false,
                 notify_sent: false,
@@ -162,15 +165,21 @@ mod imp {
             if room.is_empty() {
                 return ReadOutcome::Nothing;
             }
-            let pulled = pull(&mut tls.session, stream, room);
+            let pulled = pull(&mut tls.session, stream, &mut tls.incoming, room);
             tls.after_progress();
+            if matches!(
+                pulled,
+                Pulled::Blocked | Pulled::Plain { drained: true, .. }
+            ) {
+                tls.incoming.release_if_empty();
+            }
             match pulled {
-                Pulled::Plain(n) => {
+                Pulled::Plain { n, drained } => {
                     if buffered {
                         input.filled(n);
-                        ReadOutcome::Buffered { drained: false }
+                        ReadOutcome::Buffered { drained }
                     } else {
-                        ReadOutcome::Scratch { n, drained: false }
+                        ReadOutcome::Scratch { n, drained }
                     }
                 }
                 Pulled::End { clean } => {
