@@ -12,7 +12,7 @@ use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use gracerpc::client::{CallOptions, Client, block_on};
-use gracerpc::server::{Request, Responder, Server};
+use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::QUICK;
 
 /// A flag another thread raises, waking whoever waits for it.
@@ -63,6 +63,27 @@ impl<C: Future> Future for Race<C> {
     }
 }
 
+/// A client whose one node, `server`, is READY.
+fn ready_client(server: &ServerHandle) -> Client {
+    let client = Client::builder()
+        .nodes([server.local_addr()])
+        .build()
+        .expect("client");
+    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
+    client
+}
+
+/// A server with an inline `echo`, and a client ready to call it.
+fn echo() -> (ServerHandle, Client) {
+    let server = Server::builder()
+        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .drain_budget(Duration::from_secs(10))
+        .spawn()
+        .expect("server");
+    let client = ready_client(&server);
+    (server, client)
+}
+
 #[test]
 fn a_future_waiting_for_a_call_and_something_else_sees_the_other_wake_up() {
     let held: Arc<Mutex<Vec<Responder>>> = Arc::default();
@@ -73,11 +94,7 @@ fn a_future_waiting_for_a_call_and_something_else_sees_the_other_wake_up() {
         })
         .spawn()
         .expect("server");
-    let client = Client::builder()
-        .nodes([server.local_addr()])
-        .build()
-        .expect("client");
-    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
+    let client = ready_client(&server);
 
     let flag = Flag::default();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -116,15 +133,7 @@ fn a_future_waiting_for_a_call_and_something_else_sees_the_other_wake_up() {
 
 #[test]
 fn block_on_one_call_at_a_time_gets_every_answer() {
-    let server = Server::builder()
-        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
-        .spawn()
-        .expect("server");
-    let client = Client::builder()
-        .nodes([server.local_addr()])
-        .build()
-        .expect("client");
-    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
+    let (_server, client) = echo();
     let opts = CallOptions::new();
     for i in 0..2000u32 {
         let body = i.to_be_bytes();
@@ -138,15 +147,7 @@ fn block_on_one_call_at_a_time_gets_every_answer() {
 /// delivers the answer.
 #[test]
 fn a_call_block_on_does_not_read_for_is_answered_through_the_io_thread() {
-    let server = Server::builder()
-        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
-        .spawn()
-        .expect("server");
-    let client = Client::builder()
-        .nodes([server.local_addr()])
-        .build()
-        .expect("client");
-    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
+    let (_server, client) = echo();
     let (tx, rx) = std::sync::mpsc::channel();
     let waiter = {
         let client = client.clone();
@@ -175,14 +176,7 @@ fn a_call_block_on_does_not_read_for_is_answered_through_the_io_thread() {
 /// budget.
 #[test]
 fn a_goaway_after_blocking_calls_on_an_idle_connection_is_seen() {
-    let server = Server::builder()
-        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
-        .drain_budget(Duration::from_secs(10))
-        .spawn()
-        .expect("server");
-    let addr = server.local_addr();
-    let client = Client::builder().nodes([addr]).build().expect("client");
-    assert!(client.wait_ready(addr, QUICK), "never READY");
+    let (server, client) = echo();
     for _ in 0..10 {
         client.call("echo", b"x").expect("call");
     }

@@ -4,36 +4,14 @@
 //! GOAWAY) that outruns the writer's report is a protocol error, and a deadline, GOAWAY or
 //! failure meanwhile would call a request "never sent" that is already on the wire.
 
+#[path = "support/core.rs"]
+mod core_support;
+
 use std::time::{Duration, Instant};
 
-use gracerpc::proto::frame::{GoAway, Hello, Ready, Response};
-use gracerpc::proto::{
-    ClientConn, ClientConnConfig, ClientEvent, Frame, GoAwayReason, Outcome, Status, decode,
-};
-
-fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some((f, used)) = decode(&bytes[at..], u32::MAX).expect("our own frames decode") {
-        out.push(f);
-        at += used;
-    }
-    out
-}
-
-fn open_client(now: Instant) -> ClientConn {
-    let mut c = ClientConn::new(now, ClientConnConfig::default());
-    let n = c.out().len();
-    c.written(n); // our HELLO
-    let mut b = Vec::new();
-    Frame::Hello(Hello::ours(1 << 20)).encode(&mut b);
-    Frame::Ready(Ready { capacity: 100 }).encode(&mut b);
-    for f in frames(&b) {
-        c.handle_frame(now, f)
-            .expect("the server's HELLO and READY");
-    }
-    c
-}
+use core_support::{frames, open_client};
+use gracerpc::proto::frame::{GoAway, Response};
+use gracerpc::proto::{ClientConn, ClientEvent, Frame, GoAwayReason, Outcome, Status, decode};
 
 fn outcomes(c: &mut ClientConn) -> Vec<(u64, Outcome)> {
     let mut v = Vec::new();

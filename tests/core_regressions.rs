@@ -2,23 +2,14 @@
 //! fuzz harness (and, independently, by the simulation). Each test states what protocol.md
 //! requires; each failed before its fix.
 
+#[path = "support/core.rs"]
+mod core_support;
+
 use std::time::{Duration, Instant};
 
-use gracerpc::proto::frame::{GoAway, Hello, Ready, Request};
-use gracerpc::proto::{
-    ClientConn, ClientConnConfig, ClientEvent, Frame, GoAwayReason, Outcome, ServerConn,
-    ServerConnConfig, decode,
-};
-
-fn frames(bytes: &[u8]) -> Vec<Frame<'_>> {
-    let mut out = Vec::new();
-    let mut at = 0;
-    while let Some((f, used)) = decode(&bytes[at..], u32::MAX).unwrap() {
-        out.push(f);
-        at += used;
-    }
-    out
-}
+use core_support::{frames, open_client};
+use gracerpc::proto::frame::{GoAway, Hello, Request};
+use gracerpc::proto::{ClientEvent, Frame, GoAwayReason, Outcome, ServerConn, ServerConnConfig};
 
 /// `take_finished_answers` is documented as what the driver takes off its in-flight counter,
 /// but it also counts the SHUTDOWN_REJECTs the connection sent itself for requests it never
@@ -66,19 +57,6 @@ fn hello_after_early_drain_is_not_an_error() {
     Frame::Hello(Hello::ours(1 << 20)).encode(&mut b);
     let f = frames(&b)[0];
     assert!(s.handle_frame(now, f).is_ok(), "{:?}", s.error());
-}
-
-fn open_client(now: Instant) -> ClientConn {
-    let mut c = ClientConn::new(now, ClientConnConfig::default());
-    let n = c.out().len();
-    c.written(n); // our HELLO
-    let mut b = Vec::new();
-    Frame::Hello(Hello::ours(1 << 20)).encode(&mut b);
-    Frame::Ready(Ready { capacity: 100 }).encode(&mut b);
-    for f in frames(&b) {
-        c.handle_frame(now, f).unwrap();
-    }
-    c
 }
 
 /// Rule 3: the caller writes GOAWAY_ACK. When GOAWAY leaves nothing outstanding (an idle

@@ -408,6 +408,19 @@ mod tests {
         assert_eq!(got, b"one frame's bytes");
     }
 
+    /// Read passes until one ends with something other than plaintext: all the plaintext,
+    /// and how the last pass ended.
+    fn pull_to_end(c: &mut ClientConnection, from: &UnixStream) -> (Vec<u8>, Pulled) {
+        let mut inc = Incoming::default();
+        let (mut got, mut end) = pull_pass(c, from, &mut inc);
+        while matches!(end, Pulled::Plain { .. }) {
+            let (more, e) = pull_pass(c, from, &mut inc);
+            got.extend(more);
+            end = e;
+        }
+        (got, end)
+    }
+
     #[test]
     fn close_notify_then_fin_is_a_clean_end_after_the_data() {
         let (mut c, mut s, caller_end, mut node_end) = pair();
@@ -418,13 +431,7 @@ mod tests {
         }
         node_end.write_all(&wire).expect("send");
         node_end.shutdown(Shutdown::Write).expect("FIN");
-        let mut inc = Incoming::default();
-        let (mut got, mut end) = pull_pass(&mut c, &caller_end, &mut inc);
-        while matches!(end, Pulled::Plain { .. }) {
-            let (more, e) = pull_pass(&mut c, &caller_end, &mut inc);
-            got.extend(more);
-            end = e;
-        }
+        let (got, end) = pull_to_end(&mut c, &caller_end);
         assert_eq!(got, b"last answer");
         assert!(matches!(end, Pulled::End { clean: true }));
     }
@@ -434,13 +441,7 @@ mod tests {
         let (mut c, mut s, caller_end, mut node_end) = pair();
         node_end.write_all(&records(&mut s, b"cut")).expect("send");
         node_end.shutdown(Shutdown::Write).expect("FIN");
-        let mut inc = Incoming::default();
-        let (mut got, mut end) = pull_pass(&mut c, &caller_end, &mut inc);
-        while matches!(end, Pulled::Plain { .. }) {
-            let (more, e) = pull_pass(&mut c, &caller_end, &mut inc);
-            got.extend(more);
-            end = e;
-        }
+        let (got, end) = pull_to_end(&mut c, &caller_end);
         assert_eq!(got, b"cut");
         assert!(matches!(end, Pulled::End { clean: false }));
     }
