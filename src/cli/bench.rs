@@ -4,7 +4,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use clap::{Args, ValueEnum};
-use gracerpc::client::{CallOptions, Client};
+use gracerpc::client::CallOptions;
 
 use super::load::{Load, LoadSpec};
 use super::summary::{BenchReport, ProcessCost};
@@ -19,18 +19,8 @@ enum Method {
 /// Closed-loop load against running `gracerpc serve` nodes: calls/s and latency percentiles.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Comma-separated node addresses (host:port; a host name such as localhost is resolved).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_parser = crate::cli::node_addr,
-        required_unless_present = "discover"
-    )]
-    nodes: Vec<std::net::SocketAddr>,
-    /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
-    /// feature).
-    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
-    discover: Option<String>,
+    #[command(flatten)]
+    target: super::registry::NodesArgs,
     /// Calls kept in flight.
     #[arg(long, value_parser = crate::cli::concurrency, default_value_t = 1)]
     concurrency: usize,
@@ -64,15 +54,12 @@ pub struct BenchArgs {
 
 pub fn run(args: BenchArgs) -> i32 {
     crate::logger::init("");
-    let builder = match &args.discover {
-        Some(url) => match super::registry::discover(Client::builder(), url) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("gracerpc bench: {e}");
-                return 2;
-            }
-        },
-        None => Client::builder().nodes(args.nodes.clone()),
+    let builder = match args.target.builder() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gracerpc bench: {e}");
+            return 2;
+        }
     };
     let builder = match args.tls.apply(builder) {
         Ok(b) => b,
@@ -88,13 +75,13 @@ pub fn run(args: BenchArgs) -> i32 {
             return 1;
         }
     };
-    if let Some(url) = &args.discover
+    if let Some(url) = &args.target.discover
         && !super::registry::wait_discovered(&client, Duration::from_secs(10))
     {
         eprintln!("gracerpc bench: no node of {url} became ready in 10 s");
         return 1;
     }
-    for addr in &args.nodes {
+    for addr in &args.target.nodes {
         if !client.wait_ready(*addr, Duration::from_secs(5)) {
             eprintln!("gracerpc bench: node {addr} is not ready");
             return 1;

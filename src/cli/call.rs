@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use clap::Args;
-use gracerpc::client::{CallError, CallOptions, Client};
+use gracerpc::client::{CallError, CallOptions};
 
 /// Make one call and print the response body (or the typed error, exit code 1).
 ///
@@ -16,18 +16,8 @@ use gracerpc::client::{CallError, CallOptions, Client};
 /// (default warn); debug shows every connection attempt and why it failed.
 #[derive(Args, Debug)]
 pub struct CallArgs {
-    /// Comma-separated node addresses (host:port; a host name such as localhost is resolved).
-    #[arg(
-        long,
-        value_delimiter = ',',
-        value_parser = crate::cli::node_addr,
-        required_unless_present = "discover"
-    )]
-    nodes: Vec<std::net::SocketAddr>,
-    /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
-    /// feature).
-    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
-    discover: Option<String>,
+    #[command(flatten)]
+    target: super::registry::NodesArgs,
     /// The method to call.
     method: String,
     /// The request body, optional (empty if left out): text as given, `-` to read it from
@@ -72,15 +62,12 @@ pub fn run(args: CallArgs) -> i32 {
             return 2;
         }
     };
-    let builder = match &args.discover {
-        Some(url) => match super::registry::discover(Client::builder(), url) {
-            Ok(b) => b,
-            Err(e) => {
-                eprintln!("gracerpc call: {e}");
-                return 2;
-            }
-        },
-        None => Client::builder().nodes(args.nodes),
+    let builder = match args.target.builder() {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("gracerpc call: {e}");
+            return 2;
+        }
     };
     let builder = match args.tls.apply(builder) {
         Ok(b) => b,

@@ -7,8 +7,36 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use gracerpc::client::{Client, ClientBuilder};
 use gracerpc::server::Builder;
+
+/// Where a caller (`call`, `bench`) finds its nodes: listed, or in a registry.
+#[derive(Args, Debug)]
+pub struct NodesArgs {
+    /// Comma-separated node addresses (host:port; a host name such as localhost is resolved).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        value_parser = crate::cli::node_addr,
+        required_unless_present = "discover"
+    )]
+    pub nodes: Vec<SocketAddr>,
+    /// Find the nodes in a registry instead: etcd://HOST:PORT/SERVICE (needs the `etcd`
+    /// feature).
+    #[arg(long, value_name = "URL", conflicts_with = "nodes")]
+    pub discover: Option<String>,
+}
+
+impl NodesArgs {
+    /// A client builder with these nodes, or this registry's discovery.
+    pub fn builder(&self) -> Result<ClientBuilder, String> {
+        match &self.discover {
+            Some(url) => discover(Client::builder(), url),
+            None => Ok(Client::builder().nodes(self.nodes.clone())),
+        }
+    }
+}
 
 #[cfg(not(feature = "etcd"))]
 fn needs_feature(flag: &str) -> String {
