@@ -536,6 +536,7 @@ impl Harness {
             assert!(self.closed_event.is_none(), "sendable after Closed");
         }
         let expected_id = self.conn.next_id();
+        let out_before = self.conn.out_len();
         let user = self.next_user;
         self.next_user += 1;
         let res = self
@@ -580,6 +581,14 @@ impl Harness {
                 assert_eq!(l, len);
                 assert_eq!(Some(max), self.peer_max);
                 assert!(l > max as usize, "TooLarge for {l} ≤ {max}");
+            }
+            Err(ApiMisuse::OutputFull { queued, max }) => {
+                // Reachable when output piles up (a loan keeps other writers out).
+                assert_eq!(queued, out_before, "OutputFull: queued");
+                assert!(
+                    queued > 0 && queued + HEADER_LEN + len > max,
+                    "room, yet OutputFull"
+                );
             }
             Err(e) => panic!("send_request: unexpected {e:?}"),
         }
