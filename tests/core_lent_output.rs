@@ -128,3 +128,41 @@ fn bytes_the_writer_did_not_write_are_unstarted_again() {
     );
     assert!(c.out().is_empty(), "request {b} was cut");
 }
+
+/// The connection ends during the loan and the writer then reports that nothing went out: the
+/// lent REQUEST was never started after all, so it is dropped as any unstarted frame is at the
+/// end, not written after the connection ended (fuzz/regressions/client_conn/
+/// lent-request-written-after-eof). It resolved as Unknown meanwhile, which stays true.
+#[test]
+fn a_lent_request_not_written_is_dropped_when_the_connection_ended_meanwhile() {
+    let now = Instant::now();
+    let (mut c, a, b, _lent) = lent_pair(now, now + Duration::from_secs(5));
+    c.handle_eof("connection reset");
+    let got = outcomes(&mut c);
+    assert!(got.contains(&(a, Outcome::Unknown)) && got.contains(&(b, Outcome::Unknown)));
+    c.written(0);
+    let left = frames(c.out());
+    assert!(
+        !left.iter().any(|f| matches!(f, Frame::Request(_))),
+        "a REQUEST would be written after the end: {left:?}"
+    );
+}
+
+/// Likewise after GOAWAY: lent requests above N that the writer did not write are dropped, so
+/// nothing but GOAWAY_ACK follows GOAWAY on the wire (rule 3).
+#[test]
+fn a_lent_request_not_written_is_dropped_after_goaway_meanwhile() {
+    let now = Instant::now();
+    let (mut c, a, _b, _lent) = lent_pair(now, now + Duration::from_secs(5));
+    let first = decode(c.out(), u32::MAX).unwrap().unwrap().1;
+    let g = Frame::GoAway(GoAway {
+        last_accepted: a,
+        drain_budget_ms: 1000,
+        reason: GoAwayReason::SHUTDOWN,
+    });
+    c.handle_frame(now, g)
+        .expect("GOAWAY accepting a lent request");
+    c.written(first); // request `a` went out, `b` did not
+    let kinds: Vec<_> = frames(c.out()).iter().map(Frame::kind).collect();
+    assert_eq!(kinds, [gracerpc::proto::Kind::GOAWAY_ACK], "{kinds:?}");
+}

@@ -23,6 +23,21 @@
 //! * after `handle_timeout(now)`, `poll_timeout` is never at or before `now`; `poll_close`
 //!   says true once, when closed and flushed; no panic.
 //!
+//! It also lends output as the caller's link does (`Lend`: `lend_out`, then the lock is
+//! released for the `send`; `Report(n)`: the writer says how much the socket took). While a loan
+//! is open every other input may reach the connection, and:
+//!
+//! * a REQUEST in the loan may be on the wire: the fake server may answer it or accept it in
+//!   GOAWAY (and then the writer reports at least that frame: the server read it); it resolves
+//!   as `Unknown` / `DeadlineExceeded { sent: true }`, never as not sent;
+//! * the lent bytes stay at the front of `out()` until the report, which writes a prefix of
+//!   exactly those bytes;
+//! * GOAWAY or the end of the connection during a loan: frames wholly beyond what the writer
+//!   reported were not started before it, so rule 3 holds for them as for any other frame;
+//! * `Write` / `WriteAll` are skipped while a loan is open (one writer at a time, as the
+//!   link's `writing` flag makes it), and `Abandon` during a loan leaves the writer to report
+//!   `min(n, out_len())` as the link does.
+//!
 //! Shared by `fuzz/fuzz_targets/client_conn.rs` and `tests/fuzz_corpus.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -150,6 +165,14 @@ pub enum Op {
     NextTimer,
     /// The driver gives up on unwritten output (only once the connection is closed).
     Abandon,
+    // New variants go last. `arbitrary` picks a variant as `(u32 * count) >> 32`, so adding
+    // one still changes what committed inputs mean: rewrite their discriminants when you do.
+    /// A writer borrows all pending output (`lend_out`) and sends it without the connection's
+    /// lock, if no loan is open and output is pending.
+    Lend,
+    /// The writer of the open loan reports that the socket took `n` bytes (at most the loan;
+    /// at least the lent frames the server has answered).
+    Report(u16),
 }
 
 /// What the model knows about one request.
@@ -219,6 +242,25 @@ enum Ctx {
     Other,
 }
 
+/// Output lent to a writer that has not reported yet.
+#[derive(Debug)]
+struct Loan {
+    /// The bytes lent (`out()` at `lend_out`).
+    bytes: Vec<u8>,
+    /// Every REQUEST that ends in the loan (so may be written in full): its id, and the loan
+    /// offset where its frame ends.
+    requests: Vec<(u64, usize)>,
+    /// The report covers at least this much: the server answered a request ending here, so
+    /// it read it.
+    floor: usize,
+    /// GOAWAY was reported during the loan: its wire mark is known at the report.
+    goaway: bool,
+    /// The connection closed during the loan: likewise.
+    closed: bool,
+    /// `abandon_output` ran during the loan: the writer reports what `out_len` allows.
+    abandoned: bool,
+}
+
 /// The harness: the connection, a model of its requests, and the bytes it wrote.
 struct Harness {
     conn: ClientConn,
@@ -235,6 +277,10 @@ struct Harness {
     goaway: Option<u64>,
     /// Wire offset at GOAWAY: frames starting at or after it were not started before it.
     goaway_mark: Option<u64>,
+    /// Likewise when the connection closed.
+    closed_mark: Option<u64>,
+    /// The open loan, if any.
+    loan: Option<Loan>,
     closed_event: Option<Option<ConnError>>,
     poll_closed: bool,
     abandoned: bool,
@@ -282,6 +328,8 @@ pub fn run_input(input: &Input) {
         next_user: 1000,
         goaway: None,
         goaway_mark: None,
+        closed_mark: None,
+        loan: None,
         closed_event: None,
         poll_closed: false,
         abandoned: false,
@@ -302,8 +350,27 @@ pub fn run_input(input: &Input) {
 }
 
 impl Harness {
-    fn pick_id(&self, c: IdChoice) -> u64 {
+    /// The highest id the server may have read in full: written, or in the open loan.
+    fn readable_bound(&self) -> u64 {
         let written = self.wire_requests.last().copied().unwrap_or(0);
+        let lent = self.loan.as_ref().and_then(|l| l.requests.last());
+        written.max(lent.map_or(0, |&(id, _)| id))
+    }
+
+    /// Whether `id`'s REQUEST is in the open loan (so may be on the wire in full).
+    fn is_lent(&self, id: u64) -> bool {
+        self.loan
+            .as_ref()
+            .is_some_and(|l| !l.abandoned && l.requests.iter().any(|&(r, _)| r == id))
+    }
+
+    /// Wire offset of the end of what was written so far.
+    fn wire_end(&self) -> u64 {
+        self.wire_at + self.wire.data().len() as u64
+    }
+
+    fn pick_id(&self, c: IdChoice) -> u64 {
+        let written = self.readable_bound();
         match c {
             IdChoice::Outstanding(n) => {
                 let open: Vec<u64> = self
@@ -418,6 +485,8 @@ impl Harness {
             }
             Op::Write(n) => self.write(usize::from(n)),
             Op::WriteAll => self.write(usize::MAX),
+            Op::Lend => self.lend(),
+            Op::Report(n) => self.report(usize::from(n)),
             Op::Eof => {
                 self.input_done = true;
                 self.conn.handle_eof("fuzz: EOF");
@@ -439,6 +508,9 @@ impl Harness {
                 if self.conn.is_closed() {
                     self.conn.abandon_output();
                     self.abandoned = true;
+                    if let Some(loan) = &mut self.loan {
+                        loan.abandoned = true;
+                    }
                 }
             }
         }
@@ -464,6 +536,7 @@ impl Harness {
             assert!(self.closed_event.is_none(), "sendable after Closed");
         }
         let expected_id = self.conn.next_id();
+        let out_before = self.conn.out_len();
         let user = self.next_user;
         self.next_user += 1;
         let res = self
@@ -508,6 +581,14 @@ impl Harness {
                 assert_eq!(l, len);
                 assert_eq!(Some(max), self.peer_max);
                 assert!(l > max as usize, "TooLarge for {l} ≤ {max}");
+            }
+            Err(ApiMisuse::OutputFull { queued, max }) => {
+                // Reachable when output piles up (a loan keeps other writers out).
+                assert_eq!(queued, out_before, "OutputFull: queued");
+                assert!(
+                    queued > 0 && queued + HEADER_LEN + len > max,
+                    "room, yet OutputFull"
+                );
             }
             Err(e) => panic!("send_request: unexpected {e:?}"),
         }
@@ -557,6 +638,7 @@ impl Harness {
                 }
             };
             self.input.consume(used);
+            self.server_read(&fed);
             if let Err(e) = &res {
                 assert!(self.conn.is_closed(), "open after {e}");
             } else if !hello_done {
@@ -595,13 +677,16 @@ impl Harness {
                     assert_eq!((last_accepted, reason), (n, r));
                     assert_eq!(drain_budget, Duration::from_millis(u64::from(budget_ms)));
                     assert!(self.goaway.is_none(), "second GoAway event");
-                    let written = self.wire_requests.last().copied().unwrap_or(0);
+                    let bound = self.readable_bound();
                     assert!(
-                        n <= written,
-                        "GOAWAY({n}) accepted, highest written {written}"
+                        n <= bound,
+                        "GOAWAY({n}) accepted, highest written or lent {bound}"
                     );
                     self.goaway = Some(n);
-                    self.goaway_mark = Some(self.wire_at + self.wire.data().len() as u64);
+                    match &mut self.loan {
+                        Some(loan) => loan.goaway = true,
+                        None => self.goaway_mark = Some(self.wire_end()),
+                    }
                 }
                 ClientEvent::NodeHint(reason) => {
                     let Ctx::Frame(Fed::Reject { id, reason: r }) = *ctx else {
@@ -632,6 +717,10 @@ impl Harness {
                         "clean close without GOAWAY"
                     );
                     self.closed_event = Some(error);
+                    match &mut self.loan {
+                        Some(loan) => loan.closed = true,
+                        None => self.closed_mark = Some(self.wire_end()),
+                    }
                 }
             }
         }
@@ -640,6 +729,8 @@ impl Harness {
     fn resolved(&mut self, ctx: &Ctx, id: u64, user: u64, outcome: Outcome) {
         let started = self.started_request() == Some(id);
         let written = self.wire_requests.contains(&id);
+        // In the open loan: the server may have read it, and it cannot be taken back.
+        let lent = self.is_lent(id);
         let closed = self.conn.is_closed();
         let now = self.now;
         let goaway = self.goaway;
@@ -664,7 +755,10 @@ impl Harness {
                     goaway.is_none_or(|n| id <= n),
                     "{id} Completed after GOAWAY below"
                 );
-                assert!(written, "{id} Completed, its REQUEST never written in full");
+                assert!(
+                    written || lent,
+                    "{id} Completed, its REQUEST never written in full"
+                );
             }
             Outcome::Refused { status, ref body } => {
                 // A RESPONSE all the same, classified "not run, final" (both HELLOs set
@@ -676,7 +770,10 @@ impl Harness {
                     body: body.clone(),
                 });
                 assert_eq!(*ctx, want, "Refused({id})");
-                assert!(written, "{id} Refused, its REQUEST never written in full");
+                assert!(
+                    written || lent,
+                    "{id} Refused, its REQUEST never written in full"
+                );
             }
             Outcome::Rejected(Rejection::Server(reason)) => {
                 assert_eq!(
@@ -685,7 +782,7 @@ impl Harness {
                     "Rejected({id})"
                 );
                 assert!(
-                    written,
+                    written || lent,
                     "{id} rejected by the server, never written in full"
                 );
             }
@@ -695,29 +792,37 @@ impl Harness {
                     "GoAway rejection"
                 );
                 assert!(goaway.is_some_and(|n| id > n), "{id} Rejected(GoAway) ≤ N");
-                if !written && !started {
+                if !written && !started && !lent {
                     self.never_written.insert(id);
                 }
             }
             Outcome::Rejected(Rejection::NotSent) => {
                 assert!(closed, "{id} NotSent on an open connection");
                 assert!(!written && !started, "{id} NotSent, but written");
+                assert!(!lent, "{id} NotSent, but lent to a writer");
                 self.never_written.insert(id);
             }
             Outcome::Unknown => {
                 assert!(closed, "{id} Unknown on an open connection");
                 assert!(goaway.is_none_or(|n| id <= n), "{id} Unknown above N");
-                assert!(written || started, "{id} Unknown, never written");
-                self.maybe_ran.insert(id);
+                assert!(written || started || lent, "{id} Unknown, never written");
+                // A lent frame the writer then did not write is dropped: it was not started
+                // after all, and "may have run" was all that could be said.
+                if !lent {
+                    self.maybe_ran.insert(id);
+                }
             }
             Outcome::DeadlineExceeded { sent } => {
                 assert_eq!(*ctx, Ctx::Timeout, "DeadlineExceeded({id})");
                 assert!(req.deadline <= now, "{id} expired early");
                 if sent {
-                    assert!(written || started, "{id} sent: true, never written");
-                    self.maybe_ran.insert(id);
+                    assert!(written || started || lent, "{id} sent: true, never written");
+                    if !lent {
+                        self.maybe_ran.insert(id);
+                    }
                 } else {
                     assert!(!written && !started, "{id} sent: false, but written");
+                    assert!(!lent, "{id} sent: false, but lent to a writer");
                     self.never_written.insert(id);
                 }
             }
@@ -743,12 +848,95 @@ impl Harness {
 
     /// The driver's write path: up to `n` bytes of output leave, and the checker reads them.
     fn write(&mut self, n: usize) {
-        if self.poll_closed || self.abandoned {
+        // One writer at a time: while a loan is open the link's other threads leave the
+        // output to its writer.
+        if self.poll_closed || self.abandoned || self.loan.is_some() {
             return;
         }
         let out = self.conn.out();
         let n = n.min(out.len());
         self.wire.extend(&out[..n]);
+        self.conn.written(n);
+        self.check_wire();
+        self.drain_events(&Ctx::Other);
+    }
+
+    /// The link's unlocked send, first half: the writer borrows every pending byte.
+    fn lend(&mut self) {
+        if self.loan.is_some() || self.poll_closed || self.abandoned || self.conn.out().is_empty() {
+            return;
+        }
+        let bytes = self.conn.lend_out().to_vec();
+        assert_eq!(bytes, self.conn.out(), "lend_out() is not out()");
+        // Walk the frames from the start of the one partly written (its head is in `wire`).
+        let part = self.wire.data().len();
+        let mut all = self.wire.data().to_vec();
+        all.extend_from_slice(&bytes);
+        let mut requests = Vec::new();
+        let mut at = 0;
+        while at < all.len() {
+            let (frame, used) = decode(&all[at..], u32::MAX)
+                .expect("lent bytes decode")
+                .expect("a loan ends at the end of a frame");
+            at += used;
+            if let Frame::Request(r) = frame {
+                requests.push((r.id, at - part));
+            }
+        }
+        self.loan = Some(Loan {
+            bytes,
+            requests,
+            floor: 0,
+            goaway: false,
+            closed: false,
+            abandoned: false,
+        });
+    }
+
+    /// The fake server read the ids `fed` names: a lent REQUEST it names was written in full, so the
+    /// writer's report will cover it.
+    fn server_read(&mut self, fed: &Fed) {
+        let read = match *fed {
+            Fed::Response { id, .. } | Fed::Reject { id, .. } => id,
+            Fed::GoAway { last_accepted, .. } => last_accepted,
+            _ => return,
+        };
+        if let Some(loan) = &mut self.loan {
+            let end = loan.requests.iter().rev().find(|&&(id, _)| id <= read);
+            if let Some(&(_, end)) = end {
+                loan.floor = loan.floor.max(end);
+            }
+        }
+    }
+
+    /// The link's unlocked send, second half: the socket took `n` of the lent bytes (at least
+    /// what the server has shown it read), they reach the wire, and the loan ends.
+    fn report(&mut self, n: usize) {
+        let Some(loan) = self.loan.take() else {
+            return;
+        };
+        if loan.abandoned {
+            // The link reports what went out, bounded by what is left: nothing.
+            let n = n.min(loan.bytes.len()).min(self.conn.out_len());
+            self.conn.written(n);
+            self.drain_events(&Ctx::Other);
+            return;
+        }
+        let n = n.min(loan.bytes.len()).max(loan.floor);
+        assert!(
+            self.conn.out().starts_with(&loan.bytes),
+            "the lent bytes changed before the report"
+        );
+        // Frames wholly beyond what the writer wrote were not started before a GOAWAY or the
+        // end during the loan.
+        let end = self.wire_end() + n as u64;
+        if loan.goaway {
+            self.goaway_mark = Some(end);
+        }
+        if loan.closed {
+            self.closed_mark = Some(end);
+        }
+        self.wire.extend(&loan.bytes[..n]);
         self.conn.written(n);
         self.check_wire();
         self.drain_events(&Ctx::Other);
@@ -786,6 +974,13 @@ impl Harness {
         }
         if self.poll_closed {
             assert!(self.conn.out().is_empty(), "output after poll_close");
+        }
+        if let Some(loan) = self.loan.as_ref().filter(|l| !l.abandoned) {
+            let out = self.conn.out();
+            assert!(
+                out.starts_with(&loan.bytes),
+                "the lent bytes changed during the loan"
+            );
         }
         if self.goaway.is_some() {
             assert!(self.conn.is_draining() || self.conn.is_closed());
@@ -828,6 +1023,14 @@ impl Harness {
                 let ok = [Kind::HELLO, Kind::GOAWAY_ACK, Kind::ERROR, Kind::PING];
                 assert!(ok.contains(&kind), "{kind} started after GOAWAY");
             }
+            if self.closed_mark.is_some_and(|m| start >= m) && self.goaway.is_none() {
+                // Unstarted frames are dropped at the end; a HELLO is kept, ERROR follows.
+                let ok = [Kind::HELLO, Kind::ERROR];
+                assert!(
+                    ok.contains(&kind),
+                    "{kind} started after the connection ended"
+                );
+            }
             match kind {
                 Kind::REQUEST => {
                     assert!(self.reqs.contains_key(&id), "REQUEST {id} never sent");
@@ -863,6 +1066,7 @@ impl Harness {
             self.drain_events(&Ctx::Other);
         }
         assert!(self.closed_event.is_some(), "no Closed event after EOF");
+        self.report(usize::MAX);
         for _ in 0..4 {
             self.write(usize::MAX);
         }

@@ -96,6 +96,10 @@ pub struct OutBuf {
     /// Bytes after `pos` lent to a writer (see [`lend`](Self::lend)): they may be on the
     /// wire already, so the frames they touch count as started until the writer reports.
     lent: usize,
+    /// Set by a cut during a loan: the end of the lent frames it kept only because they were
+    /// lent. When the writer reports, the ones it did not start are dropped as the cut would
+    /// have dropped them (else a frame never started would go out after GOAWAY or the end).
+    recut: usize,
 }
 
 impl OutBuf {
@@ -151,6 +155,10 @@ impl OutBuf {
             }
             self.walk += len;
         }
+        let recut = std::mem::take(&mut self.recut);
+        if recut > 0 {
+            self.cut_between(recut);
+        }
         if self.pos == self.buf.len() {
             self.buf.clear();
             self.pos = 0;
@@ -174,6 +182,9 @@ impl OutBuf {
             }
         }
         let keep = at;
+        if self.lent > 0 {
+            self.recut = keep;
+        }
         while let Some(head) = self
             .buf
             .get(at..)
@@ -186,6 +197,21 @@ impl OutBuf {
             }
         }
         self.buf.truncate(keep);
+    }
+
+    /// Drops the frames not started that lie before `end` (a HELLO excepted, as in
+    /// [`cut_unstarted`](Self::cut_unstarted)); the frames from `end` on stay.
+    fn cut_between(&mut self, end: usize) {
+        let mut from = self.walk;
+        while from < self.pos || self.buf.get(from) == Some(&Kind::HELLO.0) {
+            match frame_len_at(&self.buf[from..]) {
+                Some(len) => from += len,
+                None => return,
+            }
+        }
+        if from < end {
+            self.buf.drain(from..end);
+        }
     }
 
     /// Drops the REQUEST frame for `id` if no byte of it has been written yet; true if it was
@@ -248,6 +274,7 @@ impl OutBuf {
         self.pos = 0;
         self.walk = 0;
         self.lent = 0;
+        self.recut = 0;
     }
 
     /// Frees the buffer's memory if nothing is waiting and it holds more than `keep` bytes.
