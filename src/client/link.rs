@@ -275,10 +275,11 @@ impl Link {
                 Ok(id) => {
                     g.slots.insert(slot.clone());
                     self.node.add_outstanding();
+                    // (A TLS link's socket stays non-blocking: its caller waits in poll(2).)
                     let claimed = idle
                         && g.connected
                         && own_read
-                        && g.blocking
+                        && (g.blocking || self.is_tls)
                         && self.take_reading(&mut g, id, deadline);
                     if claimed {
                         g.claimed = Some(id);
@@ -682,6 +683,29 @@ impl Link {
         }
     }
 
+    /// Whether the calling thread reads the answer to `id` itself now: it claimed the reading
+    /// when the request went out (kept only if the request went out whole), or it may take the
+    /// reading over now ([`begin_own_read`](Self::begin_own_read)).
+    pub(super) fn start_own_read(
+        &self,
+        g: &mut MutexGuard<'_, LinkInner>,
+        id: u64,
+        deadline: Instant,
+        transport_ready: bool,
+    ) -> bool {
+        if g.claimed != Some(id) {
+            return self.begin_own_read(g, id, deadline, transport_ready);
+        }
+        g.claimed = None;
+        if g.core.out_len() == 0 && transport_ready {
+            return true;
+        }
+        if self.give_back_reading(g) {
+            self.io.wake();
+        }
+        false
+    }
+
     /// Whether the calling thread may read the answer to `id` itself, and if so takes the reading
     /// over from the I/O thread: nothing is left to write, and the transport is ready for it
     /// (`transport_ready`: the blocking socket, or TLS output flushed); see
@@ -752,18 +776,7 @@ impl Link {
         let (fd, limit, mut input) = {
             let mut g = self.inner.lock();
             let blocking = g.blocking;
-            if g.claimed == Some(id) {
-                // Taken when the request went out; read only if it went out whole.
-                g.claimed = None;
-                if g.core.out_len() != 0 {
-                    let wake_io = self.give_back_reading(&mut g);
-                    drop(g);
-                    if wake_io {
-                        self.io.wake();
-                    }
-                    return false;
-                }
-            } else if !self.begin_own_read(&mut g, id, deadline, blocking) {
+            if !self.start_own_read(&mut g, id, deadline, blocking) {
                 return false;
             }
             let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;

@@ -218,7 +218,7 @@ mod imp {
             let fd = {
                 let mut g = self.inner.lock();
                 let flushed = g.tls_flushed();
-                if !self.begin_own_read(&mut g, id, deadline, flushed) {
+                if !self.start_own_read(&mut g, id, deadline, flushed) {
                     return false;
                 }
                 g.stream.as_raw_fd()
