@@ -124,6 +124,51 @@ fn raw_pipelined(addr: SocketAddr, body: usize, depth: usize, n: u64) -> Duratio
     )
 }
 
+/// [`raw_pipelined`], and each frame's latency in µs: its body carries the time it was written
+/// (nanoseconds since a base instant), read back from the echo.
+fn raw_pipelined_latencies(
+    addr: SocketAddr,
+    body: usize,
+    depth: usize,
+    n: u64,
+) -> (Duration, Vec<u32>) {
+    assert!(body >= 8, "the body carries an 8-byte stamp");
+    let f = frame(body);
+    let frame_len = f.len();
+    let base = Instant::now();
+    let mut lat = Vec::with_capacity(n as usize);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut carry: Vec<u8> = Vec::with_capacity(2 * 64 * 1024);
+    let stamp_at = HEADER..HEADER + 8;
+    let t = credit_pipeline(
+        addr,
+        depth,
+        n,
+        move |_, k, batch| {
+            let now = (base.elapsed().as_nanos() as u64).to_be_bytes();
+            for _ in 0..k {
+                let at = batch.len();
+                batch.extend_from_slice(&f);
+                batch[at + HEADER..at + HEADER + 8].copy_from_slice(&now);
+            }
+        },
+        |s| {
+            let r = s.read(&mut buf).expect("read");
+            carry.extend_from_slice(&buf[..r]);
+            let now = base.elapsed().as_nanos() as u64;
+            let whole = carry.len() / frame_len;
+            for frame in carry.chunks_exact(frame_len) {
+                let mut stamp = [0u8; 8];
+                stamp.copy_from_slice(&frame[stamp_at.clone()]);
+                lat.push((now.saturating_sub(u64::from_be_bytes(stamp)) / 1000) as u32);
+            }
+            carry.drain(..whole * frame_len);
+            whole as u64
+        },
+    );
+    (t, lat)
+}
+
 /// `n` calls with `depth` in flight on one new connection: a writer thread writes as many
 /// (`write(first id, count, batch)`) as there is credit for in one `write`, the calling thread
 /// reads (`read` returns how many answers completed) and gives the credit back.
@@ -642,6 +687,32 @@ fn ratio(name: &str, rounds: usize, n: u64, contenders: [&mut dyn FnMut(u64) -> 
     }
 }
 
+/// The 99th percentile of `v` (µs).
+fn p99(mut v: Vec<u32>) -> f64 {
+    v.sort_unstable();
+    f64::from(v[(v.len() * 99 / 100).min(v.len().saturating_sub(1))])
+}
+
+/// p99 latency at 64 in flight, 32 B: raw against gracerpc, alternating, median of `rounds`
+/// (issue 17's target: gracerpc's p99 ≤ 4 × raw's). Separate from the throughput pass: timing
+/// each call costs both contenders two clock readings per call.
+fn latencies(f: &Fixture, rounds: usize) {
+    let n = 50_000;
+    let (mut raw, mut rpc) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        raw.push(p99(raw_pipelined_latencies(f.raw, 32, 64, n).1));
+        rpc.push(p99(pipeline::pipelined_latencies(
+            &f.client, "echo", 32, 64, n,
+        )
+        .1));
+    }
+    let (raw, rpc) = (median(raw), median(rpc));
+    println!(
+        "p99 latency, 64 in flight 32B (median of {rounds} rounds)\n  raw {raw:>6.0} us   gracerpc {rpc:>6.0} us   gracerpc / raw {:.1} (target <= 4)",
+        rpc / raw
+    );
+}
+
 fn interleaved() {
     let f = fixture();
     let rounds = 5;
@@ -685,6 +756,7 @@ fn interleaved() {
             ],
         );
     }
+    latencies(&f, rounds);
     ratio(
         "fan-in 4x16 32B",
         rounds,
@@ -751,6 +823,9 @@ fn profile(case: &str) {
 fn main() {
     if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
         return profile(&case);
+    }
+    if std::env::args().any(|a| a == "--latency-only") {
+        return latencies(&fixture(), 5);
     }
     let quick = std::env::args().any(|a| a == "--ratios-only");
     if !quick {

@@ -30,6 +30,32 @@ impl Wake for QueueWaker {
 /// `n` calls of `method` with `depth` futures in flight, all polled from the calling thread (a
 /// tiny executor: a woken lane's index goes on a ready list, the thread parks when it is empty).
 pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
+    run(c, method, body, depth, n, None)
+}
+
+/// [`pipelined`], and each call's latency in µs (from its future's creation to its completion
+/// seen by the executor).
+#[allow(dead_code)] // (not every bench that includes this file times calls)
+pub fn pipelined_latencies(
+    c: &Client,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+) -> (Duration, Vec<u32>) {
+    let mut lat = Vec::with_capacity(n as usize);
+    let t = run(c, method, body, depth, n, Some(&mut lat));
+    (t, lat)
+}
+
+fn run(
+    c: &Client,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+    mut latencies: Option<&mut Vec<u32>>,
+) -> Duration {
     let b = vec![0u8; body];
     let ready = Arc::new(Mutex::new(Vec::new()));
     let wakers: Vec<Waker> = (0..depth)
@@ -46,6 +72,8 @@ pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) ->
     // per call.
     let mut lanes: Vec<Pin<Box<Option<CallFuture<'_>>>>> =
         (0..depth).map(|_| Box::pin(None)).collect();
+    // When each lane's call started (read only when latencies are asked for).
+    let mut started_at = vec![None::<Instant>; depth];
     let t = Instant::now();
     let (mut started, mut done) = (0u64, 0u64);
     let mut batch: Vec<usize> = (0..depth).collect();
@@ -56,6 +84,9 @@ pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) ->
                     continue;
                 }
                 started += 1;
+                if latencies.is_some() {
+                    started_at[i] = Some(Instant::now());
+                }
                 lanes[i].set(Some(c.call_ref(method, &b, &opts)));
             }
             let Some(fut) = lanes[i].as_mut().as_pin_mut() else {
@@ -64,6 +95,9 @@ pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) ->
             let mut cx = Context::from_waker(&wakers[i]);
             if let Poll::Ready(r) = fut.poll(&mut cx) {
                 r.expect("call");
+                if let (Some(l), Some(t0)) = (latencies.as_deref_mut(), started_at[i]) {
+                    l.push(t0.elapsed().as_micros() as u32);
+                }
                 done += 1;
                 lanes[i].set(None);
                 ready.lock().push(i);
