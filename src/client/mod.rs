@@ -49,6 +49,7 @@ mod health;
 mod io_loop;
 mod link;
 mod metrics;
+mod own_read;
 pub mod policy;
 pub mod retry_budget;
 mod slot;

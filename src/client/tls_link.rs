@@ -59,9 +59,8 @@ mod imp {
 
     use rustls::ClientConnection;
 
-    use super::super::link::{
-        Deliveries, Link, LinkInner, READ_CHUNK, SCRATCH, WAIT_SLICE, deliver, next_timer,
-    };
+    use super::super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver};
+    use super::super::own_read::{SCRATCH, next_timer};
     use super::super::table::NodeTable;
     use crate::tls::session::{Incoming, Pulled, Pushed, flush_records, pull, push};
 
