@@ -41,6 +41,15 @@ pub(super) fn next_timer(g: &LinkInner, deadline: Instant) -> Instant {
     }
 }
 
+/// Whether a caller's own read of the answer to `id` ends: the answer came (or the call ended),
+/// the connection ended, or a timer of the core (its deadline among them) is near.
+pub(super) fn own_read_over(g: &LinkInner, id: u64, deadline: Instant, now: Instant) -> bool {
+    !g.core.is_outstanding(id)
+        || g.read_done
+        || g.core.is_closed()
+        || next_timer(g, deadline) < now + WAIT_SLICE
+}
+
 impl Link {
     /// Takes the socket out of the I/O thread's poll, so nothing that arrives wakes it. (An
     /// interest it ignores would not do: epoll wakes its waiter for any readiness the socket
@@ -202,11 +211,7 @@ impl Link {
                 self.read(&mut g, table, now, false, &mut d);
             }
             self.flush(&mut g, table, now, &mut d);
-            let done = !g.core.is_outstanding(id)
-                || g.read_done
-                || g.core.is_closed()
-                || next_timer(&g, deadline) < now + WAIT_SLICE;
-            if !done {
+            if !own_read_over(&g, id, deadline, now) {
                 input = std::mem::take(&mut g.input);
                 drop(g);
                 deliver(d.drain(..));

@@ -60,7 +60,7 @@ mod imp {
     use rustls::ClientConnection;
 
     use super::super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver};
-    use super::super::own_read::{SCRATCH, next_timer};
+    use super::super::own_read::{SCRATCH, own_read_over};
     use super::super::table::NodeTable;
     use crate::tls::session::{Incoming, Pulled, Pushed, flush_records, pull, push};
 
@@ -229,11 +229,7 @@ mod imp {
                 let now = Instant::now();
                 self.tls_read_pass(&mut g, table, now, &mut d, true);
                 self.flush(&mut g, table, now, &mut d);
-                let done = !g.core.is_outstanding(id)
-                    || g.read_done
-                    || g.core.is_closed()
-                    || next_timer(&g, deadline) < now + WAIT_SLICE;
-                if !done {
+                if !own_read_over(&g, id, deadline, now) {
                     drop(g);
                     deliver(d.drain(..));
                     continue;
