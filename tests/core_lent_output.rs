@@ -13,6 +13,23 @@ use core_support::{frames, open_client};
 use gracerpc::proto::frame::{GoAway, Response};
 use gracerpc::proto::{ClientConn, ClientEvent, Frame, GoAwayReason, Outcome, Status, decode};
 
+/// GOAWAY accepting ids up to `last_accepted`.
+fn goaway(last_accepted: u64) -> Frame<'static> {
+    Frame::GoAway(GoAway {
+        last_accepted,
+        drain_budget_ms: 1000,
+        reason: GoAwayReason::SHUTDOWN,
+    })
+}
+
+/// The length of the first frame in `c`'s output (request `a` of [`lent_pair`]).
+fn first_frame_len(c: &ClientConn) -> usize {
+    decode(c.out(), u32::MAX)
+        .expect("our own frame")
+        .expect("a whole frame")
+        .1
+}
+
 fn outcomes(c: &mut ClientConn) -> Vec<(u64, Outcome)> {
     let mut v = Vec::new();
     while let Some(ev) = c.poll_event() {
@@ -62,11 +79,7 @@ fn an_answer_to_a_lent_request_completes_it() {
 fn a_goaway_may_accept_a_lent_request() {
     let now = Instant::now();
     let (mut c, a, _b, lent) = lent_pair(now, now + Duration::from_secs(5));
-    let g = Frame::GoAway(GoAway {
-        last_accepted: a,
-        drain_budget_ms: 1000,
-        reason: GoAwayReason::SHUTDOWN,
-    });
+    let g = goaway(a);
     c.handle_frame(now, g)
         .expect("GOAWAY accepting a lent request is not an error");
     assert!(c.is_draining());
@@ -114,10 +127,7 @@ fn a_failure_during_the_loan_leaves_lent_requests_unknown() {
 fn bytes_the_writer_did_not_write_are_unstarted_again() {
     let now = Instant::now();
     let (mut c, a, b, _lent) = lent_pair(now, now + Duration::from_millis(10));
-    let first = decode(c.out(), u32::MAX)
-        .expect("our own frame")
-        .expect("a whole frame")
-        .1;
+    let first = first_frame_len(&c);
     c.written(first); // only request `a` went out
     c.handle_timeout(now + Duration::from_millis(20));
     let got = outcomes(&mut c);
@@ -154,12 +164,8 @@ fn a_lent_request_not_written_is_dropped_when_the_connection_ended_meanwhile() {
 fn a_lent_request_not_written_is_dropped_after_goaway_meanwhile() {
     let now = Instant::now();
     let (mut c, a, _b, _lent) = lent_pair(now, now + Duration::from_secs(5));
-    let first = decode(c.out(), u32::MAX).unwrap().unwrap().1;
-    let g = Frame::GoAway(GoAway {
-        last_accepted: a,
-        drain_budget_ms: 1000,
-        reason: GoAwayReason::SHUTDOWN,
-    });
+    let first = first_frame_len(&c);
+    let g = goaway(a);
     c.handle_frame(now, g)
         .expect("GOAWAY accepting a lent request");
     c.written(first); // request `a` went out, `b` did not

@@ -69,6 +69,13 @@ impl Encoder<'_> {
         self.varint(b.len() as u64);
         self.out.extend_from_slice(b);
     }
+
+    /// A tuple or struct variant: its index, then its fields (written by the caller).
+    #[inline]
+    fn variant(&mut self, index: u32) -> Result<&mut Self> {
+        self.varint(index as u64);
+        Ok(self)
+    }
 }
 
 fn unknown_length() -> EncodeError {
@@ -256,8 +263,7 @@ impl<'a> ser::Serializer for &mut Encoder<'a> {
         _: &'static str,
         _len: usize,
     ) -> Result<Self> {
-        self.varint(index as u64);
-        Ok(self)
+        self.variant(index)
     }
 
     #[inline]
@@ -279,8 +285,7 @@ impl<'a> ser::Serializer for &mut Encoder<'a> {
         _: &'static str,
         _len: usize,
     ) -> Result<Self> {
-        self.varint(index as u64);
-        Ok(self)
+        self.variant(index)
     }
 
     fn collect_str<T: fmt::Display + ?Sized>(self, value: &T) -> Result {
