@@ -803,6 +803,7 @@ fn profile(case: &str) {
     let (t, calls) = match case {
         "sequential" => (rpc_sequential(&f.client, 32, seq), seq),
         "pipelined" => (rpc_pipelined(&f.client, 32, 64, n), n),
+        "pipelined_set" => (pipeline::pipelined_set(&f.client, "echo", 32, 64, n), n),
         "sequential_worker" => (rpc_sequential_to(&f.client, "echo_worker", 32, seq), seq),
         "sequential_future" => (rpc_sequential_future(&f.client, 32, seq), seq),
         "pipelined_worker" => (rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n), n),

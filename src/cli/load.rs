@@ -1,19 +1,18 @@
 //! Closed-loop load: `concurrency` calls kept in flight by a few driver threads, each polling
-//! its share of call futures (a tiny executor), so a completion costs no thread wake-up per call.
+//! its share of call futures on a [`CallSet`] (gracerpc's own executor), so a completion costs
+//! no thread wake-up per call, and a driver alone on its connection reads its answers itself.
 //!
 //! The load generator must cost little next to the calls it measures: each driver counts
 //! outcomes and latencies in a histogram of its own, merged when the load stops, and keeps a
 //! record per call only when asked (the rollout audit needs every token; `bench` does not).
 
 use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::task::{Context, Poll, Wake, Waker};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use gracerpc::client::{CallError, CallFuture, CallOptions, Client};
+use gracerpc::client::{CallError, CallFuture, CallOptions, CallSet, Client};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
@@ -177,125 +176,73 @@ struct Driver {
     started: Instant,
 }
 
-struct Lane {
-    /// The lane's call; the box is allocated once and reused by every call of the lane.
-    fut: Pin<Box<Option<CallFuture<'static>>>>,
-    token: u64,
-    start: Instant,
-    waker: Waker,
-}
+/// What a lane's future gives back: its token, when it started, and the call's result.
+type Finished = (u64, Instant, Result<gracerpc::client::Response, CallError>);
 
-/// Wakes one lane: queues its index and unparks the driver.
-struct LaneWaker {
-    lane: usize,
-    queue: Arc<ReadyQueue>,
-}
-
-struct ReadyQueue {
-    ready: Mutex<Vec<usize>>,
-    thread: std::thread::Thread,
-}
-
-impl Wake for LaneWaker {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.queue.ready.lock().push(self.lane);
-        self.queue.thread.unpark();
-    }
+/// One call with its bookkeeping, as a lane of the driver's [`CallSet`].
+fn lane_call(call: CallFuture<'static>, token: u64) -> impl Future<Output = Finished> {
+    let start = Instant::now();
+    async move { (token, start, call.await) }
 }
 
 impl Driver {
+    /// Keeps the driver's lanes busy on a [`CallSet`] (the calling thread writes each round's
+    /// requests and reads the answers itself when it can) until told to stop, then waits for
+    /// the calls in flight until the grace runs out.
     fn run(self) -> (Vec<CallRecord>, Tally, u64) {
-        let queue = Arc::new(ReadyQueue {
-            ready: Mutex::new(Vec::new()),
-            thread: std::thread::current(),
-        });
-        let mut lanes: Vec<Lane> = (0..self.lanes)
-            .map(|lane| Lane {
-                fut: Box::pin(None),
-                token: 0,
-                start: Instant::now(),
-                waker: Waker::from(Arc::new(LaneWaker {
-                    lane,
-                    queue: queue.clone(),
-                })),
-            })
-            .collect();
         let mut records = Vec::with_capacity(if self.spec.records { 64 * 1024 } else { 0 });
         let mut tally = Tally::new();
         let mut body = vec![0u8; self.spec.payload.max(if self.spec.tokens { 8 } else { 0 })];
-        let mut batch = Vec::new();
-        for (i, lane) in lanes.iter_mut().enumerate() {
-            self.start_call(lane, &mut body);
-            batch.push(i);
-        }
-        let mut active = lanes.len();
-        while active > 0 {
-            for &i in &batch {
-                let lane = &mut lanes[i];
-                let Some(fut) = lane.fut.as_mut().as_pin_mut() else {
-                    continue;
-                };
-                let mut cx = Context::from_waker(&lane.waker);
-                let Poll::Ready(result) = fut.poll(&mut cx) else {
-                    continue;
-                };
-                lane.fut.set(None);
-                let now = Instant::now();
-                if result.is_err() {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
-                }
-                let result = result.map(|r| r.replays);
-                let latency_us = micros(now.saturating_duration_since(lane.start));
-                tally.add(&result, latency_us);
-                if self.spec.records {
-                    records.push(CallRecord {
-                        token: lane.token,
-                        start_us: micros(lane.start.saturating_duration_since(self.started)),
-                        latency_us,
-                        result,
-                    });
-                }
-                if self.stop.load(Ordering::Acquire) {
-                    active -= 1;
-                } else {
-                    self.start_call(lane, &mut body);
-                    queue.ready.lock().push(i);
-                }
+        let mut set = CallSet::with_capacity(self.lanes.max(1));
+        for _ in 0..self.lanes {
+            if set.push(self.start_call(&mut body)).is_err() {
+                break;
             }
-            batch.clear();
-            loop {
-                std::mem::swap(&mut batch, &mut *queue.ready.lock());
-                if !batch.is_empty() || active == 0 {
-                    break;
-                }
+        }
+        while !set.is_empty() {
+            let Some((token, start, result)) = set.next_timeout(Duration::from_millis(50)) else {
                 if self.stop.load(Ordering::Acquire)
                     && self.stop_at.lock().is_some_and(|t| Instant::now() >= t)
                 {
                     // Calls still running past the grace period never ended: report them.
-                    return (records, tally, active as u64);
+                    return (records, tally, set.len() as u64);
                 }
-                std::thread::park_timeout(Duration::from_millis(50));
+                continue;
+            };
+            let now = Instant::now();
+            if result.is_err() {
+                self.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            let result = result.map(|r| r.replays);
+            let latency_us = micros(now.saturating_duration_since(start));
+            tally.add(&result, latency_us);
+            if self.spec.records {
+                records.push(CallRecord {
+                    token,
+                    start_us: micros(start.saturating_duration_since(self.started)),
+                    latency_us,
+                    result,
+                });
+            }
+            if !self.stop.load(Ordering::Acquire) {
+                // A lane just freed: there is room.
+                let _ = set.push(self.start_call(&mut body));
             }
         }
         (records, tally, 0)
     }
 
-    fn start_call(&self, lane: &mut Lane, body: &mut [u8]) {
-        lane.token = 0;
+    fn start_call(&self, body: &mut [u8]) -> impl Future<Output = Finished> + use<> {
+        let mut token = 0;
         if self.spec.tokens {
-            lane.token = self.next_token.fetch_add(1, Ordering::Relaxed);
-            body[..8].copy_from_slice(&lane.token.to_be_bytes());
+            token = self.next_token.fetch_add(1, Ordering::Relaxed);
+            body[..8].copy_from_slice(&token.to_be_bytes());
         }
-        lane.start = Instant::now();
         self.sent.fetch_add(1, Ordering::Relaxed);
         let fut = self
             .client
             .call_async(&self.spec.method, body.to_vec(), self.spec.opts.clone());
-        lane.fut.set(Some(fut));
+        lane_call(fut, token)
     }
 }
 

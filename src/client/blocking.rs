@@ -38,30 +38,56 @@ impl Wake for ThreadWaker {
 }
 
 /// A call pending on a link, whose answer the polling thread could read itself.
-struct OwnRead {
-    link: Arc<Link>,
-    table: Arc<NodeTable>,
-    id: u64,
-    deadline: Instant,
+pub(super) struct OwnRead {
+    pub link: Arc<Link>,
+    pub table: Arc<NodeTable>,
+    pub id: u64,
+    pub deadline: Instant,
+}
+
+/// Which of gracerpc's own executors polls the current future, if any: it decides whether a
+/// pending call offers the polling thread its read, and how a call's request is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Driver {
+    /// A foreign executor (or none): the I/O thread reads and wakes.
+    Foreign,
+    /// [`block_on`]: a call may take the reading over before its request goes out.
+    BlockOn,
+    /// A [`CallSet`](super::CallSet): requests are written per round by the polling thread
+    /// (`call_set::defer_flush`), and a pending call offers its read.
+    Set,
 }
 
 thread_local! {
     /// This thread's waker; its strong count tells how many clones of it exist.
     static THREAD_WAKER: Arc<ThreadWaker> = Arc::new(ThreadWaker(std::thread::current()));
-    /// Set while [`block_on`] polls its future: a pending call may offer its read.
-    static IN_BLOCK_ON: Cell<bool> = const { Cell::new(false) };
+    /// Who polls the current future (see [`Driver`]).
+    static DRIVER: Cell<Driver> = const { Cell::new(Driver::Foreign) };
     /// The reads pending calls offered during the current poll.
     static OFFERED: RefCell<Vec<OwnRead>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Whether [`block_on`] polls the current future: a call sent now may take the reading of its
-/// connection over before its request goes out; `block_on` reads or gives it back.
-pub(super) fn in_block_on() -> bool {
-    IN_BLOCK_ON.get()
+/// Who polls the current future. Under [`block_on`] a call sent now may take the reading of
+/// its connection over before its request goes out; `block_on` reads or gives it back.
+pub(super) fn driver() -> Driver {
+    DRIVER.get()
 }
 
-/// Called (inside [`block_on`]) by a call pending on `f`: offers the polling thread the read
-/// of its answer.
+/// Runs `f` with `d` as the current future's driver, and restores the outer one after.
+pub(super) fn driven_by<R>(d: Driver, f: impl FnOnce() -> R) -> R {
+    let outer = DRIVER.replace(d);
+    let r = f();
+    DRIVER.set(outer);
+    r
+}
+
+/// The reads offered during the last poll (emptied).
+pub(super) fn take_offers(into: &mut Vec<OwnRead>) {
+    OFFERED.with_borrow_mut(|o| into.append(o));
+}
+
+/// Called (inside [`block_on`] or a [`CallSet`](super::CallSet)) by a call pending on `f`:
+/// offers the polling thread the read of its answer.
 pub(super) fn offer_own_read(f: &InFlight, table: &Arc<NodeTable>, deadline: Instant) {
     OFFERED.with_borrow_mut(|o| {
         o.push(OwnRead {
@@ -93,12 +119,9 @@ impl CallFuture<'_> {
     /// it over, and it may take the reading over before its request is written.
     pub(crate) fn wait(mut self) -> Result<Response, CallError> {
         self.own_read = true;
-        // A blocking call made inside a future that `block_on` polls reads for itself here; it
-        // offers nothing to the outer `block_on`.
-        let outer = IN_BLOCK_ON.replace(false);
-        let r = self.wait_here();
-        IN_BLOCK_ON.set(outer);
-        r
+        // A blocking call made inside a future that `block_on` or a `CallSet` polls reads for
+        // itself here; it offers nothing to the outer driver.
+        driven_by(Driver::Foreign, || self.wait_here())
     }
 
     fn wait_here(mut self) -> Result<Response, CallError> {
@@ -136,9 +159,7 @@ pub fn block_on<F: Future>(fut: F) -> F::Output {
         let waker = Waker::from(arc.clone());
         let mut cx = Context::from_waker(&waker);
         loop {
-            let outer = IN_BLOCK_ON.replace(true);
-            let polled = fut.as_mut().poll(&mut cx);
-            IN_BLOCK_ON.set(outer);
+            let polled = driven_by(Driver::BlockOn, || fut.as_mut().poll(&mut cx));
             let own = own_read_to_do(arc);
             if let Poll::Ready(v) = polled {
                 // The future ended with a call still pending in it (it returned or dropped

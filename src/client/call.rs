@@ -20,8 +20,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::ClientInner;
+use super::blocking::Driver;
 use super::error::CallError;
-use super::link::{Link, SendFail};
+use super::link::{Link, SendFail, SendMode};
 use super::policy::{Attempts, BUSY_PAUSE_MAX, Policy, Verdict};
 use super::slot::Slot;
 use super::table::{Node, NodeSet, random_below};
@@ -263,9 +264,12 @@ impl<'a> CallFuture<'a> {
                 self.deadline,
                 self.idempotent,
                 self.slot.as_ref().expect("slot present until drop"),
-                self.own_read || super::blocking::in_block_on(),
+                self.send_mode(),
             ) {
-                Ok(id) => {
+                Ok((id, deferred)) => {
+                    if deferred {
+                        super::call_set::defer_flush(&link, &self.client.table);
+                    }
                     self.inflight = Some(InFlight { link, node, id });
                     return Ok(Sent::Yes);
                 }
@@ -285,6 +289,16 @@ impl<'a> CallFuture<'a> {
         match table.hopeless(now, patience) {
             Ok(()) => Ok(Sent::Hopeless),
             Err(recheck) => Ok(Sent::Wait(recheck)),
+        }
+    }
+
+    /// How this call's request is written, by who waits for it (see [`SendMode`]).
+    fn send_mode(&self) -> SendMode {
+        match super::blocking::driver() {
+            _ if self.own_read => SendMode::Claim,
+            Driver::BlockOn => SendMode::Claim,
+            Driver::Set => SendMode::Defer,
+            Driver::Foreign => SendMode::Now,
         }
     }
 
@@ -333,7 +347,7 @@ impl Future for CallFuture<'_> {
                             continue;
                         }
                         this.wake_at = this.deadline;
-                        if super::blocking::in_block_on() {
+                        if super::blocking::driver() != Driver::Foreign {
                             super::blocking::offer_own_read(f, &this.client.table, this.deadline);
                         }
                         return Poll::Pending;

@@ -144,6 +144,9 @@ pub(crate) struct LinkInner {
     /// The interest registered with the I/O thread's poll (or to register again, while a
     /// caller reads with the socket out of the poll).
     pub(super) interest: Interest,
+    /// While a caller read, something asked for the socket to go back into the I/O thread's
+    /// poll (a call the I/O thread must read, a tick): it goes back when the read ends.
+    pub(super) rejoin_wanted: bool,
     /// The socket is in the I/O thread's poll: a caller reading its own answer takes it out
     /// (see [`Link::take_reading`]).
     pub(super) registered: bool,
@@ -164,6 +167,19 @@ pub(crate) struct LinkInner {
     writing: bool,
     /// The copy of the output a writer sends without the lock (kept to allocate once).
     out_copy: Vec<u8>,
+}
+
+/// How a calling thread's request is written (see [`Link::send`]).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum SendMode {
+    /// At once when the link is idle, else by the I/O thread (woken once per batch).
+    Now,
+    /// As `Now`; and the caller, which waits for this answer itself, takes the reading over
+    /// before the request goes out when it may.
+    Claim,
+    /// At once when the link is idle, else by the calling thread with the rest of its round
+    /// (a [`CallSet`](super::CallSet)'s), without waking the I/O thread.
+    Defer,
 }
 
 /// Why a send did not happen.
@@ -199,6 +215,7 @@ impl Link {
             read_done: false,
             flush_wanted: false,
             caller_reading: false,
+            rejoin_wanted: false,
             claimed: None,
             blocking: false,
             interest: REGISTERED,
@@ -227,8 +244,11 @@ impl Link {
     /// writes every frame queued meanwhile in one `write` (the throughput path), and is woken
     /// once per batch in case it sleeps.
     ///
-    /// With `own_read` (a blocking caller that will wait for this answer), the caller takes
-    /// the reading over before the request goes out, when it may (see [`Link::read_own`]).
+    /// With [`SendMode::Claim`] (a blocking caller that will wait for this answer), the caller
+    /// takes the reading over before the request goes out, when it may (see
+    /// [`Link::read_own`]). With [`SendMode::Defer`] a frame that is not written at once is
+    /// left for the calling thread to write with the rest of its round, and the I/O thread is
+    /// not woken: the returned flag says so.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         self: &Arc<Self>,
@@ -240,8 +260,8 @@ impl Link {
         deadline: Instant,
         idempotent: bool,
         slot: &Arc<Slot>,
-        own_read: bool,
-    ) -> Result<u64, SendFail> {
+        mode: SendMode,
+    ) -> Result<(u64, bool), SendFail> {
         let mut deliveries = Deliveries::new();
         let mut wake = false;
         // The I/O thread will flush this link, then run its timers (this deadline's among
@@ -265,21 +285,27 @@ impl Link {
                     // (A TLS link's socket stays non-blocking: its caller waits in poll(2).)
                     let claimed = idle
                         && g.connected
-                        && own_read
+                        && mode == SendMode::Claim
                         && (g.blocking || self.is_tls)
                         && self.take_reading(&mut g, id, deadline);
                     if claimed {
                         g.claimed = Some(id);
-                    } else {
+                    } else if mode != SendMode::Defer {
+                        // (A set's thread reads its link itself, or watches it before it
+                        // parks: see `CallSet::next`.)
                         self.watch(&mut g);
                     }
+                    let mut deferred = false;
                     if idle && g.connected {
                         self.flush(&mut g, table, now, &mut deliveries);
+                    } else if mode == SendMode::Defer {
+                        g.flush_wanted = true;
+                        deferred = true;
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
                         wake = true;
                     }
-                    Ok(id)
+                    Ok((id, deferred))
                 }
                 Err(ApiMisuse::NotSendable) | Err(ApiMisuse::IdsExhausted) => {
                     Err(SendFail::NotSendable)
@@ -295,6 +321,32 @@ impl Link {
         }
         deliver(deliveries);
         res
+    }
+
+    /// Writes, from the calling thread, the requests a [`CallSet`](super::CallSet)'s round left
+    /// queued (see [`SendMode::Defer`]) — unless another writer did meanwhile. What the socket
+    /// does not take now goes to the I/O thread.
+    pub fn flush_deferred(self: &Arc<Self>, table: &NodeTable) {
+        let mut deliveries = Deliveries::new();
+        {
+            let mut g = self.inner.lock();
+            if !g.flush_wanted || !g.connected {
+                return;
+            }
+            self.flush(&mut g, table, Instant::now(), &mut deliveries);
+            if !g.core.out().is_empty() {
+                // `flush` asked for write interest; the socket must be in the poll for it.
+                self.watch(&mut g);
+            }
+        }
+        deliver(deliveries);
+    }
+
+    /// Puts the socket back into the I/O thread's poll if a caller's read left it out (a
+    /// [`CallSet`](super::CallSet) that parks instead of reading).
+    pub fn unlease(&self) {
+        let mut g = self.inner.lock();
+        self.watch(&mut g);
     }
 
     /// Writes output a calling thread left for the I/O thread.

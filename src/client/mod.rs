@@ -42,6 +42,7 @@
 
 mod blocking;
 mod call;
+mod call_set;
 mod cause;
 mod discovery;
 mod error;
@@ -62,6 +63,7 @@ mod wake;
 pub use crate::proto::{ApiMisuse, Status};
 pub use blocking::block_on;
 pub use call::{CallFuture, CallOptions, Response};
+pub use call_set::CallSet;
 pub use cause::{NodeCause, NodeReport};
 pub use discovery::{Discovery, StaticList};
 pub use error::CallError;

@@ -222,6 +222,79 @@ impl Link {
         }
     }
 
+    /// Reads answers on the calling thread for a [`CallSet`](super::CallSet) whose pending
+    /// futures all wait for calls on this link, `calls` of them, which are every call
+    /// outstanding on it: the set's thread takes the reading over (as [`Link::read_own`] does
+    /// for one call), waits on the socket, and returns once a batch of answers is delivered,
+    /// the connection ends, a timer of the core (the earliest `deadline` among them) is near,
+    /// or `stop` says the set has other work. Returns false when it did not read (the set
+    /// parks); a TLS link is left to the I/O thread.
+    pub fn read_for_set(
+        self: &Arc<Self>,
+        table: &NodeTable,
+        calls: usize,
+        deadline: Instant,
+        stop: &dyn Fn() -> bool,
+    ) -> bool {
+        if self.is_tls {
+            return false;
+        }
+        let (fd, limit, mut input) = {
+            let mut g = self.inner.lock();
+            let now = Instant::now();
+            if !g.blocking
+                || !g.connected
+                || g.core.out_len() != 0
+                || g.slots.len() != calls
+                || g.claimed.is_some()
+                || g.caller_reading
+                || g.io_reading
+                || g.read_done
+                || g.core.is_closed()
+                || next_timer(&g, deadline) < now + WAIT_SLICE
+                || g.removed
+                || (g.registered && !self.leave_poll(&mut g))
+            {
+                return false;
+            }
+            g.caller_reading = true;
+            let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
+            (g.stream.as_raw_fd(), limit, std::mem::take(&mut g.input))
+        };
+        let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        loop {
+            let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+            let len = room.len();
+            let res = recv(fd, room, true);
+            let mut g = self.inner.lock();
+            g.input = input;
+            let now = Instant::now();
+            let drained = self.received(&mut g, table, now, res, len, false, &mut d);
+            if !drained && !g.read_done && !g.core.is_closed() {
+                self.read(&mut g, table, now, false, &mut d);
+            }
+            self.flush(&mut g, table, now, &mut d);
+            let over = !d.is_empty()
+                || g.read_done
+                || g.core.is_closed()
+                || next_timer(&g, deadline) < now + WAIT_SLICE
+                || stop();
+            if !over {
+                input = std::mem::take(&mut g.input);
+                continue;
+            }
+            g.input.shrink_if_empty(64 * 1024);
+            let wake_io = self.hand_back(&mut g, true);
+            drop(g);
+            if wake_io {
+                self.io.wake();
+            }
+            deliver(d.drain(..));
+            SCRATCH.with(|s| *s.borrow_mut() = d);
+            return true;
+        }
+    }
+
     /// Ends a caller's own read (plaintext or TLS): gives reading back to the I/O thread and
     /// wakes it when the link must be finished or has output left, then delivers `d`.
     pub(super) fn end_own_read(&self, mut g: MutexGuard<'_, LinkInner>, mut d: Deliveries) {
@@ -245,10 +318,20 @@ impl Link {
     /// meanwhile is reported when it is added), and so does any call that is not read by its
     /// caller ([`Link::watch`]).
     pub(super) fn give_back_reading(&self, g: &mut LinkInner) -> bool {
+        self.hand_back(g, false)
+    }
+
+    /// [`give_back_reading`](Self::give_back_reading); with `keep`, the reader comes back for
+    /// the calls still outstanding (a [`CallSet`](super::CallSet)'s next round), so the socket
+    /// stays out of the poll while they are all its own: it goes back in if anything else
+    /// needs the I/O thread (a call of another thread, a tick: `rejoin_wanted`), or when the
+    /// set parks without reading (it watches its links then).
+    fn hand_back(&self, g: &mut LinkInner, keep: bool) -> bool {
         g.caller_reading = false;
         let output_left = !g.core.out().is_empty() || !g.tls_flushed();
         let wake_io = g.core.is_closed() || g.read_done || output_left;
-        if wake_io || g.core.outstanding() > 0 || g.retired {
+        let wanted = std::mem::take(&mut g.rejoin_wanted);
+        if wake_io || wanted || g.retired || (!keep && g.core.outstanding() > 0) {
             let mut want = Interest::READABLE;
             if output_left {
                 want = want.add(Interest::WRITABLE);
@@ -262,7 +345,11 @@ impl Link {
     /// Puts a socket left out of the poll by the last own read back in, so the I/O thread
     /// hears of what arrives (a call it must deliver, or the idle connection's GOAWAY or close).
     pub(super) fn watch(&self, g: &mut LinkInner) {
-        if !g.registered && !g.caller_reading && !g.removed {
+        if g.caller_reading {
+            g.rejoin_wanted = true;
+            return;
+        }
+        if !g.registered && !g.removed {
             let want = g.interest.add(Interest::READABLE);
             self.rejoin_poll(g, want);
         }

@@ -1,0 +1,390 @@
+//! [`CallSet`]: many futures in flight, polled from the calling thread, which writes their
+//! requests and reads their answers itself when it can.
+//!
+//! A foreign executor polls a call, parks, and is woken by the client's I/O thread, which
+//! read the answer and wrote the requests queued meanwhile: two thread hops and a wake per
+//! batch. A set drives its futures in *rounds* instead:
+//!
+//! 1. it polls every future that was woken (a new future counts as woken); a call sent during
+//!    the round is queued, not written, and does not wake the I/O thread
+//!    ([`SendMode::Defer`](super::link::SendMode));
+//! 2. it writes the round's requests, one `send` per connection ([`defer_flush`]);
+//! 3. when none of its futures is ready, and every one waits for nothing but a call on one
+//!    plaintext connection that has no other call outstanding, it reads that connection
+//!    itself ([`Link::read_for_set`]) until a batch of answers is in; otherwise it parks
+//!    until woken, with the connection watched by the I/O thread again.
+//!
+//! "Nothing but a call" is proven the way [`block_on`](super::block_on) proves it: each
+//! future has its own waker, and a pending future whose waker's only clone outside the set
+//! is held by its call's slot can be woken by nothing else. So a future that also waits for a
+//! timer or a channel is never starved: the set parks for it as any executor would.
+//!
+//! What a call guarantees (exactly-once resolution, its deadline, replay) is the call's own
+//! business and holds whoever reads: the set's thread reads and handles frames through the
+//! same code as the I/O thread, and stops reading before a deadline is due.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use super::blocking::{Driver, OwnRead, driven_by, take_offers};
+use super::link::Link;
+use super::table::NodeTable;
+
+/// The longest a set parks before it polls its futures again (as `block_on`'s slice).
+const PARK_SLICE: Duration = Duration::from_millis(20);
+
+thread_local! {
+    /// Connections a set's round queued requests on, to write at the round's end.
+    static DEFERRED: RefCell<Vec<(Arc<Link>, Arc<NodeTable>)>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Called by a call whose request a set's round queued on `link` (see the module docs).
+pub(super) fn defer_flush(link: &Arc<Link>, table: &Arc<NodeTable>) {
+    DEFERRED.with_borrow_mut(|d| {
+        if !d.iter().any(|(l, _)| Arc::ptr_eq(l, link)) {
+            d.push((link.clone(), table.clone()));
+        }
+    });
+}
+
+/// Writes every request this thread's round queued.
+fn flush_round() {
+    let links = DEFERRED.with_borrow_mut(std::mem::take);
+    for (link, table) in &links {
+        link.flush_deferred(table);
+    }
+    // Keep the allocation.
+    DEFERRED.with_borrow_mut(|d| {
+        if d.is_empty() {
+            let mut links = links;
+            links.clear();
+            *d = links;
+        }
+    });
+}
+
+/// The set's ready list: lanes woken since they were last polled, each at most once.
+struct Ready {
+    inner: Mutex<ReadyInner>,
+    thread: std::thread::Thread,
+}
+
+struct ReadyInner {
+    lanes: Vec<usize>,
+    /// The set's thread is parked (or about to): a wake must unpark it.
+    sleeping: bool,
+}
+
+/// One lane's waker: it puts the lane on the ready list.
+struct LaneWaker {
+    lane: usize,
+    /// The lane is on the ready list (or in the round being polled) already.
+    queued: AtomicBool,
+    ready: Arc<Ready>,
+}
+
+impl Wake for LaneWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        if self.queued.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let sleeping = {
+            let mut r = self.ready.inner.lock();
+            r.lanes.push(self.lane);
+            r.sleeping
+        };
+        if sleeping {
+            self.ready.thread.unpark();
+        }
+    }
+}
+
+struct Lane<F> {
+    fut: Pin<Box<Option<F>>>,
+    arc: Arc<LaneWaker>,
+    waker: Waker,
+    /// The call the lane's future waits for, if its last poll offered exactly one read.
+    offer: Option<OwnRead>,
+}
+
+impl<F> Lane<F> {
+    /// Whether nothing but its call's slot can wake the lane: the set holds two references to
+    /// its waker (`arc`, `waker`), the slot the third.
+    fn only_the_call_can_wake(&self) -> bool {
+        Arc::strong_count(&self.arc) == 3
+    }
+}
+
+/// A bounded set of futures polled from the calling thread: push futures, take their outputs
+/// with [`next`](Iterator::next) in the order they complete.
+///
+/// It is an executor for a thread that keeps many calls in flight without an async runtime
+/// (a load generator, a fan-out): futures make progress only inside `next`
+/// (the set is an [`Iterator`] over their outputs). Any future may
+/// go in; for those that wait for gracerpc calls only, the thread writes their requests per
+/// round and reads their answers itself (see the module docs).
+///
+/// ```no_run
+/// # use gracerpc::client::{CallSet, Client, CallOptions};
+/// # fn f(client: &Client) {
+/// let opts = CallOptions::new();
+/// let bodies: Vec<[u8; 1]> = (0..200u8).map(|i| [i]).collect();
+/// let mut set = CallSet::with_capacity(64);
+/// let mut todo = bodies.iter();
+/// // Keep up to 64 calls in flight; a new one goes in as each ends.
+/// for body in todo.by_ref().take(64) {
+///     let _ = set.push(client.call_ref("echo", body, &opts));
+/// }
+/// while let Some(result) = set.next() {
+///     println!("{:?}", result.map(|r| r.body));
+///     if let Some(body) = todo.next() {
+///         let _ = set.push(client.call_ref("echo", body, &opts));
+///     }
+/// }
+/// # }
+/// ```
+pub struct CallSet<F: Future> {
+    lanes: Vec<Lane<F>>,
+    /// Lanes without a future.
+    free: Vec<usize>,
+    ready: Arc<Ready>,
+    /// The lanes of the round being polled, and how far the round got.
+    round: Vec<usize>,
+    at: usize,
+    /// Scratch for the reads offered during one poll.
+    offers: Vec<OwnRead>,
+}
+
+impl<F: Future> CallSet<F> {
+    /// A set holding at most `capacity` futures at once (at least one).
+    pub fn with_capacity(capacity: usize) -> CallSet<F> {
+        let capacity = capacity.max(1);
+        let ready = Arc::new(Ready {
+            inner: Mutex::new(ReadyInner {
+                lanes: Vec::with_capacity(capacity),
+                sleeping: false,
+            }),
+            thread: std::thread::current(),
+        });
+        let lanes = (0..capacity)
+            .map(|lane| {
+                let arc = Arc::new(LaneWaker {
+                    lane,
+                    queued: AtomicBool::new(false),
+                    ready: ready.clone(),
+                });
+                Lane {
+                    fut: Box::pin(None),
+                    waker: Waker::from(arc.clone()),
+                    arc,
+                    offer: None,
+                }
+            })
+            .collect();
+        CallSet {
+            lanes,
+            free: (0..capacity).rev().collect(),
+            ready,
+            round: Vec::with_capacity(capacity),
+            at: 0,
+            offers: Vec::new(),
+        }
+    }
+
+    /// How many futures the set holds.
+    pub fn len(&self) -> usize {
+        self.lanes.len() - self.free.len()
+    }
+
+    /// Whether the set holds no future.
+    pub fn is_empty(&self) -> bool {
+        self.free.len() == self.lanes.len()
+    }
+
+    /// The most futures the set holds at once.
+    pub fn capacity(&self) -> usize {
+        self.lanes.len()
+    }
+
+    /// Adds a future, to be polled first by the next [`next`](Iterator::next). Gives it back when
+    /// the set is full.
+    pub fn push(&mut self, fut: F) -> Result<(), F> {
+        let Some(i) = self.free.pop() else {
+            return Err(fut);
+        };
+        let lane = &mut self.lanes[i];
+        lane.fut.set(Some(fut));
+        lane.arc.wake_by_ref();
+        Ok(())
+    }
+
+    /// [`next`](Iterator::next), waiting at most `timeout`: `None` also when it passed first
+    /// (tell the two apart with [`is_empty`](Self::is_empty)).
+    pub fn next_timeout(&mut self, timeout: Duration) -> Option<F::Output> {
+        self.next_until(Some(Instant::now() + crate::capped(timeout)))
+    }
+
+    fn next_until(&mut self, until: Option<Instant>) -> Option<F::Output> {
+        loop {
+            if self.is_empty() {
+                flush_round();
+                return None;
+            }
+            if self.at == self.round.len() && !self.next_round() {
+                // Nothing is ready: write the round's requests, then read or park.
+                flush_round();
+                if !self.next_round() {
+                    if until.is_some_and(|t| Instant::now() >= t) {
+                        return None;
+                    }
+                    self.wait(until);
+                }
+                continue;
+            }
+            let i = self.round[self.at];
+            self.at += 1;
+            if let Some(out) = self.poll_lane(i) {
+                if self.at == self.round.len() && self.ready.inner.lock().lanes.is_empty() {
+                    // The last of the round: its requests go out now, not when the caller
+                    // comes back.
+                    flush_round();
+                }
+                return Some(out);
+            }
+        }
+    }
+
+    /// Takes the ready list as the next round. Returns false if it was empty.
+    fn next_round(&mut self) -> bool {
+        self.round.clear();
+        self.at = 0;
+        std::mem::swap(&mut self.round, &mut self.ready.inner.lock().lanes);
+        !self.round.is_empty()
+    }
+
+    fn poll_lane(&mut self, i: usize) -> Option<F::Output> {
+        let lane = &mut self.lanes[i];
+        lane.arc.queued.store(false, Ordering::Release);
+        let fut = lane.fut.as_mut().as_pin_mut()?;
+        let mut cx = Context::from_waker(&lane.waker);
+        let polled = driven_by(Driver::Set, || fut.poll(&mut cx));
+        take_offers(&mut self.offers);
+        lane.offer = if self.offers.len() == 1 {
+            self.offers.pop()
+        } else {
+            None
+        };
+        self.offers.clear();
+        match polled {
+            Poll::Pending => None,
+            Poll::Ready(out) => {
+                lane.fut.set(None);
+                lane.offer = None;
+                self.free.push(i);
+                Some(out)
+            }
+        }
+    }
+
+    /// Nothing is ready: reads the one connection every pending future waits on, if there is
+    /// one (see the module docs); else parks until a future is woken (at most a slice).
+    fn wait(&mut self, until: Option<Instant>) {
+        if let Some((link, table, calls, deadline)) = self.own_read_plan() {
+            let ready = &self.ready;
+            let stop = || !ready.inner.lock().lanes.is_empty();
+            let deadline = until.map_or(deadline, |t| t.min(deadline));
+            if link.read_for_set(&table, calls, deadline, &stop) {
+                return;
+            }
+        }
+        // The I/O thread reads for us meanwhile: give it back any connection our last read
+        // left out of its poll.
+        for lane in &self.lanes {
+            if let Some(o) = &lane.offer {
+                o.link.unlease();
+            }
+        }
+        {
+            let mut r = self.ready.inner.lock();
+            if !r.lanes.is_empty() {
+                return;
+            }
+            r.sleeping = true;
+        }
+        let slice = until.map_or(PARK_SLICE, |t| {
+            PARK_SLICE.min(t.saturating_duration_since(Instant::now()))
+        });
+        std::thread::park_timeout(slice);
+        self.ready.inner.lock().sleeping = false;
+        // A call past its deadline is polled again, which ends it even if the I/O thread that
+        // should have is gone or stalled (as `block_on` polls again every slice).
+        let now = Instant::now();
+        for lane in &self.lanes {
+            if lane.offer.as_ref().is_some_and(|o| o.deadline <= now) {
+                lane.arc.wake_by_ref();
+            }
+        }
+    }
+
+    /// The connection to read, the table, the calls outstanding there and the earliest
+    /// deadline, when every future in the set waits for nothing but one call on it.
+    fn own_read_plan(&self) -> Option<(Arc<Link>, Arc<NodeTable>, usize, Instant)> {
+        let mut plan: Option<(&OwnRead, usize, Instant)> = None;
+        for lane in &self.lanes {
+            if lane.fut.is_none() {
+                continue;
+            }
+            let o = lane.offer.as_ref()?;
+            if !lane.only_the_call_can_wake() {
+                return None;
+            }
+            match &mut plan {
+                None => plan = Some((o, 1, o.deadline)),
+                Some((first, calls, deadline)) => {
+                    if !Arc::ptr_eq(&first.link, &o.link) {
+                        return None;
+                    }
+                    *calls += 1;
+                    *deadline = (*deadline).min(o.deadline);
+                }
+            }
+        }
+        let (o, calls, deadline) = plan?;
+        Some((o.link.clone(), o.table.clone(), calls, deadline))
+    }
+}
+
+/// The set's outputs as they complete; iterating blocks the thread. Futures pushed after it
+/// returned `None` (the set was empty) are waited for by the next call.
+impl<F: Future> Iterator for CallSet<F> {
+    type Item = F::Output;
+
+    /// Waits for one of the set's futures to complete and returns its output; `None` when the
+    /// set is empty. Must be called from the thread that made the set (its waker unparks that
+    /// thread).
+    fn next(&mut self) -> Option<F::Output> {
+        self.next_until(None)
+    }
+}
+
+impl<F: Future> Drop for CallSet<F> {
+    fn drop(&mut self) {
+        // Dropping the futures cancels their calls; what a round queued still goes out (a
+        // cancelled request is answered and forgotten, as any other).
+        for lane in &mut self.lanes {
+            lane.fut.set(None);
+        }
+        flush_round();
+    }
+}

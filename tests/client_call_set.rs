@@ -1,0 +1,367 @@
+//! `CallSet`: many futures in flight polled from the calling thread, which writes their
+//! requests per round and reads their answers itself when every future waits for nothing but
+//! a call on one connection. Every call still resolves exactly once, on time, and other
+//! threads' calls on the same connection, and futures that wait for other things, are served.
+
+#[path = "support/peer.rs"]
+mod peer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::ThreadId;
+use std::time::{Duration, Instant};
+
+use gracerpc::client::{CallError, CallOptions, CallSet, Client};
+use gracerpc::server::{Request, Responder, Server, ServerHandle};
+use peer::QUICK;
+
+fn ready_client(server: &ServerHandle) -> Client {
+    let client = Client::builder()
+        .nodes([server.local_addr()])
+        .build()
+        .expect("client");
+    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
+    client
+}
+
+/// Calls to `held` are kept by the handler until the test answers them.
+type Held = Arc<Mutex<Vec<Responder>>>;
+
+/// A server with an inline `echo` and a deferred `held`, and a client ready to call it.
+fn server() -> (ServerHandle, Client, Held) {
+    let held: Held = Arc::default();
+    let keep = held.clone();
+    let server = Server::builder()
+        .inline_handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .deferred_handler("held", move |_: &Request<'_>, r: Responder| {
+            keep.lock().unwrap().push(r)
+        })
+        .drain_budget(Duration::from_secs(10))
+        .spawn()
+        .expect("server");
+    let client = ready_client(&server);
+    (server, client, held)
+}
+
+fn wait_held(held: &Held, n: usize) {
+    peer::wait_until(QUICK, "the handler to hold the calls", || {
+        held.lock().unwrap().len() >= n
+    });
+}
+
+fn answer_all(held: &Held) {
+    for r in held.lock().unwrap().drain(..) {
+        let _ = r.ok(b"late".to_vec());
+    }
+}
+
+#[test]
+fn every_call_in_a_set_gets_its_own_answer_once() {
+    let (_server, client, _) = server();
+    let opts = CallOptions::new();
+    let total = 3000u32;
+    let mut set = CallSet::with_capacity(64);
+    let (mut started, mut seen) = (0u32, vec![false; total as usize]);
+    let call = |i: u32| {
+        let fut = client.call_async("echo", i.to_be_bytes().to_vec(), opts.clone());
+        async move { (i, fut.await) }
+    };
+    while started < 64 {
+        assert!(set.push(call(started)).is_ok());
+        started += 1;
+    }
+    assert!(
+        set.push(call(started)).is_err(),
+        "a full set took a 65th future"
+    );
+    while let Some((i, r)) = set.next() {
+        let r = r.expect("call");
+        assert_eq!(
+            r.body,
+            i.to_be_bytes(),
+            "call {i} got another call's answer"
+        );
+        assert!(
+            !std::mem::replace(&mut seen[i as usize], true),
+            "call {i} ended twice"
+        );
+        if started < total {
+            assert!(set.push(call(started)).is_ok(), "no room after an output");
+            started += 1;
+        }
+    }
+    assert!(seen.iter().all(|&s| s), "a call never ended");
+    assert!(set.is_empty());
+}
+
+/// Counts on which thread a call's answer is delivered (its waker woken), then wakes the
+/// set's lane.
+struct Witness {
+    inner: Waker,
+    on_caller: Arc<AtomicUsize>,
+    elsewhere: Arc<AtomicUsize>,
+    caller: ThreadId,
+}
+
+impl Wake for Witness {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+    fn wake_by_ref(self: &Arc<Self>) {
+        if std::thread::current().id() == self.caller {
+            self.on_caller.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.elsewhere.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.wake_by_ref();
+    }
+}
+
+/// A call polled with a [`Witness`] around the set's waker.
+struct Witnessed<F> {
+    call: Pin<Box<F>>,
+    on_caller: Arc<AtomicUsize>,
+    elsewhere: Arc<AtomicUsize>,
+}
+
+impl<F: Future> Future for Witnessed<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let w = Waker::from(Arc::new(Witness {
+            inner: cx.waker().clone(),
+            on_caller: self.on_caller.clone(),
+            elsewhere: self.elsewhere.clone(),
+            caller: std::thread::current().id(),
+        }));
+        self.call.as_mut().poll(&mut Context::from_waker(&w))
+    }
+}
+
+/// A set whose futures wait for nothing but calls on one connection reads their answers on
+/// its own thread: most wake-ups happen there, not on the client's I/O thread (a few may,
+/// before the set takes the reading over or at the I/O thread's tick).
+#[test]
+fn a_set_alone_on_its_connection_reads_the_answers_itself() {
+    let (_server, client, _) = server();
+    let opts = CallOptions::new();
+    let (on_caller, elsewhere) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let call = || Witnessed {
+        call: Box::pin(client.call_ref("echo", b"x", &opts)),
+        on_caller: on_caller.clone(),
+        elsewhere: elsewhere.clone(),
+    };
+    let mut set = CallSet::with_capacity(32);
+    let total = 5000;
+    let mut started = 0;
+    while started < 32 {
+        assert!(set.push(call()).is_ok());
+        started += 1;
+    }
+    while let Some(r) = set.next() {
+        r.expect("call");
+        if started < total {
+            assert!(set.push(call()).is_ok());
+            started += 1;
+        }
+    }
+    let (mine, io) = (
+        on_caller.load(Ordering::Relaxed),
+        elsewhere.load(Ordering::Relaxed),
+    );
+    assert!(
+        mine > io,
+        "{mine} answers were delivered on the set's thread and {io} on another: the set did not read its own"
+    );
+}
+
+/// A flag another thread raises, waking whoever waits for it.
+#[derive(Clone, Default)]
+struct Flag(Arc<Mutex<(bool, Option<Waker>)>>);
+
+impl Flag {
+    fn raise(&self) {
+        let waker = {
+            let mut g = self.0.lock().unwrap();
+            g.0 = true;
+            g.1.take()
+        };
+        if let Some(w) = waker {
+            w.wake();
+        }
+    }
+}
+
+impl Future for Flag {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut g = self.0.lock().unwrap();
+        if g.0 {
+            return Poll::Ready(());
+        }
+        g.1 = Some(cx.waker().clone());
+        Poll::Pending
+    }
+}
+
+/// A future of the set that waits for a call and a flag: the flag's wake-up is seen while the
+/// call is still held, and the held calls of the other futures end when answered.
+#[test]
+fn a_future_in_a_set_that_waits_for_something_else_is_not_starved() {
+    let (_server, client, held) = server();
+    let opts = CallOptions::new().deadline(Duration::from_secs(30));
+    let flag = Flag::default();
+    type Lane<'a> = Pin<Box<dyn Future<Output = &'static str> + 'a>>;
+    let mut set: CallSet<Lane<'_>> = CallSet::with_capacity(4);
+    for _ in 0..3 {
+        let call = client.call_ref("held", b"x", &opts);
+        assert!(
+            set.push(Box::pin(
+                async move { call.await.map_or("failed", |_| "call") }
+            ))
+            .is_ok()
+        );
+    }
+    let (call, f) = (client.call_ref("held", b"x", &opts), flag.clone());
+    let race: Lane<'_> = Box::pin(async move {
+        let mut call = Box::pin(call);
+        let mut f = f;
+        std::future::poll_fn(move |cx| {
+            if call.as_mut().poll(cx).is_ready() {
+                return Poll::Ready("call");
+            }
+            Pin::new(&mut f).poll(cx).map(|()| "flag")
+        })
+        .await
+    });
+    assert!(set.push(race).is_ok());
+    // The set polls and sends; then every call is held.
+    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    wait_held(&held, 4);
+    let raiser = {
+        let flag = flag.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            flag.raise();
+        })
+    };
+    let t0 = Instant::now();
+    let first = set.next_timeout(QUICK);
+    assert_eq!(first, Some("flag"), "the flag's wake-up was not seen");
+    assert!(t0.elapsed() < QUICK);
+    raiser.join().unwrap();
+    answer_all(&held);
+    let mut rest = Vec::new();
+    while let Some(r) = set.next_timeout(QUICK) {
+        rest.push(r);
+    }
+    assert!(set.is_empty(), "held calls did not end once answered");
+    assert_eq!(rest, ["call"; 3]);
+}
+
+/// While a set's thread reads its connection, a call another thread makes on it is answered
+/// (the reader hands it over), and the set's own calls still end when answered.
+#[test]
+fn another_threads_call_on_the_sets_connection_is_answered_meanwhile() {
+    let (_server, client, held) = server();
+    let opts = CallOptions::new().deadline(Duration::from_secs(30));
+    let mut set = CallSet::with_capacity(16);
+    for _ in 0..16 {
+        assert!(set.push(client.call_ref("held", b"x", &opts)).is_ok());
+    }
+    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    wait_held(&held, 16);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let other = {
+        let client = client.clone();
+        std::thread::spawn(move || {
+            for i in 0..50u32 {
+                let r = client.call("echo", &i.to_be_bytes()).expect("echo");
+                assert_eq!(r, i.to_be_bytes());
+            }
+            tx.send(()).unwrap();
+        })
+    };
+    // The set's thread reads (its calls are all held) while the other thread calls.
+    let mut early = None;
+    let t0 = Instant::now();
+    while rx.try_recv().is_err() {
+        assert!(
+            t0.elapsed() < QUICK * 2,
+            "another thread's calls were not answered while the set read"
+        );
+        if let Some(r) = set.next_timeout(Duration::from_millis(20)) {
+            early = Some(r);
+        }
+    }
+    assert!(early.is_none(), "a held call ended before it was answered");
+    other.join().unwrap();
+    answer_all(&held);
+    let mut n = 0;
+    while let Some(r) = set.next_timeout(QUICK) {
+        r.expect("held call");
+        n += 1;
+    }
+    assert_eq!(n, 16);
+}
+
+/// Calls in a set whose server never answers end at their deadline, as elsewhere.
+#[test]
+fn calls_in_a_set_end_at_their_deadline() {
+    let (_server, client, held) = server();
+    let opts = CallOptions::new().deadline(Duration::from_millis(300));
+    let mut set = CallSet::with_capacity(8);
+    for _ in 0..8 {
+        assert!(set.push(client.call_ref("held", b"x", &opts)).is_ok());
+    }
+    let t0 = Instant::now();
+    let mut ends = 0;
+    while let Some(r) = set.next_timeout(QUICK) {
+        assert!(
+            matches!(r, Err(CallError::DeadlineExceeded { may_have_run: true })),
+            "{r:?}"
+        );
+        ends += 1;
+    }
+    assert_eq!(
+        ends, 8,
+        "calls still pending {QUICK:?} after a 300 ms deadline"
+    );
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(300), "ended early: {took:?}");
+    answer_all(&held);
+}
+
+/// Dropping a set cancels its calls; the connection keeps working for the next caller.
+#[test]
+fn a_dropped_set_cancels_its_calls_and_the_connection_goes_on() {
+    let (_server, client, held) = server();
+    let opts = CallOptions::new().deadline(Duration::from_secs(30));
+    {
+        let mut set = CallSet::with_capacity(8);
+        for _ in 0..8 {
+            assert!(set.push(client.call_ref("held", b"x", &opts)).is_ok());
+        }
+        assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+        wait_held(&held, 8);
+    }
+    for i in 0..20u32 {
+        let r = client
+            .call("echo", &i.to_be_bytes())
+            .expect("echo after the drop");
+        assert_eq!(r, i.to_be_bytes());
+    }
+    let mut set = CallSet::with_capacity(4);
+    for _ in 0..4 {
+        assert!(set.push(client.call_ref("echo", b"y", &opts)).is_ok());
+    }
+    let mut n = 0;
+    for r in set {
+        assert_eq!(r.expect("echo").body, b"y");
+        n += 1;
+    }
+    assert_eq!(n, 4);
+    answer_all(&held);
+}
