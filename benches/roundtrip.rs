@@ -533,11 +533,45 @@ fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64)
     pipeline::pipelined(c, method, body, depth, n)
 }
 
+/// [`rpc_pipelined_to`] on gracerpc's own executor, a [`CallSet`](gracerpc::client::CallSet).
+fn rpc_pipelined_set(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
+    pipeline::pipelined_set(c, method, body, depth, n)
+}
+
 fn rpc_fan_in(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
     let t = Instant::now();
     std::thread::scope(|s| {
         for _ in 0..threads {
             s.spawn(|| rpc_pipelined(c, body, depth, n / threads as u64));
+        }
+    });
+    t.elapsed()
+}
+
+/// [`rpc_fan_in`] with each thread's calls on a [`CallSet`](gracerpc::client::CallSet).
+fn rpc_fan_in_set(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| rpc_pipelined_set(c, "echo", body, depth, n / threads as u64));
+        }
+    });
+    t.elapsed()
+}
+
+/// [`rpc_fan_in_set`] with a client (so a connection) per thread, as raw's fan-in has.
+fn rpc_fan_in_clients(
+    addr: SocketAddr,
+    body: usize,
+    threads: usize,
+    depth: usize,
+    n: u64,
+) -> Duration {
+    let clients: Vec<Client> = (0..threads).map(|_| rpc_client(addr)).collect();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        for c in &clients {
+            s.spawn(move || rpc_pipelined_set(c, "echo", body, depth, n / threads as u64));
         }
     });
     t.elapsed()
@@ -662,26 +696,28 @@ impl Runs {
     }
 }
 
+/// One side of a case: its label and what runs `n` of its calls.
+type Contender<'a> = (&'static str, &'a mut dyn FnMut(u64) -> Duration);
+
 /// Runs `n` calls of each contender, alternating, `rounds` times; prints per contender the
-/// median calls/s with its spread, the ratio to raw, and per call each side's CPU µs and
-/// context switches.
-fn ratio(name: &str, rounds: usize, n: u64, contenders: [&mut dyn FnMut(u64) -> Duration; 3]) {
-    let mut runs: [Runs; 3] = Default::default();
-    let mut contenders = contenders;
-    for c in contenders.iter_mut() {
+/// median calls/s with its spread, the ratio to the first (raw), and per call each side's CPU
+/// µs and context switches.
+fn ratio(name: &str, rounds: usize, n: u64, mut contenders: Vec<Contender<'_>>) {
+    let mut runs: Vec<Runs> = contenders.iter().map(|_| Runs::default()).collect();
+    for (_, c) in contenders.iter_mut() {
         c(n / 10); // warm-up
     }
     for _ in 0..rounds {
-        for (c, r) in contenders.iter_mut().zip(runs.iter_mut()) {
+        for ((_, c), r) in contenders.iter_mut().zip(runs.iter_mut()) {
             r.run(n, c);
         }
     }
     let raw = runs[0].summary().0;
     println!("{name}");
-    for (label, r) in ["raw", "raw+codec", "gracerpc"].iter().zip(&runs) {
+    for ((label, _), r) in contenders.iter().zip(&runs) {
         let (rate, lo, hi, [s_us, s_cs, c_us, c_cs]) = r.summary();
         println!(
-            "  {label:<10} {rate:>9.0} calls/s ({lo:>7.0}–{hi:<7.0}) ratio {:.2}   server {s_us:>5.2} us {s_cs:>5.2} cs   caller {c_us:>5.2} us {c_cs:>5.2} cs  per call",
+            "  {label:<14} {rate:>9.0} calls/s ({lo:>7.0}–{hi:<7.0}) ratio {:.2}   server {s_us:>5.2} us {s_cs:>5.2} cs   caller {c_us:>5.2} us {c_cs:>5.2} cs  per call",
             rate / raw
         );
     }
@@ -698,17 +734,22 @@ fn p99(mut v: Vec<u32>) -> f64 {
 /// each call costs both contenders two clock readings per call.
 fn latencies(f: &Fixture, rounds: usize) {
     let n = 50_000;
-    let (mut raw, mut rpc) = (Vec::new(), Vec::new());
+    let (mut raw, mut rpc, mut set) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         raw.push(p99(raw_pipelined_latencies(f.raw, 32, 64, n).1));
+        set.push(p99(pipeline::pipelined_set_latencies(
+            &f.client, "echo", 32, 64, n,
+        )
+        .1));
         rpc.push(p99(pipeline::pipelined_latencies(
             &f.client, "echo", 32, 64, n,
         )
         .1));
     }
-    let (raw, rpc) = (median(raw), median(rpc));
+    let (raw, rpc, set) = (median(raw), median(rpc), median(set));
     println!(
-        "p99 latency, 64 in flight 32B (median of {rounds} rounds)\n  raw {raw:>6.0} us   gracerpc {rpc:>6.0} us   gracerpc / raw {:.1} (target <= 4)",
+        "p99 latency, 64 in flight 32B (median of {rounds} rounds)\n  raw {raw:>6.0} us   gracerpc set {set:>6.0} us ({:.1} x raw)   gracerpc {rpc:>6.0} us ({:.1} x raw; target <= 4)",
+        set / raw,
         rpc / raw
     );
 }
@@ -727,10 +768,10 @@ fn interleaved() {
             &format!("sequential {body}B"),
             rounds,
             20_000,
-            [
-                &mut |n| raw_sequential(&mut raw, body, n),
-                &mut |n| codec_sequential(&mut codec, body, n),
-                &mut |n| rpc_sequential(&f.client, body, n),
+            vec![
+                ("raw", &mut |n| raw_sequential(&mut raw, body, n)),
+                ("raw+codec", &mut |n| codec_sequential(&mut codec, body, n)),
+                ("gracerpc", &mut |n| rpc_sequential(&f.client, body, n)),
             ],
         );
         if body == 32 {
@@ -738,10 +779,10 @@ fn interleaved() {
                 "sequential 32B future",
                 rounds,
                 20_000,
-                [
-                    &mut |n| raw_sequential(&mut raw, body, n),
-                    &mut |n| codec_sequential(&mut codec, body, n),
-                    &mut |n| rpc_sequential_future(&f.client, body, n),
+                vec![
+                    ("raw", &mut |n| raw_sequential(&mut raw, body, n)),
+                    ("raw+codec", &mut |n| codec_sequential(&mut codec, body, n)),
+                    ("gracerpc", &mut |n| rpc_sequential_future(&f.client, body, n)),
                 ],
             );
         }
@@ -749,22 +790,32 @@ fn interleaved() {
             &format!("pipelined 64 {body}B"),
             rounds,
             50_000,
-            [
-                &mut |n| raw_pipelined(f.raw, body, 64, n),
-                &mut |n| codec_pipelined(f.codec, body, 64, n),
-                &mut |n| rpc_pipelined(&f.client, body, 64, n),
+            vec![
+                ("raw", &mut |n| raw_pipelined(f.raw, body, 64, n)),
+                ("raw+codec", &mut |n| codec_pipelined(f.codec, body, 64, n)),
+                ("gracerpc set", &mut |n| {
+                    rpc_pipelined_set(&f.client, "echo", body, 64, n)
+                }),
+                ("gracerpc", &mut |n| rpc_pipelined(&f.client, body, 64, n)),
             ],
         );
     }
     latencies(&f, rounds);
+    let server = f._server.local_addr();
     ratio(
         "fan-in 4x16 32B",
         rounds,
         50_000,
-        [
-            &mut |n| raw_fan_in(f.raw, 32, 4, 16, n),
-            &mut |n| codec_fan_in(f.codec, 32, 4, 16, n),
-            &mut |n| rpc_fan_in(&f.client, 32, 4, 16, n),
+        vec![
+            ("raw", &mut |n| raw_fan_in(f.raw, 32, 4, 16, n)),
+            ("raw+codec", &mut |n| codec_fan_in(f.codec, 32, 4, 16, n)),
+            ("gracerpc set", &mut |n| {
+                rpc_fan_in_set(&f.client, 32, 4, 16, n)
+            }),
+            ("gracerpc", &mut |n| rpc_fan_in(&f.client, 32, 4, 16, n)),
+            ("4 clients set", &mut |n| {
+                rpc_fan_in_clients(server, 32, 4, 16, n)
+            }),
         ],
     );
     // The same with the handler on a worker thread instead of inline.
@@ -774,20 +825,27 @@ fn interleaved() {
         "sequential 32B worker",
         rounds,
         20_000,
-        [
-            &mut |n| raw_sequential(&mut raw, 32, n),
-            &mut |n| codec_sequential(&mut codec, 32, n),
-            &mut |n| rpc_sequential_to(&f.client, "echo_worker", 32, n),
+        vec![
+            ("raw", &mut |n| raw_sequential(&mut raw, 32, n)),
+            ("raw+codec", &mut |n| codec_sequential(&mut codec, 32, n)),
+            ("gracerpc", &mut |n| {
+                rpc_sequential_to(&f.client, "echo_worker", 32, n)
+            }),
         ],
     );
     ratio(
         "pipelined 64 32B worker",
         rounds,
         50_000,
-        [
-            &mut |n| raw_pipelined(f.raw, 32, 64, n),
-            &mut |n| codec_pipelined(f.codec, 32, 64, n),
-            &mut |n| rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n),
+        vec![
+            ("raw", &mut |n| raw_pipelined(f.raw, 32, 64, n)),
+            ("raw+codec", &mut |n| codec_pipelined(f.codec, 32, 64, n)),
+            ("gracerpc set", &mut |n| {
+                rpc_pipelined_set(&f.client, "echo_worker", 32, 64, n)
+            }),
+            ("gracerpc", &mut |n| {
+                rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n)
+            }),
         ],
     );
 }
@@ -803,11 +861,13 @@ fn profile(case: &str) {
     let (t, calls) = match case {
         "sequential" => (rpc_sequential(&f.client, 32, seq), seq),
         "pipelined" => (rpc_pipelined(&f.client, 32, 64, n), n),
-        "pipelined_set" => (pipeline::pipelined_set(&f.client, "echo", 32, 64, n), n),
+        "pipelined_set" => (rpc_pipelined_set(&f.client, "echo", 32, 64, n), n),
         "sequential_worker" => (rpc_sequential_to(&f.client, "echo_worker", 32, seq), seq),
         "sequential_future" => (rpc_sequential_future(&f.client, 32, seq), seq),
         "pipelined_worker" => (rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n), n),
         "fanin" => (rpc_fan_in(&f.client, 32, 4, 16, n), n),
+        "fanin_set" => (rpc_fan_in_set(&f.client, 32, 4, 16, n), n),
+        "fanin_clients" => (rpc_fan_in_clients(f._server.local_addr(), 32, 4, 16, n), n),
         "raw_sequential" => (raw_sequential(&mut raw_connect(f.raw), 32, seq), seq),
         "raw_pipelined" => (raw_pipelined(f.raw, 32, 64, n), n),
         "raw_fanin" => (raw_fan_in(f.raw, 32, 4, 16, n), n),

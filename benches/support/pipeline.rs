@@ -119,20 +119,54 @@ fn run(
 /// round's requests and reads the answers itself.
 #[allow(dead_code)] // (not every bench that includes this file uses it)
 pub fn pipelined_set(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
+    run_set(c, method, body, depth, n, None)
+}
+
+/// [`pipelined_set`], and each call's latency in µs (as [`pipelined_latencies`]).
+#[allow(dead_code)] // (not every bench that includes this file times calls)
+pub fn pipelined_set_latencies(
+    c: &Client,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+) -> (Duration, Vec<u32>) {
+    let mut lat = Vec::with_capacity(n as usize);
+    let t = run_set(c, method, body, depth, n, Some(&mut lat));
+    (t, lat)
+}
+
+fn run_set(
+    c: &Client,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+    mut latencies: Option<&mut Vec<u32>>,
+) -> Duration {
     let b = vec![0u8; body];
     let opts = CallOptions::new();
+    let timed = latencies.is_some();
+    let call = || {
+        let started = timed.then(Instant::now);
+        let fut = c.call_ref(method, &b, &opts);
+        async move { (started, fut.await) }
+    };
     let mut set = CallSet::with_capacity(depth);
     let t = Instant::now();
     let mut started = 0u64;
     while started < n && set.len() < depth {
         started += 1;
-        assert!(set.push(c.call_ref(method, &b, &opts)).is_ok(), "room");
+        assert!(set.push(call()).is_ok(), "room");
     }
-    while let Some(r) = set.next() {
+    while let Some((t0, r)) = set.next() {
         r.expect("call");
+        if let (Some(l), Some(t0)) = (latencies.as_deref_mut(), t0) {
+            l.push(t0.elapsed().as_micros() as u32);
+        }
         if started < n {
             started += 1;
-            assert!(set.push(c.call_ref(method, &b, &opts)).is_ok(), "room");
+            assert!(set.push(call()).is_ok(), "room");
         }
     }
     t.elapsed()
