@@ -782,7 +782,9 @@ fn interleaved() {
                 vec![
                     ("raw", &mut |n| raw_sequential(&mut raw, body, n)),
                     ("raw+codec", &mut |n| codec_sequential(&mut codec, body, n)),
-                    ("gracerpc", &mut |n| rpc_sequential_future(&f.client, body, n)),
+                    ("gracerpc", &mut |n| {
+                        rpc_sequential_future(&f.client, body, n)
+                    }),
                 ],
             );
         }

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gracerpc::client::{CallOptions, Client};
+use gracerpc::client::{CallOptions, CallSet, Client};
 use gracerpc::proto::frame::{Hello, Ready, Request as ReqFrame, Response};
 use gracerpc::proto::{Frame, HEADER_LEN, Status, decode};
 use gracerpc::server::{Request, Server};
@@ -186,6 +186,37 @@ fn caller_path() -> f64 {
     (ALLOCS.load(Ordering::SeqCst) - before) as f64 / CALLS as f64
 }
 
+/// Allocations per call of 64 calls in flight on a [`CallSet`], after warm-up.
+fn caller_path_set() -> f64 {
+    let addr = raw_node();
+    let client = Client::builder().nodes([addr]).build().expect("client");
+    assert!(
+        client.wait_ready(addr, Duration::from_secs(5)),
+        "raw node not ready"
+    );
+    let body = [7u8; 32];
+    let opts = CallOptions::new();
+    let mut set = CallSet::with_capacity(64);
+    let mut run = |calls: u64| {
+        let mut started = 0;
+        while started < calls.min(64) {
+            assert!(set.push(client.call_ref("echo", &body, &opts)).is_ok());
+            started += 1;
+        }
+        while let Some(r) = set.next() {
+            assert_eq!(r.expect("call").body.len(), body.len());
+            if started < calls {
+                assert!(set.push(client.call_ref("echo", &body, &opts)).is_ok());
+                started += 1;
+            }
+        }
+    };
+    run(WARMUP);
+    let before = ALLOCS.load(Ordering::SeqCst);
+    run(CALLS);
+    (ALLOCS.load(Ordering::SeqCst) - before) as f64 / CALLS as f64
+}
+
 /// The struct of the typed measurement: a few integers and a 32-byte field.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
@@ -294,9 +325,11 @@ fn allocations_per_call_after_warmup() {
     let inline_m = server_path("echo", true, true);
     let worker_m = server_path("echo", false, true);
     let caller = caller_path();
+    let caller_set = caller_path_set();
     println!(
         "allocations per call: server inline {inline:.3}, server worker {worker:.3}, with \
-         metrics {inline_m:.3} / {worker_m:.3}, caller {caller:.3}"
+         metrics {inline_m:.3} / {worker_m:.3}, caller {caller:.3}, caller on a CallSet \
+         {caller_set:.3}"
     );
     assert!(
         inline_m <= 1.05 && worker_m <= 1.05,
@@ -316,6 +349,10 @@ fn allocations_per_call_after_warmup() {
     assert!(
         caller <= 1.05,
         "caller path: {caller:.3} allocations per call"
+    );
+    assert!(
+        caller_set <= 1.05,
+        "caller path, 64 in flight on a CallSet: {caller_set:.3} allocations per call"
     );
 }
 

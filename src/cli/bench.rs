@@ -39,7 +39,8 @@ pub struct BenchArgs {
     /// Turn replay off (to see what graceful shutdown saves).
     #[arg(long)]
     no_replay: bool,
-    /// Driver threads polling the calls (default: 1 per 32 calls in flight, at most 2).
+    /// Driver threads polling the calls [default: 1]. A driver alone on its connection writes
+    /// and reads it itself (no I/O thread hop): one is fastest until its core is busy.
     #[arg(long, value_parser = crate::cli::threads)]
     drivers: Option<usize>,
     /// Print the report as one JSON object on stdout instead of the table.
@@ -96,7 +97,7 @@ pub fn run(args: BenchArgs) -> i32 {
         method: method.into(),
         payload: args.payload,
         concurrency: args.concurrency.max(1),
-        drivers: args.drivers.unwrap_or(args.concurrency.div_ceil(32).min(2)),
+        drivers: args.drivers.unwrap_or(1),
         opts: CallOptions::new().idempotent(args.idempotent),
         tokens: matches!(args.method, Method::Record),
         token_base: token_base(),
