@@ -76,7 +76,8 @@ fn main() {
     let plain = side(false, &ca);
     let tls = side(true, &ca);
     // `GRACERPC_PROFILE=tls|plain` with `GRACERPC_BODY=32|4096` (and `GRACERPC_DEPTH=64` for
-    // calls in flight, else sequential): only one side, for a profiler (`perf stat -e
+    // calls in flight, else sequential; `GRACERPC_SET=1` to poll them from a `CallSet`): only
+    // one side, for a profiler (`perf stat -e
     // instructions:u`, callgrind: `scripts/callgrind_tls.sh`).
     if let Ok(case) = std::env::var("GRACERPC_PROFILE") {
         let body = std::env::var("GRACERPC_BODY")
@@ -92,7 +93,10 @@ fn main() {
             .ok()
             .and_then(|d| d.parse().ok())
             .unwrap_or(1);
-        let t = if depth > 1 {
+        let set = std::env::var("GRACERPC_SET").is_ok();
+        let t = if depth > 1 && set {
+            pipeline::pipelined_set(&s.client, "echo", body, depth, n)
+        } else if depth > 1 {
             pipelined(&s.client, body, depth, n)
         } else {
             sequential(&s.client, body, n)
@@ -103,6 +107,14 @@ fn main() {
         );
         return;
     }
+    if !std::env::args().any(|a| a == "--ratios-only") {
+        groups(&plain, &tls);
+    }
+    interleaved(&plain, &tls);
+}
+
+/// Criterion's groups: TLS against plaintext, sequential and 64 in flight, 32 B and 4 KiB.
+fn groups(plain: &Side, tls: &Side) {
     let mut c = Criterion::default()
         .sample_size(10)
         .warm_up_time(Duration::from_millis(300))
@@ -112,7 +124,7 @@ fn main() {
         let mut g = c.benchmark_group("tls_vs_plain");
         for body in [32usize, 4096] {
             g.throughput(Throughput::Elements(1));
-            for (name, s) in [("plain", &plain), ("tls", &tls)] {
+            for (name, s) in [("plain", plain), ("tls", tls)] {
                 g.bench_with_input(
                     BenchmarkId::new(format!("sequential_{name}"), body),
                     &body,
@@ -128,21 +140,32 @@ fn main() {
         g.finish();
     }
     c.final_summary();
+}
 
+/// TLS against plaintext, alternating, medians of 5 rounds. "64 in flight" polls the futures
+/// from a foreign executor (the I/O thread reads and wakes); "64 in flight, set" from a
+/// `CallSet`, whose thread writes its rounds' requests (encrypting them, under TLS) and, on
+/// plaintext, reads the answers itself.
+fn interleaved(plain: &Side, tls: &Side) {
     let rounds = 5;
     println!("\ninterleaved medians of {rounds} rounds (TLS / plaintext, higher is better):");
     for body in [32usize, 4096] {
-        for (case, n) in [("sequential", 10_000u64), ("64 in flight", 40_000)] {
+        for (case, n) in [
+            ("sequential", 10_000u64),
+            ("64 in flight", 40_000),
+            ("64 in flight, set", 40_000),
+        ] {
             let run = |s: &Side, n| match case {
                 "sequential" => sequential(&s.client, body, n),
-                _ => pipelined(&s.client, body, 64, n),
+                "64 in flight" => pipelined(&s.client, body, 64, n),
+                _ => pipeline::pipelined_set(&s.client, "echo", body, 64, n),
             };
-            run(&plain, n / 10);
-            run(&tls, n / 10);
+            run(plain, n / 10);
+            run(tls, n / 10);
             let (mut p, mut t) = (Vec::new(), Vec::new());
             for _ in 0..rounds {
-                p.push(n as f64 / run(&plain, n).as_secs_f64());
-                t.push(n as f64 / run(&tls, n).as_secs_f64());
+                p.push(n as f64 / run(plain, n).as_secs_f64());
+                t.push(n as f64 / run(tls, n).as_secs_f64());
             }
             let (pm, tm) = (median(p), median(t));
             println!(

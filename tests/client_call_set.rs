@@ -5,18 +5,19 @@
 
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/witness.rs"]
+mod witness;
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Wake, Waker};
-use std::thread::ThreadId;
+use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
 use gracerpc::client::{CallError, CallOptions, CallSet, Client};
 use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::QUICK;
+use witness::Deliveries;
 
 fn ready_client(server: &ServerHandle) -> Client {
     let client = Client::builder()
@@ -97,49 +98,6 @@ fn every_call_in_a_set_gets_its_own_answer_once() {
     assert!(set.is_empty());
 }
 
-/// Counts on which thread a call's answer is delivered (its waker woken), then wakes the
-/// set's lane.
-struct Witness {
-    inner: Waker,
-    on_caller: Arc<AtomicUsize>,
-    elsewhere: Arc<AtomicUsize>,
-    caller: ThreadId,
-}
-
-impl Wake for Witness {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-    fn wake_by_ref(self: &Arc<Self>) {
-        if std::thread::current().id() == self.caller {
-            self.on_caller.fetch_add(1, Ordering::Relaxed);
-        } else {
-            self.elsewhere.fetch_add(1, Ordering::Relaxed);
-        }
-        self.inner.wake_by_ref();
-    }
-}
-
-/// A call polled with a [`Witness`] around the set's waker.
-struct Witnessed<F> {
-    call: Pin<Box<F>>,
-    on_caller: Arc<AtomicUsize>,
-    elsewhere: Arc<AtomicUsize>,
-}
-
-impl<F: Future> Future for Witnessed<F> {
-    type Output = F::Output;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let w = Waker::from(Arc::new(Witness {
-            inner: cx.waker().clone(),
-            on_caller: self.on_caller.clone(),
-            elsewhere: self.elsewhere.clone(),
-            caller: std::thread::current().id(),
-        }));
-        self.call.as_mut().poll(&mut Context::from_waker(&w))
-    }
-}
-
 /// A set whose futures wait for nothing but calls on one connection reads their answers on
 /// its own thread: most wake-ups happen there, not on the client's I/O thread (a few may,
 /// before the set takes the reading over or at the I/O thread's tick).
@@ -147,12 +105,8 @@ impl<F: Future> Future for Witnessed<F> {
 fn a_set_alone_on_its_connection_reads_the_answers_itself() {
     let (_server, client, _) = server();
     let opts = CallOptions::new();
-    let (on_caller, elsewhere) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
-    let call = || Witnessed {
-        call: Box::pin(client.call_ref("echo", b"x", &opts)),
-        on_caller: on_caller.clone(),
-        elsewhere: elsewhere.clone(),
-    };
+    let count = Deliveries::default();
+    let call = || count.watch(client.call_ref("echo", b"x", &opts));
     let mut set = CallSet::with_capacity(32);
     let total = 5000;
     let mut started = 0;
@@ -167,10 +121,7 @@ fn a_set_alone_on_its_connection_reads_the_answers_itself() {
             started += 1;
         }
     }
-    let (mine, io) = (
-        on_caller.load(Ordering::Relaxed),
-        elsewhere.load(Ordering::Relaxed),
-    );
+    let (mine, io) = count.counts();
     assert!(
         mine > io,
         "{mine} answers were delivered on the set's thread and {io} on another: the set did not read its own"

@@ -4,10 +4,12 @@
 
 #[path = "support/tls.rs"]
 mod tls;
+#[path = "support/witness.rs"]
+mod witness;
 
 use std::time::Duration;
 
-use gracerpc::client::{CallError, CallOptions, Client};
+use gracerpc::client::{CallError, CallOptions, CallSet, Client};
 use gracerpc::server::{Request, Server, Status};
 
 fn echo_server(tls: gracerpc::tls::ServerTls) -> gracerpc::server::ServerHandle {
@@ -79,6 +81,48 @@ fn concurrent_calls_over_tls_go_through_the_io_thread() {
             }
         }
     });
+}
+
+/// A `CallSet` alone on its TLS connection reads and decrypts its answers on its own thread
+/// (waiting in poll(2)), frames split across records and records across reads included, and
+/// every call gets its own answer.
+#[test]
+fn a_call_set_over_tls_reads_its_own_answers() {
+    let pki = tls::pki();
+    let node = echo_server(pki.server(false));
+    let c = client(node.local_addr(), pki.client(false));
+    let count = witness::Deliveries::default();
+    let opts = CallOptions::default();
+    let sizes = [32usize, 4096, 16 * 1024 + 1, 40_000];
+    let call = |i: usize| {
+        let body = vec![i as u8; sizes[i % sizes.len()]];
+        let fut = count.watch(c.call_async("echo", body, opts.clone()));
+        async move { (i, fut.await) }
+    };
+    let total = 2000;
+    let mut set = CallSet::with_capacity(16);
+    let mut started = 0;
+    while started < 16 {
+        assert!(set.push(call(started)).is_ok());
+        started += 1;
+    }
+    while let Some((i, r)) = set.next() {
+        let r = r.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(r.body.len(), sizes[i % sizes.len()], "call {i}");
+        assert!(
+            r.body.iter().all(|&b| b == i as u8),
+            "call {i}: someone else's answer"
+        );
+        if started < total {
+            assert!(set.push(call(started)).is_ok());
+            started += 1;
+        }
+    }
+    let (mine, io) = count.counts();
+    assert!(
+        mine > io,
+        "{mine} answers were delivered on the set's thread and {io} on another: the set did not read its own"
+    );
 }
 
 #[test]

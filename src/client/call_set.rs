@@ -8,7 +8,8 @@
 //! 1. it polls every future that was woken (a new future counts as woken); a call sent during
 //!    the round is queued, not written, and does not wake the I/O thread
 //!    ([`SendMode::Defer`](super::link::SendMode));
-//! 2. it writes the round's requests, one `send` per connection ([`defer_flush`]);
+//! 2. it writes the round's requests, one `send` per connection ([`defer_flush`]), and
+//!    already during the round once [`WRITE_BATCH`] are queued;
 //! 3. when none of its futures is ready, and every one waits for nothing but a call on one
 //!    plaintext connection that has no other call outstanding, it reads that connection
 //!    itself ([`Link::read_for_set`]) until a batch of answers is in; otherwise it parks
@@ -40,22 +41,37 @@ use super::table::NodeTable;
 /// The longest a set parks before it polls its futures again (as `block_on`'s slice).
 const PARK_SLICE: Duration = Duration::from_millis(20);
 
+/// A round writes its requests once this many are queued, not only at its end: the server
+/// starts on the first ones while the set still polls the rest (with all 64 of a full round in
+/// one write, each side idled while the other worked: 64 in flight took 1.3–1.4 µs per call,
+/// with a write per 32 requests 0.9–1.1; per 8 it is slower again, 1.5).
+const WRITE_BATCH: usize = 32;
+
 thread_local! {
     /// Connections a set's round queued requests on, to write at the round's end.
     static DEFERRED: RefCell<Vec<(Arc<Link>, Arc<NodeTable>)>> = const { RefCell::new(Vec::new()) };
+    /// Requests queued since the last write.
+    static QUEUED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Called by a call whose request a set's round queued on `link` (see the module docs).
 pub(super) fn defer_flush(link: &Arc<Link>, table: &Arc<NodeTable>) {
-    DEFERRED.with_borrow_mut(|d| {
+    let full = DEFERRED.with_borrow_mut(|d| {
         if !d.iter().any(|(l, _)| Arc::ptr_eq(l, link)) {
             d.push((link.clone(), table.clone()));
         }
+        let n = QUEUED.get() + 1;
+        QUEUED.set(n);
+        n >= WRITE_BATCH
     });
+    if full {
+        flush_round();
+    }
 }
 
 /// Writes every request this thread's round queued.
 fn flush_round() {
+    QUEUED.set(0);
     let links = DEFERRED.with_borrow_mut(std::mem::take);
     for (link, table) in &links {
         link.flush_deferred(table);

@@ -298,7 +298,10 @@ impl Link {
                     let mut deferred = false;
                     if idle && g.connected {
                         self.flush(&mut g, table, now, &mut deliveries);
-                    } else if mode == SendMode::Defer {
+                    } else if mode == SendMode::Defer && (!self.is_tls || !g.registered) {
+                        // (Under TLS only while the I/O thread does not read the link: a round
+                        // encrypted under the link's lock would stall its decrypting of
+                        // answers. Else it writes, as for `Now`.)
                         g.flush_wanted = true;
                         deferred = true;
                     } else if !g.flush_wanted {
@@ -328,16 +331,23 @@ impl Link {
     /// does not take now goes to the I/O thread.
     pub fn flush_deferred(self: &Arc<Self>, table: &NodeTable) {
         let mut deliveries = Deliveries::new();
-        {
+        let left = {
             let mut g = self.inner.lock();
             if !g.flush_wanted || !g.connected {
                 return;
             }
             self.flush(&mut g, table, Instant::now(), &mut deliveries);
-            if !g.core.out().is_empty() {
-                // `flush` asked for write interest; the socket must be in the poll for it.
+            let left = !g.core.out().is_empty() || !g.tls_flushed();
+            if left {
+                // The I/O thread writes the rest: with the socket in its poll, and woken now
+                // (write interest set earlier reports nothing new).
                 self.watch(&mut g);
+                g.flush_wanted = true;
             }
+            left
+        };
+        if left {
+            self.io.wake();
         }
         deliver(deliveries);
     }

@@ -228,7 +228,7 @@ impl Link {
     /// for one call), waits on the socket, and returns once a batch of answers is delivered,
     /// the connection ends, a timer of the core (the earliest `deadline` among them) is near,
     /// or `stop` says the set has other work. Returns false when it did not read (the set
-    /// parks); a TLS link is left to the I/O thread.
+    /// parks).
     pub fn read_for_set(
         self: &Arc<Self>,
         table: &NodeTable,
@@ -236,13 +236,23 @@ impl Link {
         deadline: Instant,
         stop: &dyn Fn() -> bool,
     ) -> bool {
-        if self.is_tls {
-            return false;
-        }
-        let (fd, limit, mut input) = {
+        let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let taken = {
             let mut g = self.inner.lock();
             let now = Instant::now();
-            if !g.blocking
+            if g.connected && (g.core.out_len() != 0 || !g.tls_flushed()) {
+                // Requests the I/O thread was asked to write (a TLS round's, see
+                // `SendMode::Defer`): write them now, as the reader will.
+                self.flush(&mut g, table, now, &mut d);
+            }
+            // Plaintext waits in a blocking `recv`; TLS in poll(2), with no record left to
+            // write (see `tls_link.rs`).
+            let transport_ready = if self.is_tls {
+                g.tls_flushed()
+            } else {
+                g.blocking
+            };
+            if !transport_ready
                 || !g.connected
                 || g.core.out_len() != 0
                 || g.slots.len() != calls
@@ -255,32 +265,48 @@ impl Link {
                 || g.removed
                 || (g.registered && !self.leave_poll(&mut g))
             {
-                return false;
+                None
+            } else {
+                g.caller_reading = true;
+                let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
+                // A plaintext read fills the input buffer without the lock (nobody else
+                // reads).
+                let input = (!self.is_tls).then(|| std::mem::take(&mut g.input));
+                Some((g.stream.as_raw_fd(), limit, input))
             }
-            g.caller_reading = true;
-            let limit = g.core.max_frame() as usize + crate::proto::HEADER_LEN;
-            (g.stream.as_raw_fd(), limit, std::mem::take(&mut g.input))
         };
-        let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        let Some((fd, limit, mut input)) = taken else {
+            deliver(d.drain(..));
+            SCRATCH.with(|s| *s.borrow_mut() = d);
+            return false;
+        };
         loop {
-            let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
-            let len = room.len();
-            let res = recv(fd, room, true);
-            let mut g = self.inner.lock();
-            g.input = input;
-            let now = Instant::now();
-            let drained = self.received(&mut g, table, now, res, len, false, &mut d);
-            if !drained && !g.read_done && !g.core.is_closed() {
-                self.read(&mut g, table, now, false, &mut d);
-            }
-            self.flush(&mut g, table, now, &mut d);
+            let (mut g, now) = match input.take() {
+                None => self.tls_own_pass(fd, table, &mut d),
+                Some(mut buf) => {
+                    let room = buf.spare(READ_CHUNK, limit.max(READ_CHUNK));
+                    let len = room.len();
+                    let res = recv(fd, room, true);
+                    let mut g = self.inner.lock();
+                    g.input = buf;
+                    let now = Instant::now();
+                    let drained = self.received(&mut g, table, now, res, len, false, &mut d);
+                    if !drained && !g.read_done && !g.core.is_closed() {
+                        self.read(&mut g, table, now, false, &mut d);
+                    }
+                    self.flush(&mut g, table, now, &mut d);
+                    (g, now)
+                }
+            };
             let over = !d.is_empty()
                 || g.read_done
                 || g.core.is_closed()
                 || next_timer(&g, deadline) < now + WAIT_SLICE
                 || stop();
             if !over {
-                input = std::mem::take(&mut g.input);
+                if !self.is_tls {
+                    input = Some(std::mem::take(&mut g.input));
+                }
                 continue;
             }
             g.input.shrink_if_empty(64 * 1024);

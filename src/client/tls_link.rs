@@ -49,6 +49,14 @@ impl Link {
     ) -> bool {
         false
     }
+    pub(super) fn tls_own_pass(
+        &self,
+        _: std::os::fd::RawFd,
+        _: &NodeTable,
+        _: &mut Deliveries,
+    ) -> (parking_lot::MutexGuard<'_, LinkInner>, Instant) {
+        (self.inner.lock(), Instant::now())
+    }
 }
 
 #[cfg(feature = "tls")]
@@ -237,6 +245,25 @@ mod imp {
                 self.end_own_read(g, d);
                 return true;
             }
+        }
+    }
+
+    impl Link {
+        /// One pass of a caller's own read under TLS (a [`CallSet`](crate::client::CallSet)'s):
+        /// waits for the socket at most a slice, then reads, handles and writes what it can.
+        /// Returns the lock, held, and the time of the pass.
+        pub(in crate::client) fn tls_own_pass(
+            &self,
+            fd: std::os::fd::RawFd,
+            table: &NodeTable,
+            d: &mut Deliveries,
+        ) -> (parking_lot::MutexGuard<'_, LinkInner>, Instant) {
+            wait_readable(fd);
+            let mut g = self.inner.lock();
+            let now = Instant::now();
+            self.tls_read_pass(&mut g, table, now, d, true);
+            self.flush(&mut g, table, now, d);
+            (g, now)
         }
     }
 
