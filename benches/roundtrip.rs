@@ -854,8 +854,8 @@ fn interleaved() {
 
 /// `GRACERPC_PROFILE=<case>`: run only one side of one case, for a profiler (callgrind,
 /// `strace -c`, `scripts/syscalls_per_call.sh`) to look at. Cases: `sequential`,
-/// `sequential_future`, `pipelined`, `fanin`, `sequential_worker`, `pipelined_worker`
-/// (gracerpc), and `raw_sequential`, `raw_pipelined`, `raw_fanin` (the raw baseline).
+/// `sequential_future`, `pipelined`, `pipelined_set`, `fanin`, `fanin_set`, `fanin_clients`,
+/// `sequential_worker`, `pipelined_worker`, `pipelined_worker_set` (gracerpc), and `raw_sequential`, `raw_pipelined`, `raw_fanin` (the raw baseline).
 fn profile(case: &str) {
     let f = fixture();
     // Sequential cases make fewer calls: each takes a round trip.
@@ -864,6 +864,7 @@ fn profile(case: &str) {
         "sequential" => (rpc_sequential(&f.client, 32, seq), seq),
         "pipelined" => (rpc_pipelined(&f.client, 32, 64, n), n),
         "pipelined_set" => (rpc_pipelined_set(&f.client, "echo", 32, 64, n), n),
+        "pipelined_worker_set" => (rpc_pipelined_set(&f.client, "echo_worker", 32, 64, n), n),
         "sequential_worker" => (rpc_sequential_to(&f.client, "echo_worker", 32, seq), seq),
         "sequential_future" => (rpc_sequential_future(&f.client, 32, seq), seq),
         "pipelined_worker" => (rpc_pipelined_to(&f.client, "echo_worker", 32, 64, n), n),
