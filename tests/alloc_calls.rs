@@ -166,13 +166,19 @@ fn raw_node() -> std::net::SocketAddr {
     addr
 }
 
-fn caller_path() -> f64 {
+/// A client of a fresh [`raw_node`], ready.
+fn raw_node_client() -> Client {
     let addr = raw_node();
     let client = Client::builder().nodes([addr]).build().expect("client");
     assert!(
         client.wait_ready(addr, Duration::from_secs(5)),
         "raw node not ready"
     );
+    client
+}
+
+fn caller_path() -> f64 {
+    let client = raw_node_client();
     let body = [7u8; 32];
     let opts = CallOptions::new();
     for _ in 0..WARMUP {
@@ -188,12 +194,7 @@ fn caller_path() -> f64 {
 
 /// Allocations per call of 64 calls in flight on a [`CallSet`], after warm-up.
 fn caller_path_set() -> f64 {
-    let addr = raw_node();
-    let client = Client::builder().nodes([addr]).build().expect("client");
-    assert!(
-        client.wait_ready(addr, Duration::from_secs(5)),
-        "raw node not ready"
-    );
+    let client = raw_node_client();
     let body = [7u8; 32];
     let opts = CallOptions::new();
     let mut set = CallSet::with_capacity(64);

@@ -2,47 +2,21 @@
 //! wake the future: a future that also waits for something else (here a flag another thread
 //! raises) must see that wake-up at once, not after the call ends.
 
+#[path = "support/flag.rs"]
+mod flag;
 #[path = "support/peer.rs"]
 mod peer;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+use flag::Flag;
 use gracerpc::client::{CallOptions, Client, block_on};
 use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::QUICK;
-
-/// A flag another thread raises, waking whoever waits for it.
-#[derive(Clone, Default)]
-struct Flag(Arc<Mutex<(bool, Option<Waker>)>>);
-
-impl Flag {
-    fn raise(&self) {
-        let waker = {
-            let mut g = self.0.lock().unwrap();
-            g.0 = true;
-            g.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-impl Future for Flag {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut g = self.0.lock().unwrap();
-        if g.0 {
-            return Poll::Ready(());
-        }
-        g.1 = Some(cx.waker().clone());
-        Poll::Pending
-    }
-}
 
 /// Whichever of a call and a flag ends first.
 struct Race<C> {

@@ -3,6 +3,8 @@
 //! a call on one connection. Every call still resolves exactly once, on time, and other
 //! threads' calls on the same connection, and futures that wait for other things, are served.
 
+#[path = "support/flag.rs"]
+mod flag;
 #[path = "support/peer.rs"]
 mod peer;
 #[path = "support/witness.rs"]
@@ -11,9 +13,10 @@ mod witness;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use flag::Flag;
 use gracerpc::client::{CallError, CallOptions, CallSet, Client};
 use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::QUICK;
@@ -126,35 +129,6 @@ fn a_set_alone_on_its_connection_reads_the_answers_itself() {
         mine > io,
         "{mine} answers were delivered on the set's thread and {io} on another: the set did not read its own"
     );
-}
-
-/// A flag another thread raises, waking whoever waits for it.
-#[derive(Clone, Default)]
-struct Flag(Arc<Mutex<(bool, Option<Waker>)>>);
-
-impl Flag {
-    fn raise(&self) {
-        let waker = {
-            let mut g = self.0.lock().unwrap();
-            g.0 = true;
-            g.1.take()
-        };
-        if let Some(w) = waker {
-            w.wake();
-        }
-    }
-}
-
-impl Future for Flag {
-    type Output = ();
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let mut g = self.0.lock().unwrap();
-        if g.0 {
-            return Poll::Ready(());
-        }
-        g.1 = Some(cx.waker().clone());
-        Poll::Pending
-    }
 }
 
 /// A future of the set that waits for a call and a flag: the flag's wake-up is seen while the
@@ -315,4 +289,32 @@ fn a_dropped_set_cancels_its_calls_and_the_connection_goes_on() {
     }
     assert_eq!(n, 4);
     answer_all(&held);
+}
+
+/// A set moved to another thread between calls of `next` still writes what its rounds queued
+/// and is woken on the thread that waits now.
+#[test]
+fn a_set_moved_to_another_thread_goes_on_there() {
+    let (_server, client, _) = server();
+    let opts = CallOptions::new().deadline(Duration::from_secs(30));
+    let mut set = CallSet::with_capacity(64);
+    for i in 0..64u32 {
+        let fut = client.call_async("echo", i.to_be_bytes().to_vec(), opts.clone());
+        assert!(set.push(fut).is_ok());
+    }
+    // One output here (the set's first round queues and writes requests on this thread)...
+    let first = set.next().expect("an output").expect("echo");
+    assert_eq!(first.body.len(), 4);
+    // ...the rest on another thread.
+    let rest = std::thread::spawn(move || {
+        let mut n = 0;
+        while let Some(r) = set.next_timeout(QUICK) {
+            r.expect("echo");
+            n += 1;
+        }
+        (n, set.is_empty())
+    })
+    .join()
+    .unwrap();
+    assert_eq!(rest, (63, true), "calls left unanswered after the move");
 }

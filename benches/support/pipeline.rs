@@ -43,8 +43,13 @@ pub fn pipelined_latencies(
     depth: usize,
     n: u64,
 ) -> (Duration, Vec<u32>) {
+    timed(n, |lat| run(c, method, body, depth, n, lat))
+}
+
+/// Runs `f` with room for `n` latencies; the time it took and the latencies it noted.
+fn timed(n: u64, f: impl FnOnce(Option<&mut Vec<u32>>) -> Duration) -> (Duration, Vec<u32>) {
     let mut lat = Vec::with_capacity(n as usize);
-    let t = run(c, method, body, depth, n, Some(&mut lat));
+    let t = f(Some(&mut lat));
     (t, lat)
 }
 
@@ -131,9 +136,7 @@ pub fn pipelined_set_latencies(
     depth: usize,
     n: u64,
 ) -> (Duration, Vec<u32>) {
-    let mut lat = Vec::with_capacity(n as usize);
-    let t = run_set(c, method, body, depth, n, Some(&mut lat));
-    (t, lat)
+    timed(n, |lat| run_set(c, method, body, depth, n, lat))
 }
 
 fn run_set(

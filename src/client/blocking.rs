@@ -6,20 +6,18 @@
 //! `wait` always can. `block_on` runs any future, which may wait for other things too (a
 //! timer, a channel), and a thread blocked on a socket would not see their wake-ups; so it
 //! reads its own answer only when nothing but that call can wake it: the call offered the
-//! read while it was polled ([`offer_own_read`]), and the call's slot holds the only clone of
-//! the thread's waker (a waker nobody else holds cannot be woken by anybody else).
+//! read while it was polled (`driver::offer_own_read`), and the call's slot holds the only
+//! clone of the thread's waker (a waker nobody else holds cannot be woken by anybody else).
 
-use std::cell::{Cell, RefCell};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use super::call::{CallFuture, InFlight, Response};
+use super::call::{CallFuture, Response};
+use super::driver::{Driver, OwnRead, driven_by, with_offers};
 use super::error::CallError;
-use super::link::Link;
-use super::table::NodeTable;
 
 /// The longest a blocked [`block_on`] parks before it polls its future again, so a call's
 /// deadline holds even if the I/O thread that would wake it is gone.
@@ -37,72 +35,15 @@ impl Wake for ThreadWaker {
     }
 }
 
-/// A call pending on a link, whose answer the polling thread could read itself.
-pub(super) struct OwnRead {
-    pub link: Arc<Link>,
-    pub table: Arc<NodeTable>,
-    pub id: u64,
-    pub deadline: Instant,
-}
-
-/// Which of gracerpc's own executors polls the current future, if any: it decides whether a
-/// pending call offers the polling thread its read, and how a call's request is written.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Driver {
-    /// A foreign executor (or none): the I/O thread reads and wakes.
-    Foreign,
-    /// [`block_on`]: a call may take the reading over before its request goes out.
-    BlockOn,
-    /// A [`CallSet`](super::CallSet): requests are written per round by the polling thread
-    /// (`call_set::defer_flush`), and a pending call offers its read.
-    Set,
-}
-
 thread_local! {
     /// This thread's waker; its strong count tells how many clones of it exist.
     static THREAD_WAKER: Arc<ThreadWaker> = Arc::new(ThreadWaker(std::thread::current()));
-    /// Who polls the current future (see [`Driver`]).
-    static DRIVER: Cell<Driver> = const { Cell::new(Driver::Foreign) };
-    /// The reads pending calls offered during the current poll.
-    static OFFERED: RefCell<Vec<OwnRead>> = const { RefCell::new(Vec::new()) };
-}
-
-/// Who polls the current future. Under [`block_on`] a call sent now may take the reading of
-/// its connection over before its request goes out; `block_on` reads or gives it back.
-pub(super) fn driver() -> Driver {
-    DRIVER.get()
-}
-
-/// Runs `f` with `d` as the current future's driver, and restores the outer one after.
-pub(super) fn driven_by<R>(d: Driver, f: impl FnOnce() -> R) -> R {
-    let outer = DRIVER.replace(d);
-    let r = f();
-    DRIVER.set(outer);
-    r
-}
-
-/// The reads offered during the last poll (emptied).
-pub(super) fn take_offers(into: &mut Vec<OwnRead>) {
-    OFFERED.with_borrow_mut(|o| into.append(o));
-}
-
-/// Called (inside [`block_on`] or a [`CallSet`](super::CallSet)) by a call pending on `f`:
-/// offers the polling thread the read of its answer.
-pub(super) fn offer_own_read(f: &InFlight, table: &Arc<NodeTable>, deadline: Instant) {
-    OFFERED.with_borrow_mut(|o| {
-        o.push(OwnRead {
-            link: f.link.clone(),
-            table: table.clone(),
-            id: f.id,
-            deadline,
-        })
-    });
 }
 
 /// The read offered during the last poll, if there was exactly one and nothing but that call
 /// can wake the thread. Every other offer gives back the reading its call may have claimed.
 fn own_read_to_do(arc: &Arc<ThreadWaker>) -> Option<OwnRead> {
-    OFFERED.with_borrow_mut(|offers| {
+    with_offers(|offers| {
         let one = offers.len() == 1 && only_the_call_can_wake(arc);
         let chosen = if one { offers.pop() } else { None };
         for o in offers.drain(..) {

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use super::ClientInner;
-use super::blocking::Driver;
+use super::driver::{self, Driver};
 use super::error::CallError;
 use super::link::{Link, SendFail, SendMode};
 use super::policy::{Attempts, BUSY_PAUSE_MAX, Policy, Verdict};
@@ -294,7 +294,7 @@ impl<'a> CallFuture<'a> {
 
     /// How this call's request is written, by who waits for it (see [`SendMode`]).
     fn send_mode(&self) -> SendMode {
-        match super::blocking::driver() {
+        match driver::driver() {
             _ if self.own_read => SendMode::Claim,
             Driver::BlockOn => SendMode::Claim,
             Driver::Set => SendMode::Defer,
@@ -347,8 +347,9 @@ impl Future for CallFuture<'_> {
                             continue;
                         }
                         this.wake_at = this.deadline;
-                        if super::blocking::driver() != Driver::Foreign {
-                            super::blocking::offer_own_read(f, &this.client.table, this.deadline);
+                        if driver::driver() != Driver::Foreign {
+                            let table = &this.client.table;
+                            driver::offer_own_read(&f.link, f.id, table, this.deadline);
                         }
                         return Poll::Pending;
                     }

@@ -11,9 +11,15 @@
 //! 2. it writes the round's requests, one `send` per connection ([`defer_flush`]), and
 //!    already during the round once [`WRITE_BATCH`] are queued;
 //! 3. when none of its futures is ready, and every one waits for nothing but a call on one
-//!    plaintext connection that has no other call outstanding, it reads that connection
-//!    itself ([`Link::read_for_set`]) until a batch of answers is in; otherwise it parks
-//!    until woken, with the connection watched by the I/O thread again.
+//!    connection that has no other call outstanding, it reads that connection itself
+//!    ([`Link::read_for_set`]: plaintext in a blocking `recv`, TLS in `poll(2)`) until a batch
+//!    of answers is in; otherwise it parks until woken, with the connection watched by the
+//!    I/O thread again.
+//!
+//! Under TLS a round's requests are encrypted by the set's thread only while it is the
+//! connection's reader: encrypting under the link's lock while the I/O thread decrypts would
+//! stall both. The set keeps what its rounds queued itself (not its thread), so it may move
+//! between threads between calls of `next`.
 //!
 //! "Nothing but a call" is proven the way [`block_on`](super::block_on) proves it: each
 //! future has its own waker, and a pending future whose waker's only clone outside the set
@@ -34,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::blocking::{Driver, OwnRead, driven_by, take_offers};
+use super::driver::{Driver, OwnRead, driven_by, with_offers};
 use super::link::Link;
 use super::table::NodeTable;
 
@@ -48,54 +54,37 @@ const PARK_SLICE: Duration = Duration::from_millis(20);
 const WRITE_BATCH: usize = 32;
 
 thread_local! {
-    /// Connections a set's round queued requests on, to write at the round's end.
-    static DEFERRED: RefCell<Vec<(Arc<Link>, Arc<NodeTable>)>> = const { RefCell::new(Vec::new()) };
-    /// Requests queued since the last write.
-    static QUEUED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// The connections the future being polled queued requests on, and how many requests:
+    /// the set polling it takes them over after the poll (`CallSet::take_queued`).
+    static QUEUED: RefCell<(Vec<Pending>, usize)> = const { RefCell::new((Vec::new(), 0)) };
 }
+
+/// A connection with requests queued by a set's round, and its node table.
+type Pending = (Arc<Link>, Arc<NodeTable>);
 
 /// Called by a call whose request a set's round queued on `link` (see the module docs).
 pub(super) fn defer_flush(link: &Arc<Link>, table: &Arc<NodeTable>) {
-    let full = DEFERRED.with_borrow_mut(|d| {
-        if !d.iter().any(|(l, _)| Arc::ptr_eq(l, link)) {
-            d.push((link.clone(), table.clone()));
-        }
-        let n = QUEUED.get() + 1;
-        QUEUED.set(n);
-        n >= WRITE_BATCH
+    QUEUED.with_borrow_mut(|(links, n)| {
+        add_link(links, link, table);
+        *n += 1;
     });
-    if full {
-        flush_round();
-    }
 }
 
-/// Writes every request this thread's round queued.
-fn flush_round() {
-    QUEUED.set(0);
-    let links = DEFERRED.with_borrow_mut(std::mem::take);
-    for (link, table) in &links {
-        link.flush_deferred(table);
+fn add_link(links: &mut Vec<Pending>, link: &Arc<Link>, table: &Arc<NodeTable>) {
+    if !links.iter().any(|(l, _)| Arc::ptr_eq(l, link)) {
+        links.push((link.clone(), table.clone()));
     }
-    // Keep the allocation.
-    DEFERRED.with_borrow_mut(|d| {
-        if d.is_empty() {
-            let mut links = links;
-            links.clear();
-            *d = links;
-        }
-    });
 }
 
 /// The set's ready list: lanes woken since they were last polled, each at most once.
 struct Ready {
     inner: Mutex<ReadyInner>,
-    thread: std::thread::Thread,
 }
 
 struct ReadyInner {
     lanes: Vec<usize>,
-    /// The set's thread is parked (or about to): a wake must unpark it.
-    sleeping: bool,
+    /// The thread waiting in the set's `next`, parked (or about to): a wake must unpark it.
+    sleeping: Option<std::thread::Thread>,
 }
 
 /// One lane's waker: it puts the lane on the ready list.
@@ -118,10 +107,10 @@ impl Wake for LaneWaker {
         let sleeping = {
             let mut r = self.ready.inner.lock();
             r.lanes.push(self.lane);
-            r.sleeping
+            r.sleeping.clone()
         };
-        if sleeping {
-            self.ready.thread.unpark();
+        if let Some(t) = sleeping {
+            t.unpark();
         }
     }
 }
@@ -178,8 +167,11 @@ pub struct CallSet<F: Future> {
     /// The lanes of the round being polled, and how far the round got.
     round: Vec<usize>,
     at: usize,
-    /// Scratch for the reads offered during one poll.
-    offers: Vec<OwnRead>,
+    /// Connections with requests the round queued, and how many requests: written by
+    /// [`write_round`](Self::write_round). Kept by the set, not the thread, so a set moved
+    /// to another thread between calls still writes them.
+    queued: Vec<Pending>,
+    requests: usize,
 }
 
 impl<F: Future> CallSet<F> {
@@ -189,9 +181,8 @@ impl<F: Future> CallSet<F> {
         let ready = Arc::new(Ready {
             inner: Mutex::new(ReadyInner {
                 lanes: Vec::with_capacity(capacity),
-                sleeping: false,
+                sleeping: None,
             }),
-            thread: std::thread::current(),
         });
         let lanes = (0..capacity)
             .map(|lane| {
@@ -214,7 +205,8 @@ impl<F: Future> CallSet<F> {
             ready,
             round: Vec::with_capacity(capacity),
             at: 0,
-            offers: Vec::new(),
+            queued: Vec::new(),
+            requests: 0,
         }
     }
 
@@ -254,12 +246,12 @@ impl<F: Future> CallSet<F> {
     fn next_until(&mut self, until: Option<Instant>) -> Option<F::Output> {
         loop {
             if self.is_empty() {
-                flush_round();
+                self.write_round();
                 return None;
             }
             if self.at == self.round.len() && !self.next_round() {
                 // Nothing is ready: write the round's requests, then read or park.
-                flush_round();
+                self.write_round();
                 if !self.next_round() {
                     if until.is_some_and(|t| Instant::now() >= t) {
                         return None;
@@ -274,10 +266,33 @@ impl<F: Future> CallSet<F> {
                 if self.at == self.round.len() && self.ready.inner.lock().lanes.is_empty() {
                     // The last of the round: its requests go out now, not when the caller
                     // comes back.
-                    flush_round();
+                    self.write_round();
                 }
                 return Some(out);
             }
+        }
+    }
+
+    /// Takes over the requests the last poll queued; writes them once [`WRITE_BATCH`] are.
+    fn take_queued(&mut self) {
+        let queued = &mut self.queued;
+        let n = QUEUED.with_borrow_mut(|(links, n)| {
+            for (link, table) in links.drain(..) {
+                add_link(queued, &link, &table);
+            }
+            std::mem::take(n)
+        });
+        self.requests += n;
+        if self.requests >= WRITE_BATCH {
+            self.write_round();
+        }
+    }
+
+    /// Writes the requests the round queued, one `send` per connection.
+    fn write_round(&mut self) {
+        self.requests = 0;
+        for (link, table) in self.queued.drain(..) {
+            link.flush_deferred(&table);
         }
     }
 
@@ -295,13 +310,14 @@ impl<F: Future> CallSet<F> {
         let fut = lane.fut.as_mut().as_pin_mut()?;
         let mut cx = Context::from_waker(&lane.waker);
         let polled = driven_by(Driver::Set, || fut.poll(&mut cx));
-        take_offers(&mut self.offers);
-        lane.offer = if self.offers.len() == 1 {
-            self.offers.pop()
-        } else {
-            None
-        };
-        self.offers.clear();
+        self.take_queued();
+        let lane = &mut self.lanes[i];
+        // The lane's call, if its poll offered exactly one read.
+        lane.offer = with_offers(|o| {
+            let one = if o.len() == 1 { o.pop() } else { None };
+            o.clear();
+            one
+        });
         match polled {
             Poll::Pending => None,
             Poll::Ready(out) => {
@@ -336,13 +352,13 @@ impl<F: Future> CallSet<F> {
             if !r.lanes.is_empty() {
                 return;
             }
-            r.sleeping = true;
+            r.sleeping = Some(std::thread::current());
         }
         let slice = until.map_or(PARK_SLICE, |t| {
             PARK_SLICE.min(t.saturating_duration_since(Instant::now()))
         });
         std::thread::park_timeout(slice);
-        self.ready.inner.lock().sleeping = false;
+        self.ready.inner.lock().sleeping = None;
         // A call past its deadline is polled again, which ends it even if the I/O thread that
         // should have is gone or stalled (as `block_on` polls again every slice).
         let now = Instant::now();
@@ -387,8 +403,7 @@ impl<F: Future> Iterator for CallSet<F> {
     type Item = F::Output;
 
     /// Waits for one of the set's futures to complete and returns its output; `None` when the
-    /// set is empty. Must be called from the thread that made the set (its waker unparks that
-    /// thread).
+    /// set is empty. (Any thread may call it; the set may move between threads.)
     fn next(&mut self) -> Option<F::Output> {
         self.next_until(None)
     }
@@ -401,6 +416,7 @@ impl<F: Future> Drop for CallSet<F> {
         for lane in &mut self.lanes {
             lane.fut.set(None);
         }
-        flush_round();
+        self.take_queued();
+        self.write_round();
     }
 }

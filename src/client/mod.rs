@@ -45,6 +45,7 @@ mod call;
 mod call_set;
 mod cause;
 mod discovery;
+mod driver;
 mod error;
 mod health;
 mod io_loop;

@@ -18,7 +18,7 @@
 //! back in when the I/O thread must read again.
 
 use std::cell::RefCell;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,6 +27,7 @@ use parking_lot::MutexGuard;
 
 use super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver, recv};
 use super::table::NodeTable;
+use crate::proto::InBuf;
 
 thread_local! {
     /// A calling thread's deliveries while it reads its own answer (kept to allocate once).
@@ -199,18 +200,7 @@ impl Link {
         };
         let mut d = SCRATCH.with(|s| std::mem::take(&mut *s.borrow_mut()));
         loop {
-            let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
-            let len = room.len();
-            // Waits for data, at most WAIT_SLICE (the socket's receive timeout).
-            let res = recv(fd, room, true);
-            let mut g = self.inner.lock();
-            g.input = input;
-            let now = Instant::now();
-            let drained = self.received(&mut g, table, now, res, len, false, &mut d);
-            if !drained && !g.read_done && !g.core.is_closed() {
-                self.read(&mut g, table, now, false, &mut d);
-            }
-            self.flush(&mut g, table, now, &mut d);
+            let (mut g, now) = self.plain_own_pass(fd, limit, input, table, &mut d);
             if !own_read_over(&g, id, deadline, now) {
                 input = std::mem::take(&mut g.input);
                 drop(g);
@@ -283,20 +273,7 @@ impl Link {
         loop {
             let (mut g, now) = match input.take() {
                 None => self.tls_own_pass(fd, table, &mut d),
-                Some(mut buf) => {
-                    let room = buf.spare(READ_CHUNK, limit.max(READ_CHUNK));
-                    let len = room.len();
-                    let res = recv(fd, room, true);
-                    let mut g = self.inner.lock();
-                    g.input = buf;
-                    let now = Instant::now();
-                    let drained = self.received(&mut g, table, now, res, len, false, &mut d);
-                    if !drained && !g.read_done && !g.core.is_closed() {
-                        self.read(&mut g, table, now, false, &mut d);
-                    }
-                    self.flush(&mut g, table, now, &mut d);
-                    (g, now)
-                }
+                Some(buf) => self.plain_own_pass(fd, limit, buf, table, &mut d),
             };
             let over = !d.is_empty()
                 || g.read_done
@@ -319,6 +296,33 @@ impl Link {
             SCRATCH.with(|s| *s.borrow_mut() = d);
             return true;
         }
+    }
+
+    /// One pass of a caller's own read of a plaintext link: waits for data in `recv` (at most
+    /// [`WAIT_SLICE`], the socket's receive timeout) into `input`, taken out of the link
+    /// meanwhile, then with the lock puts it back, reads on without waiting if the socket may
+    /// hold more, handles the frames and writes what is pending. Returns the lock, held, and
+    /// the time of the pass.
+    fn plain_own_pass(
+        &self,
+        fd: RawFd,
+        limit: usize,
+        mut input: InBuf,
+        table: &NodeTable,
+        d: &mut Deliveries,
+    ) -> (MutexGuard<'_, LinkInner>, Instant) {
+        let room = input.spare(READ_CHUNK, limit.max(READ_CHUNK));
+        let len = room.len();
+        let res = recv(fd, room, true);
+        let mut g = self.inner.lock();
+        g.input = input;
+        let now = Instant::now();
+        let drained = self.received(&mut g, table, now, res, len, false, d);
+        if !drained && !g.read_done && !g.core.is_closed() {
+            self.read(&mut g, table, now, false, d);
+        }
+        self.flush(&mut g, table, now, d);
+        (g, now)
     }
 
     /// Ends a caller's own read (plaintext or TLS): gives reading back to the I/O thread and
