@@ -37,16 +37,6 @@ impl<C: Future> Future for Race<C> {
     }
 }
 
-/// A client whose one node, `server`, is READY.
-fn ready_client(server: &ServerHandle) -> Client {
-    let client = Client::builder()
-        .nodes([server.local_addr()])
-        .build()
-        .expect("client");
-    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
-    client
-}
-
 /// A server with an inline `echo`, and a client ready to call it.
 fn echo() -> (ServerHandle, Client) {
     let server = Server::builder()
@@ -54,7 +44,7 @@ fn echo() -> (ServerHandle, Client) {
         .drain_budget(Duration::from_secs(10))
         .spawn()
         .expect("server");
-    let client = ready_client(&server);
+    let client = peer::ready_client(server.local_addr());
     (server, client)
 }
 
@@ -68,7 +58,7 @@ fn a_future_waiting_for_a_call_and_something_else_sees_the_other_wake_up() {
         })
         .spawn()
         .expect("server");
-    let client = ready_client(&server);
+    let client = peer::ready_client(server.local_addr());
 
     let flag = Flag::default();
     let (tx, rx) = std::sync::mpsc::channel();

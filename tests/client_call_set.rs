@@ -22,15 +22,6 @@ use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::QUICK;
 use witness::Deliveries;
 
-fn ready_client(server: &ServerHandle) -> Client {
-    let client = Client::builder()
-        .nodes([server.local_addr()])
-        .build()
-        .expect("client");
-    assert!(client.wait_ready(server.local_addr(), QUICK), "never READY");
-    client
-}
-
 /// Calls to `held` are kept by the handler until the test answers them.
 type Held = Arc<Mutex<Vec<Responder>>>;
 
@@ -46,7 +37,7 @@ fn server() -> (ServerHandle, Client, Held) {
         .drain_budget(Duration::from_secs(10))
         .spawn()
         .expect("server");
-    let client = ready_client(&server);
+    let client = peer::ready_client(server.local_addr());
     (server, client, held)
 }
 
@@ -124,11 +115,7 @@ fn a_set_alone_on_its_connection_reads_the_answers_itself() {
             started += 1;
         }
     }
-    let (mine, io) = count.counts();
-    assert!(
-        mine > io,
-        "{mine} answers were delivered on the set's thread and {io} on another: the set did not read its own"
-    );
+    count.assert_mostly_on_caller();
 }
 
 /// A future of the set that waits for a call and a flag: the flag's wake-up is seen while the

@@ -639,6 +639,16 @@ pub fn gated_server(
 }
 
 /// Polls `cond` until it holds, failing with `what` after `timeout`.
+/// A gracerpc client of the one node `addr`, READY.
+pub fn ready_client(addr: SocketAddr) -> gracerpc::client::Client {
+    let client = gracerpc::client::Client::builder()
+        .nodes([addr])
+        .build()
+        .expect("client");
+    assert!(client.wait_ready(addr, QUICK), "{addr} never READY");
+    client
+}
+
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {

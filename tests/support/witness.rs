@@ -32,6 +32,17 @@ impl Deliveries {
             self.elsewhere.load(Ordering::Relaxed),
         )
     }
+
+    /// Most answers were delivered on the polling thread (a few may come through the I/O
+    /// thread: before the poller takes the reading over, or at its tick).
+    pub fn assert_mostly_on_caller(&self) {
+        let (mine, io) = self.counts();
+        assert!(
+            mine > io,
+            "{mine} answers were delivered on the polling thread and {io} on another: it did \
+             not read its own"
+        );
+    }
 }
 
 struct Witness {
