@@ -342,9 +342,12 @@ impl<F: Future> CallSet<F> {
         }
         // The I/O thread reads for us meanwhile: give it back any connection our last read
         // left out of its poll.
-        for lane in &self.lanes {
-            if let Some(o) = &lane.offer {
+        let mut last: Option<&Arc<Link>> = None;
+        for o in self.lanes.iter().filter_map(|l| l.offer.as_ref()) {
+            // (Lanes on one link come one after another, mostly: once per run is enough.)
+            if !last.is_some_and(|l| Arc::ptr_eq(l, &o.link)) {
                 o.link.unlease();
+                last = Some(&o.link);
             }
         }
         {
