@@ -638,7 +638,6 @@ pub fn gated_server(
     (runs, gate, server)
 }
 
-/// Polls `cond` until it holds, failing with `what` after `timeout`.
 /// A gracerpc client of the one node `addr`, READY.
 pub fn ready_client(addr: SocketAddr) -> gracerpc::client::Client {
     let client = gracerpc::client::Client::builder()
@@ -649,6 +648,7 @@ pub fn ready_client(addr: SocketAddr) -> gracerpc::client::Client {
     client
 }
 
+/// Polls `cond` until it holds, failing with `what` after `timeout`.
 pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !cond() {
