@@ -34,14 +34,12 @@ use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
 use super::driver::{Driver, OwnRead, driven_by, with_offers};
 use super::link::Link;
+use super::ready_list::{LaneMark, ReadyList};
 use super::table::NodeTable;
 
 /// The longest a set parks before it polls its futures again (as `block_on`'s slice).
@@ -76,23 +74,10 @@ fn add_link(links: &mut Vec<Pending>, link: &Arc<Link>, table: &Arc<NodeTable>) 
     }
 }
 
-/// The set's ready list: lanes woken since they were last polled, each at most once.
-struct Ready {
-    inner: Mutex<ReadyInner>,
-}
-
-struct ReadyInner {
-    lanes: Vec<usize>,
-    /// The thread waiting in the set's `next`, parked (or about to): a wake must unpark it.
-    sleeping: Option<std::thread::Thread>,
-}
-
-/// One lane's waker: it puts the lane on the ready list.
+/// One lane's waker: it puts the lane on the set's ready list.
 struct LaneWaker {
-    lane: usize,
-    /// The lane is on the ready list (or in the round being polled) already.
-    queued: AtomicBool,
-    ready: Arc<Ready>,
+    mark: LaneMark,
+    ready: Arc<ReadyList>,
 }
 
 impl Wake for LaneWaker {
@@ -101,17 +86,7 @@ impl Wake for LaneWaker {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        if self.queued.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let sleeping = {
-            let mut r = self.ready.inner.lock();
-            r.lanes.push(self.lane);
-            r.sleeping.clone()
-        };
-        if let Some(t) = sleeping {
-            t.unpark();
-        }
+        self.mark.wake(&self.ready);
     }
 }
 
@@ -163,7 +138,7 @@ pub struct CallSet<F: Future> {
     lanes: Vec<Lane<F>>,
     /// Lanes without a future.
     free: Vec<usize>,
-    ready: Arc<Ready>,
+    ready: Arc<ReadyList>,
     /// The lanes of the round being polled, and how far the round got.
     round: Vec<usize>,
     at: usize,
@@ -178,17 +153,11 @@ impl<F: Future> CallSet<F> {
     /// A set holding at most `capacity` futures at once (at least one).
     pub fn with_capacity(capacity: usize) -> CallSet<F> {
         let capacity = capacity.max(1);
-        let ready = Arc::new(Ready {
-            inner: Mutex::new(ReadyInner {
-                lanes: Vec::with_capacity(capacity),
-                sleeping: None,
-            }),
-        });
+        let ready = Arc::new(ReadyList::with_capacity(capacity));
         let lanes = (0..capacity)
             .map(|lane| {
                 let arc = Arc::new(LaneWaker {
-                    lane,
-                    queued: AtomicBool::new(false),
+                    mark: LaneMark::new(lane),
                     ready: ready.clone(),
                 });
                 Lane {
@@ -263,7 +232,7 @@ impl<F: Future> CallSet<F> {
             let i = self.round[self.at];
             self.at += 1;
             if let Some(out) = self.poll_lane(i) {
-                if self.at == self.round.len() && self.ready.inner.lock().lanes.is_empty() {
+                if self.at == self.round.len() && self.ready.is_empty() {
                     // The last of the round: its requests go out now, not when the caller
                     // comes back.
                     self.write_round();
@@ -298,15 +267,13 @@ impl<F: Future> CallSet<F> {
 
     /// Takes the ready list as the next round. Returns false if it was empty.
     fn next_round(&mut self) -> bool {
-        self.round.clear();
         self.at = 0;
-        std::mem::swap(&mut self.round, &mut self.ready.inner.lock().lanes);
-        !self.round.is_empty()
+        self.ready.take(&mut self.round)
     }
 
     fn poll_lane(&mut self, i: usize) -> Option<F::Output> {
         let lane = &mut self.lanes[i];
-        lane.arc.queued.store(false, Ordering::Release);
+        lane.arc.mark.polling();
         let fut = lane.fut.as_mut().as_pin_mut()?;
         let mut cx = Context::from_waker(&lane.waker);
         let polled = driven_by(Driver::Set, || fut.poll(&mut cx));
@@ -334,7 +301,7 @@ impl<F: Future> CallSet<F> {
     fn wait(&mut self, until: Option<Instant>) {
         if let Some((link, table, calls, deadline)) = self.own_read_plan() {
             let ready = &self.ready;
-            let stop = || !ready.inner.lock().lanes.is_empty();
+            let stop = || !ready.is_empty();
             let deadline = until.map_or(deadline, |t| t.min(deadline));
             if link.read_for_set(&table, calls, deadline, &stop) {
                 return;
@@ -350,18 +317,10 @@ impl<F: Future> CallSet<F> {
                 last = Some(&o.link);
             }
         }
-        {
-            let mut r = self.ready.inner.lock();
-            if !r.lanes.is_empty() {
-                return;
-            }
-            r.sleeping = Some(std::thread::current());
-        }
         let slice = until.map_or(PARK_SLICE, |t| {
             PARK_SLICE.min(t.saturating_duration_since(Instant::now()))
         });
-        std::thread::park_timeout(slice);
-        self.ready.inner.lock().sleeping = None;
+        self.ready.sleep(slice);
         // A call past its deadline is polled again, which ends it even if the I/O thread that
         // should have is gone or stalled (as `block_on` polls again every slice).
         let now = Instant::now();

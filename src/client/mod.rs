@@ -53,6 +53,7 @@ mod link;
 mod metrics;
 mod own_read;
 pub mod policy;
+mod ready_list;
 pub mod retry_budget;
 mod slot;
 pub mod table;
