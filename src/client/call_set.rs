@@ -110,10 +110,12 @@ impl<F> Lane<F> {
 /// with [`next`](Iterator::next) in the order they complete.
 ///
 /// It is an executor for a thread that keeps many calls in flight without an async runtime
-/// (a load generator, a fan-out): futures make progress only inside `next`
-/// (the set is an [`Iterator`] over their outputs). Any future may
-/// go in; for those that wait for gracerpc calls only, the thread writes their requests per
-/// round and reads their answers itself (see the module docs).
+/// (a load generator, a fan-out). The set is an [`Iterator`] over its futures' outputs, and
+/// they make progress only inside `next`: requests queued while a round is polled go out once
+/// 32 are queued or the round ends, which happens in the calls of `next` that return the
+/// round's outputs (or when the set is dropped). Any future may go in; for those that wait for
+/// gracerpc calls only, the thread writes their requests per round and reads their answers
+/// itself (see the module docs).
 ///
 /// ```no_run
 /// # use gracerpc::client::{CallSet, Client, CallOptions};
