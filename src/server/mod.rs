@@ -255,6 +255,14 @@ impl Builder {
         self
     }
 
+    /// Answer bytes waiting for one connection's peer, at most, before the server stops
+    /// reading that peer's requests until it reads its answers (default 4 MiB; at least 1 KiB).
+    /// A peer that never reads costs the server this much, and no other connection waits.
+    pub fn max_output_per_connection(mut self, bytes: usize) -> Self {
+        self.out_limit = bytes.max(1024);
+        self
+    }
+
     /// The largest frame body accepted (default 1 MiB; at least 1024).
     pub fn max_frame(mut self, bytes: u32) -> Self {
         self.conn.max_frame = bytes.max(crate::proto::frame::MIN_MAX_FRAME);

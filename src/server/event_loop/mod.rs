@@ -119,6 +119,9 @@ pub(crate) struct EventLoop {
     unready_until: Option<Instant>,
     /// Slots touched in this turn, to flush and check for close once at its end.
     touched: Vec<usize>,
+    /// Slots whose paused reading goes on in the next turn (see `finish_turn`): that turn
+    /// polls without waiting.
+    resume_next: Vec<usize>,
     /// Inline answers of this turn waiting for their latency (metrics on).
     timings: TurnTimings,
     /// The shared read buffer (see `Conn::read_some`).
@@ -140,6 +143,9 @@ const JOIN_GRACE: Duration = Duration::from_millis(100);
 
 /// How soon `accept` is tried again after it failed for want of resources.
 const ACCEPT_RETRY: Duration = Duration::from_millis(20);
+
+/// Resumed reads of one paused connection per turn, at most (see `finish_turn`).
+const RESUME_ROUNDS: usize = 4;
 
 impl EventLoop {
     #[allow(clippy::too_many_arguments)]
@@ -184,6 +190,7 @@ impl EventLoop {
             workers: None,
             unready_until: None,
             touched: Vec::new(),
+            resume_next: Vec::new(),
             timings: TurnTimings::default(),
             scratch: vec![0; super::conn::SCRATCH],
             pools: Pools::default(),
@@ -203,7 +210,11 @@ impl EventLoop {
     fn run_loop(&mut self) -> io::Result<DrainReport> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = self.next_tick.saturating_duration_since(Instant::now());
+            let timeout = if self.resume_next.is_empty() {
+                self.next_tick.saturating_duration_since(Instant::now())
+            } else {
+                Duration::ZERO
+            };
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 // A signal landed: not an error; the self-pipe reports it as an event.
@@ -243,6 +254,7 @@ impl EventLoop {
             if now >= self.next_tick {
                 self.on_tick(now);
             }
+            self.touched.append(&mut self.resume_next);
             self.finish_turn(now);
             if let Some(report) = self.drain_done(now) {
                 return Ok(report);
@@ -667,10 +679,26 @@ impl EventLoop {
             // may be what paused reading — input must then be read and discarded (rule 4), or
             // it would still be unread when the connection closes (an RST).
             let mut done = conn.apply_close(now);
-            if !done && conn.read_paused && conn.core.out_len() <= self.cfg.out_limit {
+            // Reading paused (the peer did not read its answers) goes on once they drained.
+            // Again after each resumed read whose answers drained in the write that followed:
+            // no event would come for it (its requests are in the socket already, and the
+            // write never blocked). A few rounds per turn, then the next turn, so one such
+            // peer does not hold the loop.
+            let mut rounds = 0;
+            while !done
+                && self
+                    .conns
+                    .get(slot)
+                    .is_some_and(|c| c.read_paused && c.core.out_len() <= self.cfg.out_limit)
+            {
+                if rounds == RESUME_ROUNDS {
+                    self.resume_next.push(slot);
+                    break;
+                }
+                rounds += 1;
                 self.read_conn(slot, now, true);
                 let Some(conn) = self.conns.get_mut(slot) else {
-                    continue;
+                    break;
                 };
                 if !conn.write_blocked {
                     conn.flush();
