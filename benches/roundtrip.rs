@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/pipeline.rs"]
 mod pipeline;
+use pipeline::Executor;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use gracerpc::client::{CallOptions, Client};
@@ -526,16 +527,16 @@ fn rpc_sequential_future(c: &Client, body: usize, n: u64) -> Duration {
 
 /// `n` calls with `depth` futures in flight, all polled from the calling thread.
 fn rpc_pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
-    pipeline::pipelined(c, "echo", body, depth, n)
+    pipeline::pipelined(c, Executor::Foreign, "echo", body, depth, n)
 }
 
 fn rpc_pipelined_to(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
-    pipeline::pipelined(c, method, body, depth, n)
+    pipeline::pipelined(c, Executor::Foreign, method, body, depth, n)
 }
 
 /// [`rpc_pipelined_to`] on gracerpc's own executor, a [`CallSet`](gracerpc::client::CallSet).
 fn rpc_pipelined_set(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
-    pipeline::pipelined_set(c, method, body, depth, n)
+    pipeline::pipelined(c, Executor::Set, method, body, depth, n)
 }
 
 fn rpc_fan_in(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
@@ -737,12 +738,22 @@ fn latencies(f: &Fixture, rounds: usize) {
     let (mut raw, mut rpc, mut set) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         raw.push(p99(raw_pipelined_latencies(f.raw, 32, 64, n).1));
-        set.push(p99(pipeline::pipelined_set_latencies(
-            &f.client, "echo", 32, 64, n,
+        set.push(p99(pipeline::pipelined_latencies(
+            &f.client,
+            Executor::Set,
+            "echo",
+            32,
+            64,
+            n,
         )
         .1));
         rpc.push(p99(pipeline::pipelined_latencies(
-            &f.client, "echo", 32, 64, n,
+            &f.client,
+            Executor::Foreign,
+            "echo",
+            32,
+            64,
+            n,
         )
         .1));
     }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 #[path = "support/pipeline.rs"]
 mod pipeline;
+use pipeline::Executor;
 
 use criterion::{BenchmarkId, Criterion, Throughput};
 use gracerpc::client::Client;
@@ -63,7 +64,7 @@ fn sequential(c: &Client, body: usize, n: u64) -> Duration {
 
 /// `n` calls with `depth` futures in flight, polled from the calling thread.
 fn pipelined(c: &Client, body: usize, depth: usize, n: u64) -> Duration {
-    pipeline::pipelined(c, "echo", body, depth, n)
+    pipeline::pipelined(c, Executor::Foreign, "echo", body, depth, n)
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -95,7 +96,7 @@ fn main() {
             .unwrap_or(1);
         let set = std::env::var("GRACERPC_SET").is_ok();
         let t = if depth > 1 && set {
-            pipeline::pipelined_set(&s.client, "echo", body, depth, n)
+            pipeline::pipelined(&s.client, Executor::Set, "echo", body, depth, n)
         } else if depth > 1 {
             pipelined(&s.client, body, depth, n)
         } else {
@@ -158,7 +159,7 @@ fn interleaved(plain: &Side, tls: &Side) {
             let run = |s: &Side, n| match case {
                 "sequential" => sequential(&s.client, body, n),
                 "64 in flight" => pipelined(&s.client, body, 64, n),
-                _ => pipeline::pipelined_set(&s.client, "echo", body, 64, n),
+                _ => pipeline::pipelined(&s.client, Executor::Set, "echo", body, 64, n),
             };
             run(plain, n / 10);
             run(tls, n / 10);

@@ -160,9 +160,14 @@ fn a_future_in_a_set_that_waits_for_something_else_is_not_starved() {
         })
     };
     let t0 = Instant::now();
-    let first = set.next_timeout(QUICK);
+    // A wait longer than the bound, so only the flag's wake-up can end it in time.
+    let first = set.next_timeout(QUICK * 4);
     assert_eq!(first, Some("flag"), "the flag's wake-up was not seen");
-    assert!(t0.elapsed() < QUICK);
+    let took = t0.elapsed();
+    assert!(
+        took < QUICK,
+        "the flag's wake-up was seen {took:?} after it was raised"
+    );
     raiser.join().unwrap();
     answer_all(&held);
     let mut rest = Vec::new();
@@ -181,9 +186,20 @@ fn another_threads_call_on_the_sets_connection_is_answered_meanwhile() {
     let opts = CallOptions::new().deadline(Duration::from_secs(30));
     let mut set = CallSet::with_capacity(16);
     for _ in 0..16 {
-        assert!(set.push(client.call_ref("held", b"x", &opts)).is_ok());
+        assert!(
+            set.push(client.call_async("held", b"x".to_vec(), opts.clone()))
+                .is_ok()
+        );
     }
-    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    // The set's thread waits for its held calls with no timeout of its own: it reads the
+    // connection for as long as nothing of its own comes.
+    let driver = std::thread::spawn(move || {
+        let mut outputs = Vec::new();
+        while let Some(r) = set.next_timeout(QUICK * 4) {
+            outputs.push((r, Instant::now()));
+        }
+        (outputs, set.is_empty())
+    });
     wait_held(&held, 16);
     let (tx, rx) = std::sync::mpsc::channel();
     let other = {
@@ -196,27 +212,18 @@ fn another_threads_call_on_the_sets_connection_is_answered_meanwhile() {
             tx.send(()).unwrap();
         })
     };
-    // The set's thread reads (its calls are all held) while the other thread calls.
-    let mut early = None;
-    let t0 = Instant::now();
-    while rx.try_recv().is_err() {
-        assert!(
-            t0.elapsed() < QUICK * 2,
-            "another thread's calls were not answered while the set read"
-        );
-        if let Some(r) = set.next_timeout(Duration::from_millis(20)) {
-            early = Some(r);
-        }
-    }
-    assert!(early.is_none(), "a held call ended before it was answered");
+    rx.recv_timeout(QUICK)
+        .expect("another thread's calls were not answered while the set read");
     other.join().unwrap();
+    let answered = Instant::now();
     answer_all(&held);
-    let mut n = 0;
-    while let Some(r) = set.next_timeout(QUICK) {
+    let (outputs, empty) = driver.join().unwrap();
+    assert!(empty, "held calls still pending after they were answered");
+    assert_eq!(outputs.len(), 16);
+    for (r, at) in outputs {
         r.expect("held call");
-        n += 1;
+        assert!(at >= answered, "a held call ended before it was answered");
     }
-    assert_eq!(n, 16);
 }
 
 /// Calls in a set whose server never answers end at their deadline, as elsewhere.
@@ -258,7 +265,14 @@ fn a_dropped_set_cancels_its_calls_and_the_connection_goes_on() {
         }
         assert!(set.next_timeout(Duration::from_millis(1)).is_none());
         wait_held(&held, 8);
+        assert_eq!(client.nodes()[0].outstanding, 8);
     }
+    // Dropped with the set: forgotten by the connection at once (CANCEL sent).
+    assert_eq!(
+        client.nodes()[0].outstanding,
+        0,
+        "the dropped set's calls are still outstanding"
+    );
     for i in 0..20u32 {
         let r = client
             .call("echo", &i.to_be_bytes())

@@ -9,11 +9,28 @@ mod cluster;
 use std::time::{Duration, Instant};
 
 use cluster::{RawServer, TestNode, WAIT, client};
-use gracerpc::client::{CallError, CallOptions, CallSet, Response};
+use gracerpc::client::{CallError, CallFuture, CallOptions, CallSet, Client, Response};
 use gracerpc::proto::RejectReason;
 
 const CALLS: usize = 8;
 const DEADLINE: Duration = Duration::from_secs(8);
+
+/// A set of [`CALLS`] calls of `record`, its first round sent.
+fn sent(client: &Client) -> CallSet<CallFuture<'static>> {
+    let opts = CallOptions::new().deadline(DEADLINE);
+    let mut set = CallSet::with_capacity(CALLS);
+    for i in 0..CALLS {
+        let body = format!("call {i}").into_bytes();
+        assert!(
+            set.push(client.call_async("record", body, opts.clone()))
+                .is_ok()
+        );
+    }
+    // The set sends its round (then, draining, reads the raw node's connection: the only one
+    // ready).
+    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    set
+}
 
 /// Drains `set` on another thread; each output with when it came.
 fn drain<F>(mut set: CallSet<F>) -> std::thread::JoinHandle<Vec<(F::Output, Instant)>>
@@ -38,48 +55,32 @@ where
 fn a_goaway_while_a_set_reads_replays_what_the_node_did_not_accept() {
     let (got_tx, got_rx) = crossbeam_channel::unbounded::<Vec<u64>>();
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
-    let raw = RawServer::spawn(move |n, mut c| {
-        if n > 0 {
-            return; // reconnections: closed at once
+    let raw = RawServer::first_ready(100, move |c| {
+        let mut ids = Vec::new();
+        for _ in 0..CALLS {
+            ids.push(c.next_request()?.0);
         }
-        let _ = (|| -> std::io::Result<()> {
-            c.handshake(Some(100))?;
-            let mut ids = Vec::new();
-            for _ in 0..CALLS {
-                ids.push(c.next_request()?.0);
-            }
-            got_tx.send(ids.clone()).unwrap();
-            go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
-            // Accepts the first half: answers them after the GOAWAY; rejects the rest.
-            ids.sort_unstable();
-            let half = ids[CALLS / 2 - 1];
-            c.goaway(half)?;
-            for &id in &ids[..CALLS / 2] {
-                c.respond(id, b"from the raw node")?;
-            }
-            for &id in &ids[CALLS / 2..] {
-                c.reject(id, RejectReason::SHUTTING_DOWN)?;
-            }
-            // Until the caller closes.
-            while c.next().is_ok() {}
-            Ok(())
-        })();
+        got_tx.send(ids.clone()).unwrap();
+        go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
+        // Accepts the first half: answers them after the GOAWAY; rejects the rest.
+        ids.sort_unstable();
+        let half = ids[CALLS / 2 - 1];
+        c.goaway(half)?;
+        for &id in &ids[..CALLS / 2] {
+            c.respond(id, b"from the raw node")?;
+        }
+        for &id in &ids[CALLS / 2..] {
+            c.reject(id, RejectReason::SHUTTING_DOWN)?;
+        }
+        // Until the caller closes.
+        while c.next().is_ok() {}
+        Ok(())
     });
     let spare = TestNode::start(|b| b.manual_ready());
     let client = client(&[raw.addr, spare.addr], |b| b);
     assert!(client.wait_ready(raw.addr, WAIT), "raw node never READY");
 
-    let opts = CallOptions::new().deadline(DEADLINE);
-    let mut set = CallSet::with_capacity(CALLS);
-    for i in 0..CALLS {
-        let body = format!("call {i}").into_bytes();
-        assert!(
-            set.push(client.call_async("record", body, opts.clone()))
-                .is_ok()
-        );
-    }
-    // The set sends its round, then reads the raw node's connection (the only one ready).
-    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    let set = sent(&client);
     let ids = got_rx
         .recv_timeout(WAIT)
         .expect("the raw node never got every request");
@@ -113,34 +114,19 @@ fn a_goaway_while_a_set_reads_replays_what_the_node_did_not_accept() {
 fn a_connection_lost_while_a_set_reads_ends_its_calls_at_once() {
     let (got_tx, got_rx) = crossbeam_channel::unbounded::<()>();
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
-    let raw = RawServer::spawn(move |n, mut c| {
-        if n > 0 {
-            return;
+    let raw = RawServer::first_ready(100, move |c| {
+        for _ in 0..CALLS {
+            c.next_request()?;
         }
-        let _ = (|| -> std::io::Result<()> {
-            c.handshake(Some(100))?;
-            for _ in 0..CALLS {
-                c.next_request()?;
-            }
-            got_tx.send(()).unwrap();
-            go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
-            c.close();
-            Ok(())
-        })();
+        got_tx.send(()).unwrap();
+        go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
+        c.close();
+        Ok(())
     });
     let client = client(&[raw.addr], |b| b);
     assert!(client.wait_ready(raw.addr, WAIT), "raw node never READY");
 
-    let opts = CallOptions::new().deadline(DEADLINE);
-    let mut set = CallSet::with_capacity(CALLS);
-    for i in 0..CALLS {
-        let body = format!("call {i}").into_bytes();
-        assert!(
-            set.push(client.call_async("record", body, opts.clone()))
-                .is_ok()
-        );
-    }
-    assert!(set.next_timeout(Duration::from_millis(1)).is_none());
+    let set = sent(&client);
     got_rx
         .recv_timeout(WAIT)
         .expect("the raw node never got every request");

@@ -25,30 +25,24 @@ enum Drop {
 fn lost(how: Drop) {
     let (got_tx, got_rx) = crossbeam_channel::unbounded::<()>();
     let (go_tx, go_rx) = crossbeam_channel::bounded::<()>(1);
-    let raw = RawServer::spawn(move |n, mut c| {
-        if n > 0 {
-            return; // reconnections: closed at once
+    let raw = RawServer::first_ready(100, move |c| {
+        match how {
+            Drop::Fin => {
+                c.next_request()?;
+                c.next_request()?;
+            }
+            Drop::Reset => {
+                let one = HEADER_LEN + Request::body_len("record", b"A");
+                c.peek_at_least(2 * one)?;
+            }
         }
-        let _ = (|| -> std::io::Result<()> {
-            c.handshake(Some(100))?;
-            match how {
-                Drop::Fin => {
-                    c.next_request()?;
-                    c.next_request()?;
-                }
-                Drop::Reset => {
-                    let one = HEADER_LEN + Request::body_len("record", b"A");
-                    c.peek_at_least(2 * one)?;
-                }
-            }
-            got_tx.send(()).unwrap();
-            go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
-            match how {
-                Drop::Fin => c.close(),
-                Drop::Reset => drop(c),
-            }
-            Ok(())
-        })();
+        got_tx.send(()).unwrap();
+        go_rx.recv_timeout(WAIT).map_err(std::io::Error::other)?;
+        if let Drop::Fin = how {
+            c.close();
+        }
+        // Drop::Reset: the connection is dropped with the requests unread when this returns.
+        Ok(())
     });
     let spare = TestNode::start(|b| b.manual_ready());
     let client = client(&[raw.addr, spare.addr], |b| b);

@@ -27,10 +27,30 @@ impl Wake for QueueWaker {
     }
 }
 
-/// `n` calls of `method` with `depth` futures in flight, all polled from the calling thread (a
-/// tiny executor: a woken lane's index goes on a ready list, the thread parks when it is empty).
-pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
-    run(c, method, body, depth, n, None)
+/// Which executor polls the futures.
+#[derive(Clone, Copy, Debug)]
+#[allow(dead_code)] // (not every bench that includes this file uses both)
+pub enum Executor {
+    /// A tiny executor of the bench's own, standing for any async runtime: a woken lane's
+    /// index goes on a ready list, the thread parks when it is empty (the client's I/O thread
+    /// reads the answers and wakes it).
+    Foreign,
+    /// gracerpc's own [`CallSet`]: the polling thread writes each round's requests and reads
+    /// the answers itself.
+    Set,
+}
+
+/// `n` calls of `method` with `depth` futures in flight, all polled from the calling thread by
+/// `on`.
+pub fn pipelined(
+    c: &Client,
+    on: Executor,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+) -> Duration {
+    drive(c, on, method, body, depth, n, None)
 }
 
 /// [`pipelined`], and each call's latency in µs (from its future's creation to its completion
@@ -38,19 +58,30 @@ pub fn pipelined(c: &Client, method: &str, body: usize, depth: usize, n: u64) ->
 #[allow(dead_code)] // (not every bench that includes this file times calls)
 pub fn pipelined_latencies(
     c: &Client,
+    on: Executor,
     method: &str,
     body: usize,
     depth: usize,
     n: u64,
 ) -> (Duration, Vec<u32>) {
-    timed(n, |lat| run(c, method, body, depth, n, lat))
+    let mut lat = Vec::with_capacity(n as usize);
+    let t = drive(c, on, method, body, depth, n, Some(&mut lat));
+    (t, lat)
 }
 
-/// Runs `f` with room for `n` latencies; the time it took and the latencies it noted.
-fn timed(n: u64, f: impl FnOnce(Option<&mut Vec<u32>>) -> Duration) -> (Duration, Vec<u32>) {
-    let mut lat = Vec::with_capacity(n as usize);
-    let t = f(Some(&mut lat));
-    (t, lat)
+fn drive(
+    c: &Client,
+    on: Executor,
+    method: &str,
+    body: usize,
+    depth: usize,
+    n: u64,
+    latencies: Option<&mut Vec<u32>>,
+) -> Duration {
+    match on {
+        Executor::Foreign => run(c, method, body, depth, n, latencies),
+        Executor::Set => run_set(c, method, body, depth, n, latencies),
+    }
 }
 
 fn run(
@@ -118,25 +149,6 @@ fn run(
         }
     }
     t.elapsed()
-}
-
-/// [`pipelined`] on gracerpc's own executor, [`CallSet`]: the polling thread writes each
-/// round's requests and reads the answers itself.
-#[allow(dead_code)] // (not every bench that includes this file uses it)
-pub fn pipelined_set(c: &Client, method: &str, body: usize, depth: usize, n: u64) -> Duration {
-    run_set(c, method, body, depth, n, None)
-}
-
-/// [`pipelined_set`], and each call's latency in µs (as [`pipelined_latencies`]).
-#[allow(dead_code)] // (not every bench that includes this file times calls)
-pub fn pipelined_set_latencies(
-    c: &Client,
-    method: &str,
-    body: usize,
-    depth: usize,
-    n: u64,
-) -> (Duration, Vec<u32>) {
-    timed(n, |lat| run_set(c, method, body, depth, n, lat))
 }
 
 fn run_set(

@@ -428,7 +428,7 @@ impl RawConn {
     }
 
     /// Closes with FIN.
-    pub fn close(self) {
+    pub fn close(&mut self) {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
@@ -468,6 +468,22 @@ impl RawServer {
             stop,
             thread: Some(thread),
         }
+    }
+}
+
+impl RawServer {
+    /// A raw node whose first connection is READY with `capacity` and then runs `script` (its
+    /// I/O errors end it quietly: the test sees what the caller got); reconnections are closed
+    /// at once.
+    pub fn first_ready(
+        capacity: u8,
+        script: impl Fn(&mut RawConn) -> io::Result<()> + Send + Sync + 'static,
+    ) -> RawServer {
+        RawServer::spawn(move |n, mut c| {
+            if n == 0 && c.handshake(Some(capacity)).is_ok() {
+                let _ = script(&mut c);
+            }
+        })
     }
 }
 
