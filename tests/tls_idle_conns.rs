@@ -50,8 +50,7 @@ fn tls_connection_holder_child_process() {
     roots
         .add(CertificateDer::from_pem_slice(ca.as_bytes()).expect("ca"))
         .expect("root");
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let config = Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])

@@ -31,8 +31,7 @@ fn server_config(pki: &tls::Pki) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = vec![CertificateDer::from_pem_slice(pki.node.cert_pem.as_bytes()).expect("cert")];
     let key = PrivateKeyDer::from_pem_slice(pki.node.key_pem.as_bytes()).expect("key");
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut c = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")
@@ -235,8 +234,7 @@ fn client_config(pki: &tls::Pki, early: bool) -> Arc<rustls::ClientConfig> {
     roots
         .add(CertificateDer::from_pem_slice(pki.ca.cert_pem().as_bytes()).expect("ca"))
         .expect("root");
-    #[allow(deprecated)]
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut c = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .expect("versions")

@@ -15,10 +15,13 @@
 //! * [`ThrowawayCa`]: a CA made on the spot, and certificates it signs (for tests and for
 //!   `gracerpc rollout --tls`).
 //!
-//! Choices: the `ring` crypto provider (it builds with a C compiler alone; `aws-lc-rs` needs
-//! cmake); TLS 1.3 only (no renegotiation exists in it, and every peer is gracerpc); 0-RTT off
-//! on both sides (early data can be replayed, and replays are what gracerpc exists to rule
-//! out); PEM parsed by `rustls-pki-types`, as rustls recommends.
+//! Choices: the `aws-lc-rs` crypto provider, rustls's default: it builds with a C compiler
+//! alone (no cmake, Go or bindgen for its non-FIPS build on Linux), offers the post-quantum
+//! hybrid key exchange X25519MLKEM768 first, and its AES-GCM uses AVX-512/VAES where the CPU
+//! has them (rustls deprecates `ring`'s default provider for lacking the post-quantum group);
+//! TLS 1.3 only (no renegotiation exists in it, and every peer is gracerpc); 0-RTT off on both
+//! sides (early data can be replayed, and replays are what gracerpc exists to rule out); PEM
+//! parsed by `rustls-pki-types`, as rustls recommends.
 
 mod client;
 mod error;
@@ -37,19 +40,14 @@ pub(crate) use identity::identity_of;
 
 use std::sync::Arc;
 
-/// The one crypto provider both sides use: ring's, with AES-128-GCM first.
+/// The one crypto provider both sides use: aws-lc-rs's, with AES-128-GCM first.
 ///
-/// ring lists AES-256-GCM first, and the node takes the first of the caller's suites it also
-/// has. AES-128-GCM (TLS 1.3's mandatory suite, RFC 8446 §9.1) runs 10 AES rounds a block
-/// where AES-256 runs 14: a 4 KiB echo spends 35,300 instructions in AES-GCM instead of
-/// 40,000 (callgrind, `scripts/callgrind_tls.sh`). ring picks its AES-NI/VAES code at run
-/// time, and with it both beat ChaCha20-Poly1305. The other suites stay, in ring's order, for
-/// a peer that does not offer AES-128-GCM.
+/// Its default order puts AES-256-GCM first, and the node takes the first of the caller's
+/// suites it also has. AES-128-GCM (TLS 1.3's mandatory suite, RFC 8446 §9.1) runs 10 AES
+/// rounds a block where AES-256 runs 14. The other suites stay, in the provider's order, for a
+/// peer that does not offer AES-128-GCM.
 pub(crate) fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    // Deprecated since 0.23.48 for lacking post-quantum key exchange, which only aws-lc-rs
-    // offers — and aws-lc-rs needs cmake to build. X25519 and the NIST curves remain.
-    #[allow(deprecated)]
-    let mut p = rustls::crypto::ring::default_provider();
+    let mut p = rustls::crypto::aws_lc_rs::default_provider();
     p.cipher_suites
         .sort_by_key(|s| s.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
     Arc::new(p)
