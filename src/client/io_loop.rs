@@ -13,7 +13,7 @@ use slab::Slab;
 
 use super::cause::connect_cause;
 use super::discovery::Discovery;
-use super::link::{Deliveries, Link, REGISTERED, Routes, deliver, deliver_batch};
+use super::link::{Deliveries, Link, LinkRoutes, REGISTERED, deliver, deliver_batch};
 use super::table::{Node, NodeState, NodeTable, random_below};
 use super::waiters::Waiters;
 use super::wake::IoWake;
@@ -47,7 +47,7 @@ pub(crate) struct IoLoop {
     pub cfg: ClientConfig,
     pub control: Receiver<Ctl>,
     pub io: Arc<IoWake>,
-    pub routes: Arc<Routes>,
+    pub routes: Arc<LinkRoutes>,
     pub health: Arc<IoHealth>,
     /// `poll`'s registry, shared with the links (a calling thread that reads its own answer
     /// takes read interest away meanwhile).
@@ -68,7 +68,7 @@ impl IoLoop {
         cfg: ClientConfig,
         control: Receiver<Ctl>,
         io: Arc<IoWake>,
-        routes: Arc<Routes>,
+        routes: Arc<LinkRoutes>,
         health: Arc<IoHealth>,
     ) -> io::Result<IoLoop> {
         let registry = Arc::new(poll.registry().try_clone()?);

@@ -1,11 +1,7 @@
 //! One connection to a node, shared by the calling threads (which write their own frames) and the
 //! client's I/O thread (which reads, runs timers, and finishes writes that would block).
 //!
-//! Which link a node's calls go to is kept here too ([`Routes`]), not in the node table: the
-//! table knows nothing of connections.
-//!
-//! Lock order: a thread holding `Link::inner` may take a [`Routes`] slot; nobody takes
-//! `Link::inner` while holding a `Routes` slot.
+//! Which link a node's calls go to is in `routes.rs`; the raw socket calls in `sock.rs`.
 //!
 //! Who reads — the I/O thread, or a caller waiting for its own answer — is in `own_read.rs`;
 //! the TLS session between the socket and the core in `tls_link.rs`.
@@ -17,7 +13,7 @@
 //! queueing a request never waits behind another's syscall.
 
 use std::io;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,8 +23,10 @@ use parking_lot::{Mutex, MutexGuard};
 use slab::Slab;
 
 use super::cause::{NodeCause, connect_cause};
+use super::routes::Routes;
 use super::slot::Slot;
-use super::table::{MAX_NODES, Node, NodeState, NodeTable};
+use super::sock::{connect_result, make_blocking, recv, send};
+use super::table::{Node, NodeState, NodeTable};
 use super::tls_link::TlsLink;
 use super::wake::IoWake;
 use crate::proto::{ApiMisuse, ClientConn, ClientEvent, InBuf, Outcome, RejectReason, decode};
@@ -47,66 +45,11 @@ const UNLOCKED_SEND_MAX: usize = 16 * 1024;
 /// The interest a link is registered with when it connects (writable reports the connect).
 pub(crate) const REGISTERED: Interest = Interest::READABLE.add(Interest::WRITABLE);
 
+/// Which link each node's calls go to.
+pub(crate) type LinkRoutes = Routes<Link>;
+
 /// Answers to hand to their slots once the link's lock is released.
 pub(crate) type Deliveries = Vec<(Arc<Slot>, Outcome)>;
-
-/// The connection each node's calls are sent on (by node index), while it has one that is not
-/// draining.
-pub(crate) struct Routes {
-    slots: Box<[Mutex<Option<Arc<Link>>>]>,
-}
-
-impl Routes {
-    pub fn new() -> Routes {
-        Routes {
-            slots: (0..MAX_NODES).map(|_| Mutex::new(None)).collect(),
-        }
-    }
-
-    /// The node's current link.
-    pub fn get(&self, node: usize) -> Option<Arc<Link>> {
-        self.slots.get(node)?.lock().clone()
-    }
-
-    pub fn has(&self, node: usize) -> bool {
-        self.slots.get(node).is_some_and(|s| s.lock().is_some())
-    }
-
-    pub fn set(&self, node: usize, link: Arc<Link>) {
-        if let Some(s) = self.slots.get(node) {
-            *s.lock() = Some(link);
-        }
-    }
-
-    /// Takes the node's current link away (calls no longer choose it).
-    pub fn take(&self, node: usize) -> Option<Arc<Link>> {
-        self.slots.get(node)?.lock().take()
-    }
-
-    fn is(&self, link: &Link) -> bool {
-        self.slots.get(link.node.index()).is_some_and(|s| {
-            s.lock()
-                .as_ref()
-                .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
-        })
-    }
-
-    /// Makes the node stop using `link`. Returns true if it was the node's current link.
-    fn detach(&self, link: &Link) -> bool {
-        let Some(slot) = self.slots.get(link.node.index()) else {
-            return false;
-        };
-        let mut cur = slot.lock();
-        if cur
-            .as_ref()
-            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
-        {
-            *cur = None;
-            return true;
-        }
-        false
-    }
-}
 
 pub(crate) struct Link {
     pub node: Arc<Node>,
@@ -115,7 +58,7 @@ pub(crate) struct Link {
     pub(super) io: Arc<IoWake>,
     /// The I/O thread's poll registry, to change the socket's interest from a calling thread.
     pub(super) registry: Arc<Registry>,
-    routes: Arc<Routes>,
+    routes: Arc<LinkRoutes>,
     /// The link runs TLS (fixed at creation).
     pub(super) is_tls: bool,
 }
@@ -201,7 +144,7 @@ impl Link {
         core: ClientConn,
         io: Arc<IoWake>,
         registry: Arc<Registry>,
-        routes: Arc<Routes>,
+        routes: Arc<LinkRoutes>,
         tls: Option<Box<TlsLink>>,
     ) -> Link {
         let is_tls = tls.is_some();
@@ -441,7 +384,7 @@ impl Link {
                     // Under TLS the socket stays non-blocking: a caller reading its own answer
                     // waits in poll(2) instead (see `tls_link.rs`).
                     g.blocking = !self.is_tls
-                        && match make_blocking(g.stream.as_raw_fd()) {
+                        && match make_blocking(g.stream.as_raw_fd(), WAIT_SLICE) {
                             Ok(()) => true,
                             Err(e) => {
                                 log::debug!("blocking mode for {}: {e}", self.node.addr());
@@ -729,7 +672,7 @@ impl Link {
         while let Some(ev) = g.core.poll_event() {
             match ev {
                 ClientEvent::Ready(capacity) => {
-                    if self.routes.is(self) {
+                    if self.routes.is(self.node.index(), self) {
                         self.node.note_usable();
                         table.set_capacity(&self.node, capacity, now);
                     }
@@ -740,7 +683,7 @@ impl Link {
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     // Stop choosing the node at once; answers up to last_accepted still come here.
                     // (A newer connection already current is a restarted node: leave it be.)
-                    let was_current = self.routes.detach(self);
+                    let was_current = self.routes.detach(self.node.index(), self);
                     // A node discovery removed (a registry withdraws a node before its GOAWAY)
                     // stays removed: Draining would have it reconnected.
                     if (was_current || !self.routes.has(self.node.index()))
@@ -757,7 +700,7 @@ impl Link {
                     }
                     // Normally its GOAWAY came first; either way, stop choosing the node now —
                     // unless a newer connection (a restarted node) is already current.
-                    RejectReason::SHUTTING_DOWN if self.routes.detach(self) => {
+                    RejectReason::SHUTTING_DOWN if self.routes.detach(self.node.index(), self) => {
                         table.set_state(&self.node, NodeState::Draining, now);
                     }
                     _ => {}
@@ -776,7 +719,9 @@ impl Link {
                     if let Some(e) = &error {
                         log::debug!("connection to {} ended: {e}", self.node.addr());
                     }
-                    if self.routes.detach(self) && self.node.state() != NodeState::Removed {
+                    if self.routes.detach(self.node.index(), self)
+                        && self.node.state() != NodeState::Removed
+                    {
                         if let Some(cause) = closed_cause(&g.core, error.as_ref(), g.connected) {
                             table.note_failure(&self.node, cause, now);
                         }
@@ -834,77 +779,5 @@ pub(crate) fn deliver_batch(
     );
     for w in wakers.drain(..) {
         w.wake();
-    }
-}
-
-/// Puts a connected socket in blocking mode with a receive timeout of [`WAIT_SLICE`]. Only a
-/// caller reading its own answer waits (see [`Link::read_own`]); every other read and write
-/// passes `MSG_DONTWAIT` (see [`recv`] and [`send`]), so the I/O thread never blocks.
-fn make_blocking(fd: RawFd) -> io::Result<()> {
-    let tv = libc::timeval {
-        tv_sec: 0,
-        tv_usec: WAIT_SLICE.as_micros() as libc::suseconds_t,
-    };
-    // SAFETY: plain fcntl/setsockopt calls on a socket the link owns, with a valid timeval.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags & !libc::O_NONBLOCK) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_RCVTIMEO,
-            (&tv as *const libc::timeval).cast(),
-            std::mem::size_of::<libc::timeval>() as libc::socklen_t,
-        ) < 0
-        {
-            // Waiting without a timeout could outlive the call: back to non-blocking.
-            let e = io::Error::last_os_error();
-            libc::fcntl(fd, libc::F_SETFL, flags);
-            return Err(e);
-        }
-    }
-    Ok(())
-}
-
-/// One `recv` into `buf`: without waiting, or (`wait`) until data comes or the receive timeout
-/// passes (`WouldBlock`).
-pub(super) fn recv(fd: RawFd, buf: &mut [u8], wait: bool) -> io::Result<usize> {
-    let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
-    // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
-    let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// One `send` of `buf`, never waiting (and never raising SIGPIPE).
-fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
-    let n = unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
-        )
-    };
-    if n < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(n as usize)
-}
-
-/// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.
-fn connect_result(stream: &TcpStream) -> io::Result<bool> {
-    if let Some(e) = stream.take_error()? {
-        return Err(e);
-    }
-    match stream.peer_addr() {
-        Ok(_) => Ok(true),
-        Err(e) if e.kind() == io::ErrorKind::NotConnected => Ok(false),
-        Err(e) => Err(e),
     }
 }

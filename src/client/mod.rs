@@ -55,7 +55,9 @@ mod own_read;
 pub mod policy;
 mod ready_list;
 pub mod retry_budget;
+mod routes;
 mod slot;
+mod sock;
 pub mod table;
 mod tls_link;
 mod waiters;
@@ -87,7 +89,7 @@ use parking_lot::Mutex;
 use crate::proto::ClientConnConfig;
 pub(crate) use health::IoHealth;
 use io_loop::{Ctl, IoLoop};
-use link::Routes;
+use link::LinkRoutes;
 use retry_budget::RetryBudget;
 use waiters::Waiters;
 use wake::IoWake;
@@ -227,7 +229,7 @@ impl ClientBuilder {
         let io_wake = Arc::new(IoWake::new(Waker::new(poll.registry(), io_loop::WAKER)?));
         let table = Arc::new(NodeTable::new());
         let waiters = Arc::new(Waiters::default());
-        let routes = Arc::new(Routes::new());
+        let routes = Arc::new(LinkRoutes::new());
         let health = Arc::new(IoHealth::default());
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(4);
         let io = IoLoop::new(
@@ -284,7 +286,7 @@ pub struct ClientStats {
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
     /// Each node's current connection.
-    routes: Arc<Routes>,
+    routes: Arc<LinkRoutes>,
     /// Whether the I/O thread runs.
     health: Arc<IoHealth>,
     /// Busy replays left (see `retry_budget.rs`).

@@ -25,7 +25,8 @@ use std::time::Instant;
 use mio::Interest;
 use parking_lot::MutexGuard;
 
-use super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver, recv};
+use super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver};
+use super::sock::recv;
 use super::table::NodeTable;
 use crate::proto::InBuf;
 
