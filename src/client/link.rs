@@ -88,8 +88,12 @@ pub(crate) struct LinkInner {
     /// caller reads with the socket out of the poll).
     pub(super) interest: Interest,
     /// While a caller read, something asked for the socket to go back into the I/O thread's
-    /// poll (a call the I/O thread must read, a tick): it goes back when the read ends.
+    /// poll (a call the I/O thread must read): it goes back when the read ends.
     pub(super) rejoin_wanted: bool,
+    /// A [`CallSet`](super::CallSet)'s read ended with its calls still outstanding and left
+    /// the socket out of the poll for its next round: until then the I/O thread's timers do
+    /// not put it back (see [`Link::on_timer`]).
+    pub(super) kept_until: Option<Instant>,
     /// The socket is in the I/O thread's poll: a caller reading its own answer takes it out
     /// (see [`Link::take_reading`]).
     pub(super) registered: bool,
@@ -159,6 +163,7 @@ impl Link {
             flush_wanted: false,
             caller_reading: false,
             rejoin_wanted: false,
+            kept_until: None,
             claimed: None,
             blocking: false,
             interest: REGISTERED,
@@ -417,8 +422,14 @@ impl Link {
         deliveries: &mut Deliveries,
     ) -> bool {
         let mut g = self.inner.lock();
-        // A socket the last own read left out of the poll goes back in.
-        self.watch(&mut g);
+        // A socket the last own read left out of the poll goes back in — unless a caller
+        // reads it now, or a set's round that just read it comes back for it: taking it then
+        // would have this thread decrypt and deliver the set's answers, a hand-off per batch
+        // (under TLS at 4 KiB, 5.7 against 3.8 µs per call).
+        let kept = g.caller_reading || g.kept_until.is_some_and(|t| t > now);
+        if !kept {
+            self.watch(&mut g);
+        }
         if g.core.poll_timeout().is_some_and(|t| t <= now) {
             g.core.handle_timeout(now);
             self.process(&mut g, table, now, deliveries);

@@ -20,7 +20,7 @@
 use std::cell::RefCell;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::Interest;
 use parking_lot::MutexGuard;
@@ -29,6 +29,11 @@ use super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver};
 use super::sock::recv;
 use super::table::NodeTable;
 use crate::proto::InBuf;
+
+/// How long a [`CallSet`](super::CallSet)'s connection stays out of the I/O thread's poll
+/// after a read of the set's that left calls outstanding, before a tick puts it back (a set
+/// that stopped calling `next`): one tick.
+const KEEP_FOR: Duration = Duration::from_millis(100);
 
 thread_local! {
     /// A calling thread's deliveries while it reads its own answer (kept to allocate once).
@@ -79,6 +84,7 @@ impl Link {
     /// Puts the socket back into the I/O thread's poll with `want`. Readiness already there is
     /// reported at once, so data that came while it was out reaches the I/O thread.
     pub(super) fn rejoin_poll(&self, g: &mut LinkInner, want: Interest) {
+        g.kept_until = None;
         if g.registered || g.removed {
             return self.set_interest(g, want);
         }
@@ -355,19 +361,23 @@ impl Link {
     /// [`give_back_reading`](Self::give_back_reading); with `keep`, the reader comes back for
     /// the calls still outstanding (a [`CallSet`](super::CallSet)'s next round), so the socket
     /// stays out of the poll while they are all its own: it goes back in if anything else
-    /// needs the I/O thread (a call of another thread, a tick: `rejoin_wanted`), or when the
-    /// set parks without reading (it watches its links then).
+    /// needs the I/O thread (a call of another thread: `rejoin_wanted`), when the set parks
+    /// without reading (it watches its links then), or at a tick once [`KEEP_FOR`] passed
+    /// without the set coming back.
     fn hand_back(&self, g: &mut LinkInner, keep: bool) -> bool {
         g.caller_reading = false;
         let output_left = !g.core.out().is_empty() || !g.tls_flushed();
         let wake_io = g.core.is_closed() || g.read_done || output_left;
         let wanted = std::mem::take(&mut g.rejoin_wanted);
+        g.kept_until = None;
         if wake_io || wanted || g.retired || (!keep && g.core.outstanding() > 0) {
             let mut want = Interest::READABLE;
             if output_left {
                 want = want.add(Interest::WRITABLE);
             }
             self.rejoin_poll(g, want);
+        } else if keep && g.core.outstanding() > 0 {
+            g.kept_until = Some(Instant::now() + KEEP_FOR);
         }
         g.flush_wanted |= wake_io;
         wake_io
