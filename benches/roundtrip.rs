@@ -735,27 +735,18 @@ fn p99(mut v: Vec<u32>) -> f64 {
 /// each call costs both contenders two clock readings per call.
 fn latencies(f: &Fixture, rounds: usize) {
     let n = 50_000;
+    let load = pipeline::Load {
+        c: &f.client,
+        method: "echo",
+        body: 32,
+        depth: 64,
+        n,
+    };
     let (mut raw, mut rpc, mut set) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..rounds {
         raw.push(p99(raw_pipelined_latencies(f.raw, 32, 64, n).1));
-        set.push(p99(pipeline::pipelined_latencies(
-            &f.client,
-            Executor::Set,
-            "echo",
-            32,
-            64,
-            n,
-        )
-        .1));
-        rpc.push(p99(pipeline::pipelined_latencies(
-            &f.client,
-            Executor::Foreign,
-            "echo",
-            32,
-            64,
-            n,
-        )
-        .1));
+        set.push(p99(load.latencies(Executor::Set).1));
+        rpc.push(p99(load.latencies(Executor::Foreign).1));
     }
     let (raw, rpc, set) = (median(raw), median(rpc), median(set));
     println!(

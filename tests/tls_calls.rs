@@ -83,6 +83,41 @@ fn concurrent_calls_over_tls_go_through_the_io_thread() {
     });
 }
 
+/// Echo calls through a `CallSet` of `lanes` on `c`, each counted by `count`: call `i` sends
+/// `size(i)` bytes of `i as u8`, and each answer must be exactly its own body. A new call goes
+/// in as each ends while `more(calls started)` says so.
+fn echo_through_a_set(
+    c: &Client,
+    count: &witness::Deliveries,
+    lanes: usize,
+    size: impl Fn(usize) -> usize,
+    mut more: impl FnMut(usize) -> bool,
+) {
+    let opts = CallOptions::default();
+    let call = |i: usize| {
+        let fut = count.watch(c.call_async("echo", vec![i as u8; size(i)], opts.clone()));
+        async move { (i, fut.await) }
+    };
+    let mut set = CallSet::with_capacity(lanes);
+    let mut started = 0;
+    while started < lanes {
+        assert!(set.push(call(started)).is_ok());
+        started += 1;
+    }
+    while let Some((i, r)) = set.next() {
+        let r = r.unwrap_or_else(|e| panic!("call {i}: {e}"));
+        assert_eq!(r.body.len(), size(i), "call {i}");
+        assert!(
+            r.body.iter().all(|&b| b == i as u8),
+            "call {i}: someone else's answer"
+        );
+        if more(started) {
+            assert!(set.push(call(started)).is_ok());
+            started += 1;
+        }
+    }
+}
+
 /// A `CallSet` alone on its TLS connection reads and decrypts its answers on its own thread
 /// (waiting in poll(2)), frames split across records and records across reads included, and
 /// every call gets its own answer.
@@ -92,32 +127,14 @@ fn a_call_set_over_tls_reads_its_own_answers() {
     let node = echo_server(pki.server(false));
     let c = client(node.local_addr(), pki.client(false));
     let count = witness::Deliveries::default();
-    let opts = CallOptions::default();
     let sizes = [32usize, 4096, 16 * 1024 + 1, 40_000];
-    let call = |i: usize| {
-        let body = vec![i as u8; sizes[i % sizes.len()]];
-        let fut = count.watch(c.call_async("echo", body, opts.clone()));
-        async move { (i, fut.await) }
-    };
-    let total = 2000;
-    let mut set = CallSet::with_capacity(16);
-    let mut started = 0;
-    while started < 16 {
-        assert!(set.push(call(started)).is_ok());
-        started += 1;
-    }
-    while let Some((i, r)) = set.next() {
-        let r = r.unwrap_or_else(|e| panic!("call {i}: {e}"));
-        assert_eq!(r.body.len(), sizes[i % sizes.len()], "call {i}");
-        assert!(
-            r.body.iter().all(|&b| b == i as u8),
-            "call {i}: someone else's answer"
-        );
-        if started < total {
-            assert!(set.push(call(started)).is_ok());
-            started += 1;
-        }
-    }
+    echo_through_a_set(
+        &c,
+        &count,
+        16,
+        |i| sizes[i % sizes.len()],
+        |started| started < 2000,
+    );
     count.assert_mostly_on_caller();
 }
 
@@ -133,31 +150,16 @@ fn a_call_set_over_tls_stays_the_reader_while_the_io_thread_ticks() {
     let node = echo_server(pki.server(false));
     let c = client(node.local_addr(), pki.client(false));
     let count = witness::Deliveries::default();
-    let opts = CallOptions::default();
-    let call = |i: usize| {
-        let fut = count.watch(c.call_async("echo", vec![i as u8; 4096], opts.clone()));
-        async move { (i, fut.await) }
-    };
     // At least 16,000 calls and 500 ms (five ticks), at most 400,000 calls.
     let (lanes, least, most) = (64, 16_000, 400_000);
     let (begun, long_enough) = (Instant::now(), Duration::from_millis(500));
-    let mut set = CallSet::with_capacity(lanes);
-    let mut started = 0;
-    while started < lanes {
-        assert!(set.push(call(started)).is_ok());
-        started += 1;
-    }
-    while let Some((i, r)) = set.next() {
-        let r = r.unwrap_or_else(|e| panic!("call {i}: {e}"));
-        assert!(
-            r.body.len() == 4096 && r.body.iter().all(|&b| b == i as u8),
-            "call {i}: someone else's answer"
-        );
-        if started < most && (started < least || begun.elapsed() < long_enough) {
-            assert!(set.push(call(started)).is_ok());
-            started += 1;
-        }
-    }
+    echo_through_a_set(
+        &c,
+        &count,
+        lanes,
+        |_| 4096,
+        |started| started < most && (started < least || begun.elapsed() < long_enough),
+    );
     // The first round's answers, and a few rounds where the set parks (a call that is not
     // waiting on one read) or leaves output to the I/O thread (a loaded machine), come through
     // the I/O thread; a tick that takes the socket back hands it every round until the set

@@ -40,8 +40,39 @@ pub enum Executor {
     Set,
 }
 
-/// `n` calls of `method` with `depth` futures in flight, all polled from the calling thread by
-/// `on`.
+/// `n` calls of `method` with `body`-byte bodies, `depth` futures in flight, on `c`.
+pub struct Load<'a> {
+    pub c: &'a Client,
+    pub method: &'a str,
+    pub body: usize,
+    pub depth: usize,
+    pub n: u64,
+}
+
+impl Load<'_> {
+    /// Runs the calls, all polled from the calling thread by `on`.
+    pub fn run(&self, on: Executor) -> Duration {
+        self.drive(on, None)
+    }
+
+    /// [`run`](Self::run), and each call's latency in µs (from its future's creation to its
+    /// completion seen by the executor).
+    #[allow(dead_code)] // (not every bench that includes this file times calls)
+    pub fn latencies(&self, on: Executor) -> (Duration, Vec<u32>) {
+        let mut lat = Vec::with_capacity(self.n as usize);
+        let t = self.drive(on, Some(&mut lat));
+        (t, lat)
+    }
+
+    fn drive(&self, on: Executor, latencies: Option<&mut Vec<u32>>) -> Duration {
+        match on {
+            Executor::Foreign => run(self, latencies),
+            Executor::Set => run_set(self, latencies),
+        }
+    }
+}
+
+/// [`Load::run`] in one line.
 pub fn pipelined(
     c: &Client,
     on: Executor,
@@ -50,48 +81,24 @@ pub fn pipelined(
     depth: usize,
     n: u64,
 ) -> Duration {
-    drive(c, on, method, body, depth, n, None)
+    let load = Load {
+        c,
+        method,
+        body,
+        depth,
+        n,
+    };
+    load.run(on)
 }
 
-/// [`pipelined`], and each call's latency in µs (from its future's creation to its completion
-/// seen by the executor).
-#[allow(dead_code)] // (not every bench that includes this file times calls)
-pub fn pipelined_latencies(
-    c: &Client,
-    on: Executor,
-    method: &str,
-    body: usize,
-    depth: usize,
-    n: u64,
-) -> (Duration, Vec<u32>) {
-    let mut lat = Vec::with_capacity(n as usize);
-    let t = drive(c, on, method, body, depth, n, Some(&mut lat));
-    (t, lat)
-}
-
-fn drive(
-    c: &Client,
-    on: Executor,
-    method: &str,
-    body: usize,
-    depth: usize,
-    n: u64,
-    latencies: Option<&mut Vec<u32>>,
-) -> Duration {
-    match on {
-        Executor::Foreign => run(c, method, body, depth, n, latencies),
-        Executor::Set => run_set(c, method, body, depth, n, latencies),
-    }
-}
-
-fn run(
-    c: &Client,
-    method: &str,
-    body: usize,
-    depth: usize,
-    n: u64,
-    mut latencies: Option<&mut Vec<u32>>,
-) -> Duration {
+fn run(load: &Load<'_>, mut latencies: Option<&mut Vec<u32>>) -> Duration {
+    let &Load {
+        c,
+        method,
+        body,
+        depth,
+        n,
+    } = load;
     let b = vec![0u8; body];
     let ready = Arc::new(Mutex::new(Vec::new()));
     let wakers: Vec<Waker> = (0..depth)
@@ -151,14 +158,14 @@ fn run(
     t.elapsed()
 }
 
-fn run_set(
-    c: &Client,
-    method: &str,
-    body: usize,
-    depth: usize,
-    n: u64,
-    mut latencies: Option<&mut Vec<u32>>,
-) -> Duration {
+fn run_set(load: &Load<'_>, mut latencies: Option<&mut Vec<u32>>) -> Duration {
+    let &Load {
+        c,
+        method,
+        body,
+        depth,
+        n,
+    } = load;
     let b = vec![0u8; body];
     let opts = CallOptions::new();
     let timed = latencies.is_some();
