@@ -4,10 +4,14 @@
 #[path = "support/cluster.rs"]
 mod cluster;
 
+use std::future::Future;
+use std::io::Read;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
+use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
-use cluster::{TestNode, WAIT, client, wait_all_ready, wait_until};
+use cluster::{Got, RawServer, TestNode, WAIT, client, wait_all_ready, wait_until};
 use gracerpc::client::{CallError, CallOptions};
 
 #[test]
@@ -122,4 +126,62 @@ fn close_bound_ends_a_lone_call_whose_thread_reads_its_own_answer() {
         at - t0
     );
     node.rec.open_gate();
+}
+
+#[test]
+fn close_reads_an_answer_still_on_its_way_instead_of_resetting_it() {
+    // protocol.md rule 4, the caller's side: a closing client shuts its write side and reads
+    // until the node closes. This node answers a call the caller gave up on only once it has
+    // read the caller's EOF, then answers again: had the client closed its socket (not just
+    // its write side), the first answer would have drawn an RST (on loopback, before `write`
+    // returns) and the second write would fail.
+    let (got_request, request_seen) = crossbeam_channel::bounded::<()>(1);
+    let (report, after_answer) = crossbeam_channel::bounded::<Result<usize, String>>(1);
+    let raw = RawServer::spawn(move |_, mut c| {
+        let outcome = (|| {
+            c.handshake(Some(8))
+                .map_err(|e| format!("handshake: {e}"))?;
+            let (id, _, body, _) = c.next_request().map_err(|e| format!("request: {e}"))?;
+            let _ = got_request.send(());
+            loop {
+                match c.next() {
+                    Ok(Got::Cancel(_)) => {}
+                    Ok(other) => return Err(format!("expected CANCEL or EOF, got {other:?}")),
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(format!("waiting for the caller's EOF: {e}")),
+                }
+            }
+            c.respond(id, &body).map_err(|e| format!("answer: {e}"))?;
+            c.respond(id, &body)
+                .map_err(|e| format!("second answer (the first was reset): {e}"))?;
+            let mut b = [0u8; 64];
+            c.stream
+                .read(&mut b)
+                .map_err(|e| format!("read after the answers: {e}"))
+        })();
+        let _ = report.send(outcome);
+    });
+    let client = client(&[raw.addr], |b| b);
+    wait_all_ready(&client, &[raw.addr]);
+    let mut fut = client.call_async("x", b"given up".to_vec(), CallOptions::new());
+    let _ = Pin::new(&mut fut).poll(&mut Context::from_waker(Waker::noop()));
+    request_seen
+        .recv_timeout(WAIT)
+        .expect("the node never got the request");
+    drop(fut); // CANCEL: its answer is still to come
+    let t0 = Instant::now();
+    client.close(Duration::from_secs(2));
+    let outcome = after_answer
+        .recv_timeout(WAIT)
+        .expect("the node's script never finished");
+    assert_eq!(
+        outcome,
+        Ok(0),
+        "the node's writes and read after its late answers (0 = the caller's EOF, no reset)"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(2),
+        "close took {:?} though the node closed at once",
+        t0.elapsed()
+    );
 }

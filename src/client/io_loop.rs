@@ -26,8 +26,9 @@ const SLOT_BITS: u32 = 24;
 
 /// Requests to the I/O thread.
 pub(crate) enum Ctl {
-    /// Close every connection and stop.
-    Shutdown,
+    /// Close every connection and stop: each finishes as a retired one does (its write side
+    /// shut, read until the node's close) until the deadline, then whatever is left is cut.
+    Close(Instant),
     /// Panic (tests: the I/O thread dying of a bug must not strand a call).
     Panic,
 }
@@ -56,6 +57,9 @@ pub(crate) struct IoLoop {
     generation: u32,
     retry: Vec<Retry>,
     last_epoch: u64,
+    /// Closing: no connection is made any more, and the loop ends when the last link has
+    /// finished or at this deadline.
+    closing: Option<Instant>,
 }
 
 impl IoLoop {
@@ -87,6 +91,7 @@ impl IoLoop {
             generation: 0,
             retry: Vec::new(),
             last_epoch: 0,
+            closing: None,
         })
     }
 
@@ -118,8 +123,15 @@ impl IoLoop {
         let mut next_tick = Instant::now();
         loop {
             let now = Instant::now();
-            self.io.sleeping_until(next_tick);
-            let timeout = next_tick.saturating_duration_since(now);
+            if let Some(until) = self.closing
+                && (self.links.is_empty() || now >= until)
+            {
+                self.shutdown(&mut deliveries);
+                return None;
+            }
+            let wake_at = self.closing.map_or(next_tick, |c| c.min(next_tick));
+            self.io.sleeping_until(wake_at);
+            let timeout = wake_at.saturating_duration_since(now);
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -149,10 +161,7 @@ impl IoLoop {
             }
             if woken {
                 match self.control.try_recv() {
-                    Ok(Ctl::Shutdown) => {
-                        self.shutdown(&mut deliveries);
-                        return None;
-                    }
+                    Ok(Ctl::Close(until)) => self.begin_close(until, now, &mut deliveries),
                     Ok(Ctl::Panic) => panic!("asked to panic"),
                     Err(_) => {}
                 }
@@ -178,9 +187,26 @@ impl IoLoop {
         }
     }
 
-    /// Timers, discovery and reconnection. Returns when to run next.
+    /// Starts closing: every link finishes once what it owes is answered (see `Ctl::Close`).
+    fn begin_close(&mut self, until: Instant, now: Instant, deliveries: &mut Deliveries) {
+        self.closing = Some(until);
+        let mut finished = Vec::new();
+        for (slot, link) in self.links.iter() {
+            if link.begin_close(&self.table, now, deliveries) {
+                finished.push(slot);
+            }
+        }
+        deliver(deliveries.drain(..));
+        for slot in finished {
+            self.remove(slot);
+        }
+    }
+
+    /// Timers, discovery and reconnection (not while closing). Returns when to run next.
     fn tick(&mut self, now: Instant, deliveries: &mut Deliveries) -> Instant {
-        if let Some(addrs) = self.poll_discovery() {
+        if self.closing.is_none()
+            && let Some(addrs) = self.poll_discovery()
+        {
             self.apply_discovery(addrs, now);
         }
         let mut next = now + Duration::from_millis(100);
@@ -196,9 +222,11 @@ impl IoLoop {
         for slot in finished {
             self.remove(slot);
         }
-        for i in 0..self.retry.len() {
-            if let Some(t) = self.maintain(i, now) {
-                next = next.min(t);
+        if self.closing.is_none() {
+            for i in 0..self.retry.len() {
+                if let Some(t) = self.maintain(i, now) {
+                    next = next.min(t);
+                }
             }
         }
         let epoch = self

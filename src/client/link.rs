@@ -440,6 +440,26 @@ impl Link {
         self.finish(&mut g)
     }
 
+    /// The client is closing (no call will come): finish as a retired link does — shut the
+    /// write side once nothing is owed, then read on until the node closes its side — so no
+    /// answer still on its way (to a call given up on) meets a reset. Returns true when the
+    /// link is finished.
+    pub fn begin_close(
+        self: &Arc<Self>,
+        table: &NodeTable,
+        now: Instant,
+        deliveries: &mut Deliveries,
+    ) -> bool {
+        let mut g = self.inner.lock();
+        g.retired = true;
+        g.kept_until = None;
+        self.watch(&mut g);
+        if g.connected {
+            self.flush(&mut g, table, now, deliveries);
+        }
+        self.finish(&mut g)
+    }
+
     /// Ends the link at once (client shutting down).
     pub fn abort(self: &Arc<Self>, table: &NodeTable, now: Instant, deliveries: &mut Deliveries) {
         let mut g = self.inner.lock();

@@ -283,6 +283,10 @@ pub struct ClientStats {
     pub retried: u64,
 }
 
+/// How long a closing client waits at least for its nodes to close their side of each
+/// connection after its own (protocol.md, rule 4): a loopback or LAN round trip is far less.
+const CLOSE_LINGER: Duration = Duration::from_millis(100);
+
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
     /// Each node's current connection.
@@ -318,8 +322,10 @@ impl ClientInner {
         self.io_wake.wake();
     }
 
-    fn stop_io(&self) {
-        if self.control.try_send(Ctl::Shutdown).is_ok() {
+    /// Stops the I/O thread: its connections close cleanly until `until`, then it cuts the
+    /// rest and ends; returns once it has.
+    fn stop_io(&self, until: Instant) {
+        if self.control.try_send(Ctl::Close(until)).is_ok() {
             self.wake_io();
         }
         if let Some(t) = self.thread.lock().take() {
@@ -331,7 +337,7 @@ impl ClientInner {
 impl Drop for ClientInner {
     fn drop(&mut self) {
         self.closed.store(true, Ordering::Release);
-        self.stop_io();
+        self.stop_io(Instant::now() + CLOSE_LINGER);
     }
 }
 
@@ -476,18 +482,32 @@ impl Client {
 
     /// Stops taking new calls, lets the outstanding ones finish for up to `timeout`, then closes
     /// every connection. Calls still running after that end with an error.
+    ///
+    /// A connection closes cleanly: the client shuts its side, then reads until the node closes
+    /// its own (an answer still on its way to a call given up on is read, not reset), for what
+    /// is left of `timeout` but at least 100 ms.
     pub fn close(&self, timeout: Duration) {
         self.inner.closed.store(true, Ordering::Release);
         self.inner.waiters.wake_all();
         let end = Instant::now() + timeout;
         let (lock, cv) = &self.inner.idle;
         let mut g = lock.lock();
+        let mut calls_left = false;
         while self.inner.active_calls.load(Ordering::Acquire) > 0 {
             if cv.wait_until(&mut g, end).timed_out() {
+                calls_left = true;
                 break;
             }
         }
         drop(g);
-        self.inner.stop_io();
+        // Calls outliving the bound end now; otherwise each connection closes cleanly: our
+        // side shut, then read until the node's close, so an answer still on its way (to a
+        // call given up on) never meets a reset (protocol.md, rule 4).
+        let until = if calls_left {
+            Instant::now()
+        } else {
+            end.max(Instant::now() + CLOSE_LINGER)
+        };
+        self.inner.stop_io(until);
     }
 }
