@@ -1,5 +1,6 @@
 //! `Client::close(bound)`: outstanding calls finish within the bound; calls still running when it
-//! passes end with an error that says they may have run; later calls fail with `Closed`.
+//! passes end with an error that says they may have run; later calls fail with `Closed`. Closing
+//! (or dropping the client) never resets an answer still on its way (protocol.md rule 4).
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -130,6 +131,17 @@ fn close_bound_ends_a_lone_call_whose_thread_reads_its_own_answer() {
 
 #[test]
 fn close_reads_an_answer_still_on_its_way_instead_of_resetting_it() {
+    late_answer_meets_no_reset(|client| client.close(Duration::from_secs(2)));
+}
+
+#[test]
+fn dropping_a_client_reads_an_answer_still_on_its_way_instead_of_resetting_it() {
+    late_answer_meets_no_reset(drop);
+}
+
+/// A call given up on, then the client closed by `close`; its answer comes after the
+/// client's EOF and must not meet an RST.
+fn late_answer_meets_no_reset(close: impl FnOnce(gracerpc::client::Client)) {
     // protocol.md rule 4, the caller's side: a closing client shuts its write side and reads
     // until the node closes. This node answers a call the caller gave up on only once it has
     // read the caller's EOF, then answers again: had the client closed its socket (not just
@@ -170,7 +182,7 @@ fn close_reads_an_answer_still_on_its_way_instead_of_resetting_it() {
         .expect("the node never got the request");
     drop(fut); // CANCEL: its answer is still to come
     let t0 = Instant::now();
-    client.close(Duration::from_secs(2));
+    close(client);
     let outcome = after_answer
         .recv_timeout(WAIT)
         .expect("the node's script never finished");
