@@ -578,6 +578,28 @@ fn rpc_fan_in_clients(
     t.elapsed()
 }
 
+/// [`rpc_fan_in_set`] on one client of a connection per thread
+/// (`ClientBuilder::connections_per_node`): each thread keeps to its own.
+fn rpc_fan_in_lanes(
+    addr: SocketAddr,
+    body: usize,
+    threads: usize,
+    depth: usize,
+    n: u64,
+) -> Duration {
+    let c = Client::builder()
+        .nodes([addr])
+        .connections_per_node(threads)
+        .build()
+        .expect("client");
+    let end = Instant::now() + Duration::from_secs(5);
+    while c.connections(addr) < threads {
+        assert!(Instant::now() < end, "{threads} connections not ready");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    rpc_fan_in_set(&c, body, threads, depth, n)
+}
+
 // ---------------------------------------------------------------- criterion groups
 
 struct Fixture {
@@ -820,6 +842,9 @@ fn interleaved() {
             ("4 clients set", &mut |n| {
                 rpc_fan_in_clients(server, 32, 4, 16, n)
             }),
+            ("4 lanes set", &mut |n| {
+                rpc_fan_in_lanes(server, 32, 4, 16, n)
+            }),
         ],
     );
     // The same with the handler on a worker thread instead of inline.
@@ -857,6 +882,7 @@ fn interleaved() {
 /// `GRACERPC_PROFILE=<case>`: run only one side of one case, for a profiler (callgrind,
 /// `strace -c`, `scripts/syscalls_per_call.sh`) to look at. Cases: `sequential`,
 /// `sequential_future`, `pipelined`, `pipelined_set`, `fanin`, `fanin_set`, `fanin_clients`,
+/// `fanin_lanes`,
 /// `sequential_worker`, `pipelined_worker`, `pipelined_worker_set` (gracerpc), and `raw_sequential`, `raw_pipelined`, `raw_fanin` (the raw baseline).
 fn profile(case: &str) {
     let f = fixture();
@@ -873,6 +899,7 @@ fn profile(case: &str) {
         "fanin" => (rpc_fan_in(&f.client, 32, 4, 16, n), n),
         "fanin_set" => (rpc_fan_in_set(&f.client, 32, 4, 16, n), n),
         "fanin_clients" => (rpc_fan_in_clients(f._server.local_addr(), 32, 4, 16, n), n),
+        "fanin_lanes" => (rpc_fan_in_lanes(f._server.local_addr(), 32, 4, 16, n), n),
         "raw_sequential" => (raw_sequential(&mut raw_connect(f.raw), 32, seq), seq),
         "raw_pipelined" => (raw_pipelined(f.raw, 32, 64, n), n),
         "raw_fanin" => (raw_fan_in(f.raw, 32, 4, 16, n), n),

@@ -1,6 +1,6 @@
 //! Three nodes under concurrent load of a non-idempotent `record` call; one is shut down mid-load.
 //! No call fails, the node is not chosen once the client has processed its GOAWAY, and every
-//! token runs exactly once.
+//! token runs exactly once. With one connection per node, and with three (each gets GOAWAY).
 
 #[path = "support/cluster.rs"]
 mod cluster;
@@ -28,13 +28,23 @@ struct Done {
 
 #[test]
 fn shutdown_under_load_loses_nothing_and_runs_nothing_twice() {
+    shutdown_under_load(1);
+}
+
+#[test]
+fn shutdown_under_load_with_three_connections_per_node() {
+    shutdown_under_load(3);
+}
+
+/// The test, with a client of `lanes` connections per node.
+fn shutdown_under_load(lanes: usize) {
     let mut nodes: Vec<TestNode> = (0..3).map(|_| TestNode::start(|b| b.workers(1))).collect();
     for n in &nodes {
         n.rec.delay_us.store(300, Ordering::Relaxed);
     }
     let addrs: Vec<SocketAddr> = nodes.iter().map(|n| n.addr).collect();
     let victim = addrs[1];
-    let client = client(&addrs, |b| b);
+    let client = client(&addrs, |b| b.connections_per_node(lanes));
     wait_all_ready(&client, &addrs);
     let events = client.subscribe();
 

@@ -18,12 +18,23 @@ const OUTAGE: Duration = Duration::from_millis(300);
 
 #[test]
 fn calls_during_a_restart_wait_and_succeed() {
+    restart_under_load(1);
+}
+
+#[test]
+fn calls_during_a_restart_wait_and_succeed_with_three_connections() {
+    restart_under_load(3);
+}
+
+/// The test, with a client of `lanes` connections to the node.
+fn restart_under_load(lanes: usize) {
     let mut node = TestNode::start(|b| b.workers(1));
     node.rec.delay_us.store(200, Ordering::Relaxed);
     let addr = node.addr;
     // The default reconnection backoff (capped at 100 ms).
     let client = gracerpc::client::Client::builder()
         .nodes([addr])
+        .connections_per_node(lanes)
         .build()
         .unwrap();
     wait_all_ready(&client, &[addr]);

@@ -43,6 +43,10 @@ pub struct BenchArgs {
     /// and reads it itself (no I/O thread hop): one is fastest until its core is busy.
     #[arg(long, value_parser = crate::cli::threads)]
     drivers: Option<usize>,
+    /// Connections to each node (1–16) [default: 1]. With several drivers, one per driver
+    /// gives each its own connection, which it then reads itself.
+    #[arg(long, value_parser = crate::cli::lanes, default_value_t = 1)]
+    connections: usize,
     /// Print the report as one JSON object on stdout instead of the table.
     #[arg(long)]
     json: bool,
@@ -69,7 +73,11 @@ pub fn run(args: BenchArgs) -> i32 {
             return 2;
         }
     };
-    let client = match builder.replay(!args.no_replay).build() {
+    let client = match builder
+        .replay(!args.no_replay)
+        .connections_per_node(args.connections)
+        .build()
+    {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gracerpc bench: {e}");

@@ -125,6 +125,11 @@ pub fn threads(s: &str) -> Result<usize, String> {
     bounded(s, 1, 1024)
 }
 
+/// Connections per node: 1 to 16.
+pub fn lanes(s: &str) -> Result<usize, String> {
+    bounded(s, 1, 16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::{concurrency, duration, nodes, payload, seconds};

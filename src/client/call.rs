@@ -24,6 +24,7 @@ use super::driver::{self, Driver};
 use super::error::CallError;
 use super::link::{Link, SendFail, SendMode};
 use super::policy::{Attempts, BUSY_PAUSE_MAX, Policy, Verdict};
+use super::routes::lane_hint;
 use super::slot::Slot;
 use super::table::{Node, NodeSet, random_below};
 use crate::proto::Outcome;
@@ -249,33 +250,43 @@ impl<'a> CallFuture<'a> {
         let table = &self.client.table;
         let mut skip = NodeSet::default();
         let mut raced = false;
+        let lane = lane_hint();
         while let Some(node) = table.choose_except(now, self.attempts.avoid(), &skip) {
             skip.insert(node.index());
-            let Some(link) = self.client.routes.get(node.index()) else {
-                raced = true;
-                continue;
-            };
-            match link.send(
-                table,
-                now,
-                &self.method,
-                self.metadata.as_metadata(),
-                &self.body,
-                self.deadline,
-                self.idempotent,
-                self.slot.as_ref().expect("slot present until drop"),
-                self.send_mode(),
-            ) {
-                Ok((id, deferred)) => {
-                    if deferred {
-                        super::call_set::defer_flush(&link, &self.client.table);
+            // This thread's lane first; another of the node's lanes if that one cannot take
+            // the call now (still connecting, or its output full).
+            let mut tried = 0;
+            loop {
+                let Some(link) = self.client.routes.get(node.index(), lane + tried) else {
+                    raced = true;
+                    break;
+                };
+                match link.send(
+                    table,
+                    now,
+                    &self.method,
+                    self.metadata.as_metadata(),
+                    &self.body,
+                    self.deadline,
+                    self.idempotent,
+                    self.slot.as_ref().expect("slot present until drop"),
+                    self.send_mode(),
+                ) {
+                    Ok((id, deferred)) => {
+                        if deferred {
+                            super::call_set::defer_flush(&link, &self.client.table);
+                        }
+                        self.inflight = Some(InFlight { link, node, id });
+                        return Ok(Sent::Yes);
                     }
-                    self.inflight = Some(InFlight { link, node, id });
-                    return Ok(Sent::Yes);
+                    Err(SendFail::NotSendable) => raced = true,
+                    Err(SendFail::Full) => {}
+                    Err(SendFail::Invalid(e)) => return Err(CallError::Invalid(e)),
                 }
-                Err(SendFail::NotSendable) => raced = true,
-                Err(SendFail::Full) => {}
-                Err(SendFail::Invalid(e)) => return Err(CallError::Invalid(e)),
+                tried += 1;
+                if tried >= self.client.routes.count(node.index()) {
+                    break;
+                }
             }
         }
         if raced {

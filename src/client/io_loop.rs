@@ -268,7 +268,7 @@ impl IoLoop {
                 // A draining or busy connection keeps delivering its answers; it is only no
                 // longer chosen, and not reconnected. Once idle it closes (else each removal
                 // and re-adding would leave one connection open).
-                if let Some(link) = self.routes.take(node.index()) {
+                for link in self.routes.take_all(node.index()) {
                     link.retire();
                 }
                 self.table.set_state(node, NodeState::Removed, now);
@@ -290,15 +290,16 @@ impl IoLoop {
         }
     }
 
-    /// Connects a node that has no connection, when its backoff allows. Returns when to look
-    /// again.
+    /// Connects a node that has fewer connections than it should (none, or fewer than the
+    /// client's connections per node), when its backoff allows. Returns when to look again.
     fn maintain(&mut self, index: usize, now: Instant) -> Option<Instant> {
         let node = self.table.nodes().nth(index)?.clone();
         let state = node.state();
         if state == NodeState::Removed {
             return None;
         }
-        if self.routes.has(index) {
+        let lanes = self.routes.count(index);
+        if lanes >= self.cfg.lanes() {
             if state.is_choosable() {
                 // Connected and ready: the next reconnection, if ever needed, starts fast.
                 self.retry[index].backoff = self.cfg.backoff_min;
@@ -316,11 +317,17 @@ impl IoLoop {
             next: now + delay,
             backoff: (retry.backoff * 2).min(self.cfg.backoff_max),
         };
-        if let Err(e) = self.connect(&node, now) {
-            log::debug!("connect to {}: {e}", node.addr());
-            self.table.note_failure(&node, connect_cause(&e), now);
-            if state != NodeState::Draining {
-                self.table.set_state(&node, NodeState::Down, now);
+        for _ in lanes..self.cfg.lanes() {
+            if let Err(e) = self.connect(&node, now) {
+                log::debug!("connect to {}: {e}", node.addr());
+                // (A node with other connections is still usable through them.)
+                if !self.routes.has(index) {
+                    self.table.note_failure(&node, connect_cause(&e), now);
+                    if state != NodeState::Draining {
+                        self.table.set_state(&node, NodeState::Down, now);
+                    }
+                }
+                break;
             }
         }
         Some(self.retry[index].next)
@@ -362,8 +369,11 @@ impl IoLoop {
             tls,
         ));
         entry.insert(link.clone());
-        self.routes.set(node.index(), link);
-        if node.state() != NodeState::Draining {
+        // Only a node's first connection makes it Connecting: one more lane beside working
+        // ones leaves it as it is.
+        let first = !self.routes.has(node.index());
+        self.routes.add(node.index(), link);
+        if first && node.state() != NodeState::Draining {
             self.table.set_state(node, NodeState::Connecting, now);
         }
         Ok(())

@@ -321,6 +321,11 @@ impl Link {
         self.finish(&mut g)
     }
 
+    /// Whether the connection can take a request now (READY, not draining or closed).
+    pub fn is_sendable(&self) -> bool {
+        self.inner.lock().core.is_sendable()
+    }
+
     /// Discovery removed the node: finish the calls outstanding, then close (see `retired`).
     pub fn retire(&self) {
         self.inner.lock().retired = true;
@@ -402,7 +407,9 @@ impl Link {
                     log::debug!("connect to {} failed: {e}", self.node.addr());
                     g.core.handle_eof("connect failed");
                     self.process(&mut g, table, now, deliveries);
-                    table.note_failure(&self.node, connect_cause(&e), now);
+                    if !self.routes.has(self.node.index()) {
+                        table.note_failure(&self.node, connect_cause(&e), now);
+                    }
                     return true;
                 }
             }
@@ -750,7 +757,10 @@ impl Link {
                     if let Some(e) = &error {
                         log::debug!("connection to {} ended: {e}", self.node.addr());
                     }
+                    // The node is down once its last connection is (another lane may
+                    // still work).
                     if self.routes.detach(self.node.index(), self)
+                        && !self.routes.has(self.node.index())
                         && self.node.state() != NodeState::Removed
                     {
                         if let Some(cause) = closed_cause(&g.core, error.as_ref(), g.connected) {

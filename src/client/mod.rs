@@ -106,9 +106,18 @@ pub(crate) struct ClientConfig {
     /// Busy replays' token bucket: size and refill per success.
     pub retry_tokens: u32,
     pub retry_ratio: f64,
+    /// Connections kept to each node (see [`ClientBuilder::connections_per_node`]).
+    pub connections_per_node: usize,
     /// TLS on every connection.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ClientTls>,
+}
+
+impl ClientConfig {
+    /// Connections per node, within 1..=[`MAX_LANES`](routes::MAX_LANES).
+    pub(crate) fn lanes(&self) -> usize {
+        self.connections_per_node.clamp(1, routes::MAX_LANES)
+    }
 }
 
 /// Configures a [`Client`].
@@ -141,6 +150,7 @@ impl Default for ClientBuilder {
                 },
                 retry_tokens: 100,
                 retry_ratio: 10.0,
+                connections_per_node: 1,
                 #[cfg(feature = "tls")]
                 tls: None,
             },
@@ -217,6 +227,17 @@ impl ClientBuilder {
     #[cfg(feature = "tls")]
     pub fn tls(mut self, tls: crate::tls::ClientTls) -> Self {
         self.cfg.tls = Some(tls);
+        self
+    }
+
+    /// Connections kept to each node (default 1; at most 16). A calling thread keeps to one of
+    /// them (threads are spread over them round robin), so that many threads calling at once —
+    /// each with a [`CallSet`], or blocking — do not all share one connection: each set can
+    /// then read its own answers, and the threads contend less. Every connection is a whole
+    /// gracerpc connection (GOAWAY, replay and the close sequence apply to each); a node is
+    /// usable while one of them is, and a lost one is reconnected beside the others.
+    pub fn connections_per_node(mut self, n: usize) -> Self {
+        self.cfg.connections_per_node = n.clamp(1, routes::MAX_LANES);
         self
     }
 
@@ -416,6 +437,20 @@ impl Client {
     /// A snapshot of every node.
     pub fn nodes(&self) -> Vec<NodeSnapshot> {
         self.inner.table.snapshot()
+    }
+
+    /// How many of the client's connections to `addr` can take a call now (READY, not
+    /// draining): up to [`ClientBuilder::connections_per_node`].
+    pub fn connections(&self, addr: SocketAddr) -> usize {
+        let Some(node) = self.inner.table.find(addr) else {
+            return 0;
+        };
+        self.inner
+            .routes
+            .links(node.index())
+            .iter()
+            .filter(|l| l.is_sendable())
+            .count()
     }
 
     /// A channel of node state changes, as the client itself processes them.
