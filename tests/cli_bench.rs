@@ -22,6 +22,11 @@ fn bench_json_reports_counts_latency_and_its_own_cost_per_call() {
             "8",
             "--duration",
             "300ms",
+            // Two drivers, each on a connection of its own.
+            "--drivers",
+            "2",
+            "--connections",
+            "2",
         ])
         .arg("--json")
         .output()
@@ -53,4 +58,15 @@ fn bench_json_reports_counts_latency_and_its_own_cost_per_call() {
         node.expect_exit(Duration::from_secs(30), "the node drains")
             .success()
     );
+}
+
+#[test]
+fn bench_refuses_more_than_16_connections_per_node() {
+    let out = Command::new(env!("CARGO_BIN_EXE_gracerpc"))
+        .args(["bench", "--nodes", "127.0.0.1:9", "--connections", "17"])
+        .output()
+        .expect("run gracerpc bench");
+    assert_eq!(out.status.code(), Some(2), "a usage error");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("between 1 and 16"), "{err}");
 }
