@@ -1,5 +1,5 @@
-//! The caller's metrics against a real server: per-node series while the node is in the table,
-//! and the GOAWAY of a draining node counted.
+//! The caller's metrics against a real server: per-node series while the node is in the table
+//! (its READY connections among them), and the GOAWAY of a draining node counted.
 
 use std::time::{Duration, Instant};
 
@@ -21,17 +21,31 @@ fn client_metrics_show_nodes_and_count_goaways() {
         .spawn()
         .expect("server");
     let addr = server.local_addr();
-    let client = Client::builder().nodes([addr]).build().expect("client");
+    let client = Client::builder()
+        .nodes([addr])
+        .connections_per_node(2)
+        .build()
+        .expect("client");
     assert!(
         client.wait_ready(addr, Duration::from_secs(10)),
         "never ready"
     );
+    let t = Instant::now();
+    while client.connections(addr) < 2 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "never two connections"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
     let mut registry = Registry::with_prefix("gracerpc");
     registry.register_collector(Box::new(client.metrics()));
     client.call("echo", b"x").expect("echo");
     let text = scrape(&registry);
     let ready = format!("gracerpc_client_node_ready{{node=\"{addr}\"}} 1");
     assert!(text.lines().any(|l| l == ready), "no {ready:?} in\n{text}");
+    let lanes = format!("gracerpc_client_node_connections{{node=\"{addr}\"}} 2");
+    assert!(text.lines().any(|l| l == lanes), "no {lanes:?} in\n{text}");
     assert!(
         text.lines()
             .any(|l| l == "gracerpc_client_goaways_received_total 0"),
@@ -44,11 +58,17 @@ fn client_metrics_show_nodes_and_count_goaways() {
         let text = scrape(&registry);
         if text
             .lines()
-            .any(|l| l == "gracerpc_client_goaways_received_total 1")
+            // One GOAWAY on each of its two connections.
+            .any(|l| l == "gracerpc_client_goaways_received_total 2")
         {
             assert!(
                 !text.lines().any(|l| l == ready),
                 "a draining node is not ready: {text}"
+            );
+            let none = format!("gracerpc_client_node_connections{{node=\"{addr}\"}} 0");
+            assert!(
+                text.lines().any(|l| l == none),
+                "a draining node's connections take no call: {text}"
             );
             break;
         }

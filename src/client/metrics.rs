@@ -15,8 +15,9 @@ use super::ClientInner;
 
 /// A client's metrics for a Prometheus registry (from [`Client::metrics`](super::Client::metrics)):
 /// `client_replayed_total`, `client_retried_total`, `client_outcome_unknown_total`,
-/// `client_goaways_received_total`, and per node (`node="ip:port"`) `client_node_outstanding`
-/// and `client_node_ready` (1 while it is chosen for new calls).
+/// `client_goaways_received_total`, and per node (`node="ip:port"`) `client_node_outstanding`,
+/// `client_node_ready` (1 while it is chosen for new calls) and `client_node_connections` (its
+/// connections that can take a call, up to `ClientBuilder::connections_per_node`).
 #[derive(Clone)]
 pub struct ClientMetrics {
     pub(super) inner: Weak<ClientInner>,
@@ -77,17 +78,34 @@ impl Collector for ClientMetrics {
                 ConstGauge::new(i64::from(n.outstanding)).encode(m.encode_family(&labels)?)?;
             }
         }
+        {
+            let mut m = e.encode_descriptor(
+                "client_node_ready",
+                "1 while the node is chosen for new calls.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for n in &nodes {
+                let addr = n.addr.to_string();
+                let labels = [("node", addr.as_str())];
+                let ready = i64::from(n.state == super::NodeState::Ready);
+                ConstGauge::new(ready).encode(m.encode_family(&labels)?)?;
+            }
+        }
         let mut m = e.encode_descriptor(
-            "client_node_ready",
-            "1 while the node is chosen for new calls.",
+            "client_node_connections",
+            "The node's connections that can take a call now (READY, not draining).",
             None,
             MetricType::Gauge,
         )?;
         for n in &nodes {
             let addr = n.addr.to_string();
             let labels = [("node", addr.as_str())];
-            let ready = i64::from(n.state == super::NodeState::Ready);
-            ConstGauge::new(ready).encode(m.encode_family(&labels)?)?;
+            let lanes = inner
+                .table
+                .find(n.addr)
+                .map_or(0, |node| inner.ready_connections(node.index()));
+            ConstGauge::new(lanes as i64).encode(m.encode_family(&labels)?)?;
         }
         Ok(())
     }

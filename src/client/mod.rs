@@ -339,6 +339,15 @@ impl ClientInner {
         }
     }
 
+    /// How many of node `index`'s connections can take a call now.
+    fn ready_connections(&self, index: usize) -> usize {
+        self.routes
+            .links(index)
+            .iter()
+            .filter(|l| l.is_sendable())
+            .count()
+    }
+
     fn wake_io(&self) {
         self.io_wake.wake();
     }
@@ -442,15 +451,10 @@ impl Client {
     /// How many of the client's connections to `addr` can take a call now (READY, not
     /// draining): up to [`ClientBuilder::connections_per_node`].
     pub fn connections(&self, addr: SocketAddr) -> usize {
-        let Some(node) = self.inner.table.find(addr) else {
-            return 0;
-        };
         self.inner
-            .routes
-            .links(node.index())
-            .iter()
-            .filter(|l| l.is_sendable())
-            .count()
+            .table
+            .find(addr)
+            .map_or(0, |node| self.inner.ready_connections(node.index()))
     }
 
     /// A channel of node state changes, as the client itself processes them.
