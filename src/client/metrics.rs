@@ -11,7 +11,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::ClientInner;
+use super::{ClientInner, NodeSnapshot};
 
 /// A client's metrics for a Prometheus registry (from [`Client::metrics`](super::Client::metrics)):
 /// `client_replayed_total`, `client_retried_total`, `client_outcome_unknown_total`,
@@ -32,6 +32,23 @@ impl fmt::Debug for ClientMetrics {
 fn counter(e: &mut DescriptorEncoder<'_>, name: &str, help: &str, v: &AtomicU64) -> fmt::Result {
     let m = ConstCounter::new(v.load(Ordering::Relaxed));
     m.encode(e.encode_descriptor(name, help, None, m.metric_type())?)
+}
+
+/// One gauge with a series per node (`node="ip:port"`).
+fn node_gauge(
+    e: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    nodes: &[NodeSnapshot],
+    value: impl Fn(&NodeSnapshot) -> i64,
+) -> fmt::Result {
+    let mut m = e.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for n in nodes {
+        let addr = n.addr.to_string();
+        let labels = [("node", addr.as_str())];
+        ConstGauge::new(value(n)).encode(m.encode_family(&labels)?)?;
+    }
+    Ok(())
 }
 
 impl Collector for ClientMetrics {
@@ -65,48 +82,33 @@ impl Collector for ClientMetrics {
             &inner.table.goaways_received,
         )?;
         let nodes = inner.table.snapshot();
-        {
-            let mut m = e.encode_descriptor(
-                "client_node_outstanding",
-                "Calls outstanding on the node.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for n in &nodes {
-                let addr = n.addr.to_string();
-                let labels = [("node", addr.as_str())];
-                ConstGauge::new(i64::from(n.outstanding)).encode(m.encode_family(&labels)?)?;
-            }
-        }
-        {
-            let mut m = e.encode_descriptor(
-                "client_node_ready",
-                "1 while the node is chosen for new calls.",
-                None,
-                MetricType::Gauge,
-            )?;
-            for n in &nodes {
-                let addr = n.addr.to_string();
-                let labels = [("node", addr.as_str())];
-                let ready = i64::from(n.state == super::NodeState::Ready);
-                ConstGauge::new(ready).encode(m.encode_family(&labels)?)?;
-            }
-        }
-        let mut m = e.encode_descriptor(
+        node_gauge(
+            &mut e,
+            "client_node_outstanding",
+            "Calls outstanding on the node.",
+            &nodes,
+            |n| i64::from(n.outstanding),
+        )?;
+        node_gauge(
+            &mut e,
+            "client_node_ready",
+            "1 while the node is chosen for new calls.",
+            &nodes,
+            |n| i64::from(n.state == super::NodeState::Ready),
+        )?;
+        node_gauge(
+            &mut e,
             "client_node_connections",
             "The node's connections that can take a call now (READY, not draining).",
-            None,
-            MetricType::Gauge,
+            &nodes,
+            |n| {
+                let lanes = inner
+                    .table
+                    .find(n.addr)
+                    .map_or(0, |node| inner.ready_connections(node.index()));
+                lanes as i64
+            },
         )?;
-        for n in &nodes {
-            let addr = n.addr.to_string();
-            let labels = [("node", addr.as_str())];
-            let lanes = inner
-                .table
-                .find(n.addr)
-                .map_or(0, |node| inner.ready_connections(node.index()));
-            ConstGauge::new(lanes as i64).encode(m.encode_family(&labels)?)?;
-        }
         Ok(())
     }
 }
