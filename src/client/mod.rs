@@ -310,7 +310,7 @@ const CLOSE_LINGER: Duration = Duration::from_millis(100);
 
 pub(crate) struct ClientInner {
     table: Arc<NodeTable>,
-    /// Each node's current connection.
+    /// Each node's current connections (its lanes).
     routes: Arc<LinkRoutes>,
     /// Whether the I/O thread runs.
     health: Arc<IoHealth>,
