@@ -16,9 +16,37 @@ fn graceful_rollout_loses_fails_and_duplicates_nothing() {
     // The restart keys (handoff's) are in the same report as every other key.
     assert_eq!(r["restart"], "plain", "{r}");
     assert_eq!(r["startup_burn"], false, "{r}");
+    assert_eq!(field(&r, "connections_per_node"), 1, "{r}");
     for key in ["startup_ms", "probe_connects", "conn_refused"] {
         assert!(r[key].is_u64(), "no {key} in {r}");
     }
+    rollout::assert_clean(&r, code);
+    assert!(
+        field(&r, "sent") >= 1000,
+        "the load must be in the thousands: {r}"
+    );
+}
+
+#[test]
+fn graceful_rollout_with_two_connections_per_node_loses_nothing() {
+    // Every node's GOAWAY reaches the caller on each of its two connections; the load's two
+    // drivers each keep to one.
+    let (r, code) = rollout::run(
+        "graceful-lanes",
+        &[
+            "--nodes",
+            "3",
+            "--rounds",
+            "1",
+            "--settle",
+            "500ms",
+            "--connections",
+            "2",
+        ],
+        Report::Stdout,
+    );
+    assert_eq!(field(&r, "connections_per_node"), 2, "{r}");
+    assert_eq!(field(&r, "restarts"), 3, "{r}");
     rollout::assert_clean(&r, code);
     assert!(
         field(&r, "sent") >= 1000,

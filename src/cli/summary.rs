@@ -217,6 +217,8 @@ pub struct RolloutReport {
     /// Each node's startup time from binding to READY (`serve --startup`).
     pub startup_ms: u64,
     pub startup_burn: bool,
+    /// Connections the callers' client keeps to each node.
+    pub connections_per_node: usize,
     /// Connects of the probe (a new caller every 2 ms per node) and how many were refused.
     pub probe_connects: u64,
     pub conn_refused: u64,
@@ -281,6 +283,7 @@ impl RolloutReport {
             "nodes / restarts",
             format!("{} / {}", self.nodes, self.restarts),
         );
+        line("connections / node", self.connections_per_node.to_string());
         line("calls sent", self.sent.to_string());
         line("ok", self.ok.to_string());
         line("FAILED", self.failed.to_string());

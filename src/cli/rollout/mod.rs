@@ -137,6 +137,10 @@ pub struct RolloutArgs {
     /// by a timer (see `serve --handler-mode`).
     #[arg(long, value_enum, default_value_t = crate::cli::serve::HandlerMode::Blocking)]
     handler_mode: crate::cli::serve::HandlerMode,
+    /// Connections the callers' client keeps to each node (1–16; the load's two drivers each
+    /// keep to one of them).
+    #[arg(long, value_parser = crate::cli::lanes, default_value_t = 1)]
+    connections: usize,
     /// Run the nodes and the callers over mutual TLS: the run makes a throwaway CA, a node
     /// certificate (for 127.0.0.1) and a caller certificate itself. Reports the TLS handshake
     /// bursts the restarts caused. Needs a build with `--features tls`.
@@ -299,6 +303,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     };
     let client = builder
         .replay(args.mode != Mode::Naive)
+        .connections_per_node(args.connections)
         .build()
         .map_err(|e| e.to_string())?;
     let events = client.subscribe();
@@ -445,6 +450,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     report.restart = if handoff { "handoff" } else { "plain" };
     report.startup_ms = spec.startup_ms;
     report.startup_burn = args.startup_burn;
+    report.connections = args.connections;
     report.probes = probes;
     report.refused = refused;
     let summary = report.summary();
@@ -610,6 +616,7 @@ struct Report {
     restart: &'static str,
     startup_ms: u64,
     startup_burn: bool,
+    connections: usize,
     /// Connects of the probe (a new caller every 2 ms per node) and how many were refused.
     probes: u64,
     refused: u64,
@@ -658,6 +665,7 @@ impl Report {
             restart: "plain",
             startup_ms: 0,
             startup_burn: false,
+            connections: 1,
             probes: 0,
             refused: 0,
             nodes,
@@ -713,6 +721,7 @@ impl Report {
             restart: self.restart,
             startup_ms: self.startup_ms,
             startup_burn: self.startup_burn,
+            connections_per_node: self.connections,
             probe_connects: self.probes,
             conn_refused: self.refused,
             nodes: self.nodes,
