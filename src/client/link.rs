@@ -1,7 +1,8 @@
 //! One connection to a node, shared by the calling threads (which write their own frames) and the
 //! client's I/O thread (which reads, runs timers, and finishes writes that would block).
 //!
-//! Which link a node's calls go to is in `routes.rs`; the raw socket calls in `sock.rs`.
+//! Which link a node's calls go to is in `routes.rs`; the raw socket calls in `sock.rs`; what
+//! the core's events do to the node table and the calls in `link_events.rs`.
 //!
 //! Who reads — the I/O thread, or a caller waiting for its own answer — is in `own_read.rs`;
 //! the TLS session between the socket and the core in `tls_link.rs`.
@@ -22,14 +23,14 @@ use mio::{Interest, Registry, Token};
 use parking_lot::{Mutex, MutexGuard};
 use slab::Slab;
 
-use super::cause::{NodeCause, connect_cause};
+use super::cause::connect_cause;
 use super::routes::Routes;
 use super::slot::Slot;
 use super::sock::{connect_result, make_blocking, recv, send};
-use super::table::{Node, NodeState, NodeTable};
+use super::table::{Node, NodeTable};
 use super::tls_link::TlsLink;
 use super::wake::IoWake;
-use crate::proto::{ApiMisuse, ClientConn, ClientEvent, InBuf, Outcome, RejectReason, decode};
+use crate::proto::{ApiMisuse, ClientConn, InBuf, Outcome, decode};
 
 pub(super) const READ_CHUNK: usize = 16 * 1024;
 
@@ -58,7 +59,7 @@ pub(crate) struct Link {
     pub(super) io: Arc<IoWake>,
     /// The I/O thread's poll registry, to change the socket's interest from a calling thread.
     pub(super) registry: Arc<Registry>,
-    routes: Arc<LinkRoutes>,
+    pub(super) routes: Arc<LinkRoutes>,
     /// The link runs TLS (fixed at creation).
     pub(super) is_tls: bool,
 }
@@ -698,105 +699,6 @@ impl Link {
         }
         false
     }
-
-    /// Acts on the core's events: node state changes, and answers for their slots.
-    pub(super) fn process(
-        &self,
-        g: &mut LinkInner,
-        table: &NodeTable,
-        now: Instant,
-        d: &mut Deliveries,
-    ) {
-        while let Some(ev) = g.core.poll_event() {
-            match ev {
-                ClientEvent::Ready(capacity) => {
-                    if self.routes.is(self.node.index(), self) {
-                        self.node.note_usable();
-                        table.set_capacity(&self.node, capacity, now);
-                    }
-                }
-                ClientEvent::GoAway { .. } => {
-                    table
-                        .goaways_received
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    // Stop choosing the node at once; answers up to last_accepted still come here.
-                    // (A newer connection already current is a restarted node: leave it be.)
-                    let was_current = self.routes.detach(self.node.index(), self);
-                    // A node discovery removed (a registry withdraws a node before its GOAWAY)
-                    // stays removed: Draining would have it reconnected.
-                    if (was_current || !self.routes.has(self.node.index()))
-                        && self.node.state() != NodeState::Removed
-                    {
-                        table.set_state(&self.node, NodeState::Draining, now);
-                    }
-                }
-                ClientEvent::NodeHint(reason) => match reason {
-                    RejectReason::OVERLOADED | RejectReason::NOT_READY => {
-                        // Busy (or not ready yet): a lower weight for a while, never an eviction,
-                        // or a drain that shifts load onto the survivors would evict them too.
-                        table.penalize(&self.node, now)
-                    }
-                    // Normally its GOAWAY came first; either way, stop choosing the node now —
-                    // unless a newer connection (a restarted node) is already current.
-                    RejectReason::SHUTTING_DOWN if self.routes.detach(self.node.index(), self) => {
-                        table.set_state(&self.node, NodeState::Draining, now);
-                    }
-                    _ => {}
-                },
-                ClientEvent::Resolved { id, user, outcome } => {
-                    if let Some(slot) = g.slots.try_remove(user as usize) {
-                        self.node.sub_outstanding();
-                        d.push((slot, outcome));
-                    }
-                    if g.claimed == Some(id) {
-                        // Ended before its caller came to read (a failed write, a GOAWAY).
-                        self.release_claim(g);
-                    }
-                }
-                ClientEvent::Closed { error } => {
-                    if let Some(e) = &error {
-                        log::debug!("connection to {} ended: {e}", self.node.addr());
-                    }
-                    // The node is down once its last connection is (another lane may
-                    // still work).
-                    if self.routes.detach(self.node.index(), self)
-                        && !self.routes.has(self.node.index())
-                        && self.node.state() != NodeState::Removed
-                    {
-                        if let Some(cause) = closed_cause(&g.core, error.as_ref(), g.connected) {
-                            table.note_failure(&self.node, cause, now);
-                        }
-                        table.set_state(&self.node, NodeState::Down, now);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Why a connection that ended leaves its node unusable, for the call that finds no node.
-fn closed_cause(
-    core: &ClientConn,
-    error: Option<&crate::proto::ConnError>,
-    connected: bool,
-) -> Option<NodeCause> {
-    use crate::proto::ConnError;
-    let error = error?;
-    if !connected {
-        // The connect itself failed (noted by the caller with its cause) or timed out.
-        return matches!(error, ConnError::Protocol(_)).then_some(NodeCause::TimedOut);
-    }
-    if core.handshake_done() {
-        return Some(NodeCause::ConnectionLost(error.to_string()));
-    }
-    Some(match error {
-        ConnError::Protocol(p) if p.detail == "HELLO did not arrive in time" => NodeCause::TimedOut,
-        ConnError::Protocol(_) | ConnError::Decode(_) | ConnError::Peer { .. } => {
-            NodeCause::HandshakeFailed(error.to_string())
-        }
-        // Closed before its HELLO: a node stopping, or not ours; a restart waits it out.
-        _ => NodeCause::ConnectionLost(error.to_string()),
-    })
 }
 
 /// Hands answers to their waiting calls (outside any lock).

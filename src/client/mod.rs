@@ -50,6 +50,7 @@ mod error;
 mod health;
 mod io_loop;
 mod link;
+mod link_events;
 mod metrics;
 mod own_read;
 pub mod policy;
