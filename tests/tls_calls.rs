@@ -160,17 +160,25 @@ fn a_call_set_over_tls_stays_the_reader_while_the_io_thread_ticks() {
         |_| 4096,
         |started| started < most && (started < least || begun.elapsed() < long_enough),
     );
-    // The first round's answers, and a few rounds where the set parks (a call that is not
-    // waiting on one read) or leaves output to the I/O thread (a loaded machine), come through
-    // the I/O thread; a tick that takes the socket back hands it every round until the set
-    // next takes the reading (700 to 11,200 of 46 k to 86 k answers in 12 runs with the
-    // ticks' rule broken; at most 283 in 24 runs with it, some beside two CPU-burning
-    // processes).
+    // The first round's answers come through the I/O thread (before the set first reads),
+    // and a set thread descheduled for longer than a tick (a loaded machine) has its
+    // connection watched again: a takeover, whose rounds then come through the I/O thread
+    // until the set reads again (975 answers once in CI). That is at most one per tick (100
+    // ms). A tick that takes the socket back while the set reads it, or between its rounds,
+    // is a takeover at nearly every I/O wake-up: 178 to 513 in runs of 0.65 s with that rule
+    // put back; 0 or 1 with it.
+    let ran = begun.elapsed();
     let (mine, io) = count.counts();
+    let takeovers = count.takeovers();
+    eprintln!(
+        "answers: {mine} read by the set, {io} delivered by the I/O thread in {takeovers} \
+         takeovers, {ran:?}"
+    );
+    let one_per_tick = 2 + (ran.as_millis() / 100) as usize;
     assert!(
-        io <= 8 * lanes,
-        "{io} of {} answers were delivered by the I/O thread: it took the reading over from \
-         the set",
+        takeovers <= one_per_tick,
+        "the I/O thread took the reading over from the set {takeovers} times ({io} of {} \
+         answers)",
         mine + io
     );
 }

@@ -5,15 +5,20 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::ThreadId;
 
-/// Wake-ups counted by thread: on the polling thread, elsewhere.
+/// Wake-ups counted by thread: on the polling thread, elsewhere; and how many times the
+/// answers went from the polling thread to another (a takeover: the other thread delivers
+/// from then on, until the polling thread reads again).
 #[derive(Clone, Default)]
 pub struct Deliveries {
     on_caller: Arc<AtomicUsize>,
     elsewhere: Arc<AtomicUsize>,
+    /// The last delivery was on the polling thread.
+    last_on_caller: Arc<AtomicBool>,
+    takeovers: Arc<AtomicUsize>,
 }
 
 impl Deliveries {
@@ -31,6 +36,13 @@ impl Deliveries {
             self.on_caller.load(Ordering::Relaxed),
             self.elsewhere.load(Ordering::Relaxed),
         )
+    }
+
+    /// Times another thread delivered right after the polling thread had (the answers
+    /// before the poller first read are not one).
+    #[allow(dead_code)] // (not every test crate that includes this file asks)
+    pub fn takeovers(&self) -> usize {
+        self.takeovers.load(Ordering::Relaxed)
     }
 
     /// Most answers were delivered on the polling thread (a few may come through the I/O
@@ -56,12 +68,16 @@ impl Wake for Witness {
         self.wake_by_ref();
     }
     fn wake_by_ref(self: &Arc<Self>) {
-        let n = if std::thread::current().id() == self.caller {
+        let on_caller = std::thread::current().id() == self.caller;
+        let n = if on_caller {
             &self.count.on_caller
         } else {
             &self.count.elsewhere
         };
         n.fetch_add(1, Ordering::Relaxed);
+        if self.count.last_on_caller.swap(on_caller, Ordering::Relaxed) && !on_caller {
+            self.count.takeovers.fetch_add(1, Ordering::Relaxed);
+        }
         self.inner.wake_by_ref();
     }
 }
