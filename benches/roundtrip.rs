@@ -551,13 +551,7 @@ fn rpc_fan_in(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> 
 
 /// [`rpc_fan_in`] with each thread's calls on a [`CallSet`](gracerpc::client::CallSet).
 fn rpc_fan_in_set(c: &Client, body: usize, threads: usize, depth: usize, n: u64) -> Duration {
-    let t = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| rpc_pipelined_set(c, "echo", body, depth, n / threads as u64));
-        }
-    });
-    t.elapsed()
+    fan_in_sets(&vec![c; threads], body, depth, n)
 }
 
 /// [`rpc_fan_in_set`] with a client (so a connection) per thread, as raw's fan-in has.
@@ -569,10 +563,17 @@ fn rpc_fan_in_clients(
     n: u64,
 ) -> Duration {
     let clients: Vec<Client> = (0..threads).map(|_| rpc_client(addr)).collect();
+    fan_in_sets(&clients.iter().collect::<Vec<_>>(), body, depth, n)
+}
+
+/// A thread per entry of `clients`, each keeping `depth` calls in flight on a `CallSet`, `n`
+/// calls in all; the time for all.
+fn fan_in_sets(clients: &[&Client], body: usize, depth: usize, n: u64) -> Duration {
+    let each = n / clients.len() as u64;
     let t = Instant::now();
     std::thread::scope(|s| {
-        for c in &clients {
-            s.spawn(move || rpc_pipelined_set(c, "echo", body, depth, n / threads as u64));
+        for &c in clients {
+            s.spawn(move || rpc_pipelined_set(c, "echo", body, depth, each));
         }
     });
     t.elapsed()

@@ -217,7 +217,8 @@ pub struct RolloutReport {
     /// Each node's startup time from binding to READY (`serve --startup`).
     pub startup_ms: u64,
     pub startup_burn: bool,
-    /// Connections the callers' client keeps to each node.
+    /// Connections the callers' client had READY to each node when the load began (the
+    /// fewest of any node).
     pub connections_per_node: usize,
     /// Connects of the probe (a new caller every 2 ms per node) and how many were refused.
     pub probe_connects: u64,

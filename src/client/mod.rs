@@ -231,10 +231,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Connections kept to each node (default 1; at most 16). A calling thread keeps to one of
-    /// them (threads are spread over them round robin), so that many threads calling at once —
-    /// each with a [`CallSet`], or blocking — do not all share one connection: each set can
-    /// then read its own answers, and the threads contend less. Every connection is a whole
+    /// Connections kept to each node (default 1; 0 counts as 1, more than 16 as 16). A calling
+    /// thread keeps to one of them (threads are spread over them round robin), so that many
+    /// threads calling at once — each with a [`CallSet`], or blocking — do not all share one
+    /// connection: each set can then read its own answers, and the threads contend less. Every connection is a whole
     /// gracerpc connection (GOAWAY, replay and the close sequence apply to each); a node is
     /// usable while one of them is, and a lost one is reconnected beside the others.
     pub fn connections_per_node(mut self, n: usize) -> Self {

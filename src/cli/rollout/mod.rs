@@ -313,6 +313,19 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
             return Err(format!("node {a} never became ready"));
         }
     }
+    // The report gives the connections the client has, not the flag: every node's, READY.
+    let lanes_by = Instant::now() + Duration::from_secs(10);
+    let lanes = loop {
+        let least = addrs
+            .iter()
+            .map(|a| client.connections(*a))
+            .min()
+            .unwrap_or(0);
+        if least >= args.connections || Instant::now() >= lanes_by {
+            break least;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     let order = restart_order(n, args.rounds, args.seed);
     // With --json, stdout carries the JSON object alone.
     let tty = std::io::stdout().is_terminal() && !args.json;
@@ -451,7 +464,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
     report.restart = if handoff { "handoff" } else { "plain" };
     report.startup_ms = spec.startup_ms;
     report.startup_burn = args.startup_burn;
-    report.connections = args.connections;
+    report.connections = lanes;
     report.probes = probes;
     report.refused = refused;
     let summary = report.summary();
