@@ -143,14 +143,15 @@ impl ServerHandle {
     }
 
     /// TLS handshakes: the most in progress at once, how often accepting waited for one to
-    /// end (the cap, [`ServerTls::max_handshakes`](crate::tls::ServerTls::max_handshakes)), and
-    /// how many began.
+    /// end (the cap, [`ServerTls::max_handshakes`](crate::tls::ServerTls::max_handshakes)), how
+    /// many began and how many completed.
     pub fn handshakes(&self) -> HandshakeReport {
         let h = &self.stats.handshakes;
         HandshakeReport {
             peak: h.peak.load(Ordering::Relaxed),
             held: h.held.load(Ordering::Relaxed),
             begun: h.begun.load(Ordering::Relaxed),
+            completed: h.completed.load(Ordering::Relaxed),
         }
     }
 
@@ -186,8 +187,11 @@ pub struct HandshakeReport {
     pub peak: usize,
     /// Times accepting stopped at the cap until a handshake ended.
     pub held: u64,
-    /// Handshakes begun.
+    /// Handshakes begun: every connection accepted on a TLS listener, including those that
+    /// closed or failed before a session came up (a port probe, a plaintext caller).
     pub begun: u64,
+    /// Handshakes that completed: TLS sessions that came up.
+    pub completed: u64,
 }
 
 /// Controls a running server's accept path from any thread: start accepting (a server built

@@ -67,8 +67,9 @@ impl fmt::Display for DrainReport {
         if h.begun > 0 {
             write!(
                 f,
-                ", TLS handshakes: {} begun, peak {} at once, accepting held {} times at the cap",
-                h.begun, h.peak, h.held
+                ", TLS handshakes: {} begun, {} completed, peak {} at once, accepting held {} \
+                 times at the cap",
+                h.begun, h.completed, h.peak, h.held
             )?;
         }
         if !self.stuck_workers.is_empty() {

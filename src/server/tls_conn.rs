@@ -33,8 +33,8 @@ impl Conn {
     }
     pub(super) fn tls_shutdown_write(&mut self) {}
     pub(super) fn tls_close(&mut self) {}
-    pub(super) fn handshake_ended(&mut self, _: bool) -> bool {
-        false
+    pub(super) fn handshake_ended(&mut self, _: bool) -> Option<bool> {
+        None
     }
 }
 
@@ -278,15 +278,16 @@ mod imp {
         }
 
         /// Whether the handshake counted among the loop's handshakes in progress has ended
-        /// (true once).
+        /// (`Some` once), and if so whether it completed (`Some(true)`: a TLS session is up)
+        /// rather than failed or was given up.
         /// With `gone`, the connection is being removed: its handshake ends however far it got.
-        pub(in crate::server) fn handshake_ended(&mut self, gone: bool) -> bool {
+        pub(in crate::server) fn handshake_ended(&mut self, gone: bool) -> Option<bool> {
             match self.tls.as_deref_mut() {
                 Some(t) if t.counted && (gone || t.handshake_over()) => {
                     t.counted = false;
-                    true
+                    Some(!t.session.is_handshaking() && !t.failed && !t.raw)
                 }
-                _ => false,
+                _ => None,
             }
         }
     }

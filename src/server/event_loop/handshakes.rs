@@ -21,8 +21,10 @@ pub(crate) struct HandshakeStats {
     pub peak: AtomicUsize,
     /// Times accepting stopped at the cap.
     pub held: AtomicU64,
-    /// Handshakes begun.
+    /// Handshakes begun: every connection accepted on a TLS listener.
     pub begun: AtomicU64,
+    /// Handshakes that completed (a TLS session came up).
+    pub completed: AtomicU64,
 }
 
 impl Handshakes {
@@ -52,8 +54,12 @@ impl Handshakes {
         stats.peak.fetch_max(self.open, Ordering::Relaxed);
     }
 
-    pub fn end(&mut self) {
+    /// A handshake ended: `completed` (a session came up), or failed or given up.
+    pub fn end(&mut self, completed: bool, stats: &HandshakeStats) {
         self.open = self.open.saturating_sub(1);
+        if completed {
+            stats.completed.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// Whether accepting stopped at the cap and may go on now.

@@ -271,6 +271,7 @@ impl EventLoop {
             peak: h.peak.load(Ordering::Relaxed),
             held: h.held.load(Ordering::Relaxed),
             begun: h.begun.load(Ordering::Relaxed),
+            completed: h.completed.load(Ordering::Relaxed),
         };
         self.close_all();
         self.jobs.0.close();
@@ -569,8 +570,8 @@ impl EventLoop {
             let Some(conn) = self.conns.get_mut(slot) else {
                 continue;
             };
-            if conn.handshake_ended(false) {
-                self.handshakes.end();
+            if let Some(completed) = conn.handshake_ended(false) {
+                self.handshakes.end(completed, &self.stats.handshakes);
             }
             let finished = conn.core.take_finished_answers();
             if finished > 0 {
@@ -591,8 +592,8 @@ impl EventLoop {
     fn remove(&mut self, slot: usize) {
         let mut conn = self.conns.remove(slot);
         let _ = self.poll.registry().deregister(&mut conn.stream);
-        if conn.handshake_ended(true) {
-            self.handshakes.end();
+        if let Some(completed) = conn.handshake_ended(true) {
+            self.handshakes.end(completed, &self.stats.handshakes);
         }
         // Queued work for a closed connection is not run: its answer could go nowhere.
         let mut dropped = conn.core.take_finished_answers();
