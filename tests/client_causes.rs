@@ -1,5 +1,5 @@
 //! `NoNodeAvailable` says why, per node (issue 11, "errors carry their cause"), and a node that
-//! has refused connections for min(deadline, 1 s) fails a call fast — while a shorter gap (a
+//! has refused connections for 1 s fails a call fast — while a shorter gap (a
 //! restart, see client_restart.rs) is waited out.
 
 #[path = "support/cluster.rs"]

@@ -11,7 +11,7 @@ use std::task::{Context, Waker};
 use std::time::{Duration, Instant};
 
 use cluster::{RawServer, TestNode, WAIT, client, dead_addr, wait_all_ready, wait_until};
-use gracerpc::client::{CallError, CallOptions, Client, NodeCause, NodeReport};
+use gracerpc::client::{CallError, CallOptions, Client, NodeCause, NodeReport, NodeState};
 
 /// How late past its deadline a call may return (scheduling on a busy 2-core machine).
 const LATE: Duration = Duration::from_millis(60);
@@ -145,4 +145,23 @@ fn dropping_a_call_sends_cancel_and_the_queued_job_never_runs() {
     assert_eq!(after.body, b"after");
     assert_eq!(node.rec.count(b"dropped"), 0, "the cancelled job ran");
     assert_eq!(client.table().find(node.addr).unwrap().outstanding(), 0);
+}
+
+#[test]
+fn refusals_that_began_before_a_call_do_not_end_it_before_its_deadline() {
+    // A node refusing for 300 ms already: past the call's 200 ms budget, short of the 1 s a
+    // node may refuse before calls give up on it (a restart). The call waits for it until its
+    // own deadline — failing at once, or a few ms early, would count the node's refusals
+    // before the call against the call's budget.
+    let dead = dead_addr();
+    let refused = client(&[dead], |b| b);
+    wait_until("the node's first refusal", WAIT, || {
+        refused.nodes().first().map(|n| n.state) == Some(NodeState::Down)
+    });
+    // Not a synchronisation: the refusals must have lasted this long before the call.
+    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Duration::from_millis(200);
+    let (e, took) = timed(&refused, "record", b"x", deadline);
+    assert_eq!(e.kind(), "no_node_available", "{e:?}");
+    assert_on_time(took, deadline, "node refusing since before the call");
 }

@@ -30,8 +30,10 @@ use super::table::{Node, NodeSet, random_below};
 use crate::proto::Outcome;
 use crate::proto::frame::{MetadataBuf, MetadataError};
 
-/// How long a node may refuse connections before a call gives up on it (or the call's whole
-/// deadline, if shorter): a restart takes less, a wrong address or a stopped service more.
+/// How long a node may refuse connections before a call gives up on it: a restart takes less,
+/// a wrong address or a stopped service more. Counted from the node's first refusal, which may
+/// come before the call; a call with a shorter deadline waits for the node until its deadline,
+/// never less (it fails fast only on a node refusing this long already).
 const REFUSED_PATIENCE: Duration = Duration::from_secs(1);
 /// When the node chosen had just lost its connection (a GOAWAY racing the choice), look
 /// again this soon: its state changes within microseconds.
@@ -140,8 +142,6 @@ pub struct CallFuture<'a> {
     started: bool,
     /// Do not send again before this (a pause after busy rejections).
     pause_until: Option<Instant>,
-    /// The call's whole budget (for the patience with refusing nodes).
-    budget: Duration,
     /// When the call wants to be polled again at the latest (its deadline, the end of a
     /// pause): a blocking wait parks no longer than this.
     pub(super) wake_at: Instant,
@@ -181,7 +181,6 @@ impl<'a> CallFuture<'a> {
             attempts: Attempts::new(),
             started: true,
             pause_until: None,
-            budget,
             wake_at: deadline,
             own_read: false,
         }
@@ -296,8 +295,7 @@ impl<'a> CallFuture<'a> {
             // Every choosable node's output is full: look again shortly.
             return Ok(Sent::Wait(Some(now + BUSY_PAUSE_MAX)));
         }
-        let patience = REFUSED_PATIENCE.min(self.budget);
-        match table.hopeless(now, patience) {
+        match table.hopeless(now, REFUSED_PATIENCE) {
             Ok(()) => Ok(Sent::Hopeless),
             Err(recheck) => Ok(Sent::Wait(recheck)),
         }
