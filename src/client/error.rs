@@ -19,8 +19,8 @@ pub enum CallError {
     },
     /// No node could take the call: before the deadline, or sooner when every node listed is
     /// hopeless (it failed the handshake — not a gracerpc server — or has refused connections
-    /// for 1 s, counted from its first refusal). It never ran. `nodes` says why each node could not take it
-    /// (empty: no node is listed at all).
+    /// for 1 s, counted from its first refusal). It never ran. `nodes` says why each node
+    /// could not take it (empty: no node is listed at all).
     NoNodeAvailable {
         /// Each listed node and its cause.
         nodes: Vec<NodeReport>,
