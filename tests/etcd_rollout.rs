@@ -16,16 +16,7 @@ fn rolling_restart_discovered_only_through_etcd_fails_loses_and_duplicates_nothi
     }
     let (r, code) = rollout::run(
         "etcd",
-        &[
-            "--registry",
-            "etcd",
-            "--nodes",
-            "3",
-            "--rounds",
-            "1",
-            "--settle",
-            "500ms",
-        ],
+        &[&["--registry", "etcd"], rollout::ONE_ROUND].concat(),
         Report::File,
     );
     assert_eq!(r["discovery"], "etcd", "{r}");

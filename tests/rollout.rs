@@ -7,11 +7,7 @@ use rollout::{Report, field};
 
 #[test]
 fn graceful_rollout_loses_fails_and_duplicates_nothing() {
-    let (r, code) = rollout::run(
-        "graceful",
-        &["--nodes", "3", "--rounds", "1", "--settle", "500ms"],
-        Report::Stdout,
-    );
+    let (r, code) = rollout::run("graceful", rollout::ONE_ROUND, Report::Stdout);
     assert_eq!(field(&r, "restarts"), 3, "{r}");
     // The restart keys (handoff's) are in the same report as every other key.
     assert_eq!(r["restart"], "plain", "{r}");
@@ -33,16 +29,7 @@ fn graceful_rollout_with_two_connections_per_node_loses_nothing() {
     // drivers each keep to one.
     let (r, code) = rollout::run(
         "graceful-lanes",
-        &[
-            "--nodes",
-            "3",
-            "--rounds",
-            "1",
-            "--settle",
-            "500ms",
-            "--connections",
-            "2",
-        ],
+        &[rollout::ONE_ROUND, &["--connections", "2"]].concat(),
         Report::Stdout,
     );
     assert_eq!(field(&r, "connections_per_node"), 2, "{r}");

@@ -6,6 +6,10 @@
 use std::path::PathBuf;
 use std::process::Command;
 
+/// A short rollout the tests share: 3 nodes, each restarted once, half a second of load
+/// between restarts. Tests append their own flags.
+pub const ONE_ROUND: &[&str] = &["--nodes", "3", "--rounds", "1", "--settle", "500ms"];
+
 /// Where the report goes.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Report {

@@ -39,22 +39,12 @@ impl Report {
         audit: &audit::Audit,
         never_ended: u64,
     ) -> Report {
-        let windows: Vec<(u64, u64)> = restarts
-            .iter()
-            .map(|r| ((r.term_s * 1e6) as u64, (r.ready_s * 1e6) as u64))
-            .collect();
-        let in_roll = |c: &CallRecord| {
-            let (s, e) = (c.start_us, c.start_us + c.latency_us);
-            windows.iter().any(|&(a, b)| s <= b && e >= a)
-        };
-        let drains: Vec<(u64, u64)> = restarts
-            .iter()
-            .map(|r| ((r.term_s * 1e6) as u64, (r.exit_s * 1e6) as u64))
-            .collect();
-        let in_drain = |c: &CallRecord| {
-            let (s, e) = (c.start_us, c.start_us + c.latency_us);
-            drains.iter().any(|&(a, b)| s <= b && e >= a)
-        };
+        // A restart's window from SIGTERM to the new node READY; its drain from SIGTERM to
+        // the old process's exit.
+        let windows = spans(restarts, |r| r.ready_s);
+        let drains = spans(restarts, |r| r.exit_s);
+        let in_roll = |c: &CallRecord| overlaps(c, &windows);
+        let in_drain = |c: &CallRecord| overlaps(c, &drains);
         let mut counts = Counts::of(calls);
         counts.sent += never_ended;
         Report {
@@ -157,4 +147,18 @@ impl Report {
             verdict_reason,
         }
     }
+}
+
+/// Each restart's span in µs, from its SIGTERM to `end` (seconds since the run began).
+fn spans(restarts: &[RestartRecord], end: impl Fn(&RestartRecord) -> f64) -> Vec<(u64, u64)> {
+    restarts
+        .iter()
+        .map(|r| ((r.term_s * 1e6) as u64, (end(r) * 1e6) as u64))
+        .collect()
+}
+
+/// Whether the call was in progress at any time during one of `spans`.
+fn overlaps(c: &CallRecord, spans: &[(u64, u64)]) -> bool {
+    let (s, e) = (c.start_us, c.start_us + c.latency_us);
+    spans.iter().any(|&(a, b)| s <= b && e >= a)
 }
