@@ -21,4 +21,6 @@ pub use error::{ApiMisuse, ConnError, DecodeError, ProtocolError};
 pub use frame::{Frame, decode};
 pub use header::{FLAG_IDEMPOTENT, FLAG_METADATA, HEADER_LEN, Header};
 pub use id_hash::{IdHasher, IdMap, IdSet, id_map};
-pub use server_conn::{Accepted, CloseAction, Incoming, ServerConn, ServerConnConfig};
+pub use server_conn::{
+    Accepted, AnswerEncoder, CloseAction, Incoming, ServerConn, ServerConnConfig,
+};

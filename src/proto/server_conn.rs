@@ -131,6 +131,47 @@ enum State {
     Closed,
 }
 
+/// How one connection's answers are encoded: what its caller negotiated. Copied out of the core
+/// for a driver that encodes answers on another thread.
+#[derive(Clone, Copy, Debug)]
+pub struct AnswerEncoder {
+    refusals: bool,
+    peer_max_frame: u32,
+}
+
+impl AnswerEncoder {
+    /// Appends the RESPONSE frame for `id` to `dst`.
+    ///
+    /// A refusal status ([`Status::is_refusal`]: the request did not run, final) goes out as it
+    /// is only to a caller that negotiated refusals; any other caller gets
+    /// [`Status::v1_fallback`], which it reads as "ran" and so never replays (protocol.md §6.2).
+    /// A frame never exceeds what the peer announced it accepts (rule 7 on its side): an answer
+    /// too large for it becomes an INTERNAL status the caller can read, naming both sizes (a
+    /// rare path, so the message may allocate).
+    pub fn encode(&self, id: u64, status: Status, body: &[u8], dst: &mut Vec<u8>) {
+        let status = if self.refusals {
+            status
+        } else {
+            status.v1_fallback()
+        };
+        if 2 + body.len() > self.peer_max_frame as usize {
+            let msg = format!(
+                "response of {} bytes exceeds the caller's max_frame of {} bytes",
+                2 + body.len(),
+                self.peer_max_frame
+            );
+            Response {
+                id,
+                status: Status::INTERNAL,
+                body: msg.as_bytes(),
+            }
+            .encode(dst);
+        } else {
+            Response { id, status, body }.encode(dst);
+        }
+    }
+}
+
 /// The server side of one connection.
 #[derive(Debug)]
 pub struct ServerConn {
@@ -436,29 +477,7 @@ impl ServerConn {
             return Err(ApiMisuse::NotPending(id));
         }
         if self.can_answer() {
-            let status = if self.refusals {
-                status
-            } else {
-                status.v1_fallback()
-            };
-            // A frame never exceeds what the peer announced it accepts (rule 7 on its side):
-            // an answer too large for it becomes an INTERNAL status the caller can read, naming
-            // both sizes (a rare path, so the message may allocate).
-            if 2 + body.len() > self.peer_max_frame as usize {
-                let msg = format!(
-                    "response of {} bytes exceeds the caller's max_frame of {} bytes",
-                    2 + body.len(),
-                    self.peer_max_frame
-                );
-                Response {
-                    id,
-                    status: Status::INTERNAL,
-                    body: msg.as_bytes(),
-                }
-                .encode(self.out.vec());
-            } else {
-                Response { id, status, body }.encode(self.out.vec());
-            }
+            self.encoder().encode(id, status, body, self.out.vec());
             self.answering.insert(id);
         } else {
             self.finished_answers += 1;
@@ -479,6 +498,39 @@ impl ServerConn {
             self.finished_answers += 1;
         }
         Ok(())
+    }
+
+    /// How this connection's answers are encoded, for a driver that writes some of them itself
+    /// (see [`respond_elsewhere`](Self::respond_elsewhere)); `None` while answers cannot go out
+    /// (before the caller's HELLO, failing, shut).
+    pub fn answer_encoder(&self) -> Option<AnswerEncoder> {
+        (self.hello_done && self.can_answer() && self.shut == Shut::No).then(|| self.encoder())
+    }
+
+    fn encoder(&self) -> AnswerEncoder {
+        AnswerEncoder {
+            refusals: self.refusals,
+            peer_max_frame: self.peer_max_frame,
+        }
+    }
+
+    /// Records that the answer to `id` (encoded by this connection's
+    /// [`AnswerEncoder`]) went out by another path than [`out`](Self::out): the driver wrote it
+    /// to the socket itself, after every byte `out` had handed it before. The driver reports it
+    /// finished with [`finished_elsewhere`](Self::finished_elsewhere) once its last byte is
+    /// written (or can never be).
+    pub fn respond_elsewhere(&mut self, id: u64) -> Result<(), ApiMisuse> {
+        if self.pending.remove(id) {
+            Ok(())
+        } else {
+            Err(ApiMisuse::NotPending(id))
+        }
+    }
+
+    /// `n` answers given by [`respond_elsewhere`](Self::respond_elsewhere) are written in full,
+    /// or dropped for good: they count among the finished answers.
+    pub fn finished_elsewhere(&mut self, n: usize) {
+        self.finished_answers += n;
     }
 
     /// The application is ready at `capacity` percent (1..=100): READY is sent (again, when the

@@ -420,11 +420,17 @@ impl Builder {
         // reached; bounded, the channel is an array that allocates nothing per message.
         let (done_tx, done_rx) = crossbeam_channel::bounded(self.queue + self.workers + 64);
         let (ctl_tx, ctl_rx) = crossbeam_channel::bounded(16);
-        let workers = workers::spawn(self.workers, job_queue.clone(), done_tx, waker.clone())?;
+        let stats = Arc::new(Stats::default());
+        let workers = workers::spawn(
+            self.workers,
+            job_queue.clone(),
+            done_tx,
+            waker.clone(),
+            stats.clone(),
+        )?;
         let target = Arc::new(AtomicU8::new(if self.manual_ready { 0 } else { 100 }));
         let mut readiness = readiness::Readiness::new(target.clone(), self.warmup);
         readiness.poll_change(std::time::Instant::now());
-        let stats = Arc::new(Stats::default());
         stats
             .counters
             .serving

@@ -3,6 +3,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -10,6 +11,7 @@ use mio::net::TcpStream;
 
 use super::tls_conn::TlsConn;
 use super::token::ConnRef;
+use super::wire::Wire;
 use super::workers::JobState;
 use crate::proto::{CloseAction, IdMap, InBuf, ServerConn, id_map};
 
@@ -36,6 +38,11 @@ pub(crate) struct Conn {
     pub write_blocked: bool,
     /// The TLS session between the socket and the core, on a TLS listener (see `tls_conn.rs`).
     pub tls: Option<Box<TlsConn>>,
+    /// Where workers write their answers themselves (plaintext only; see `wire.rs`).
+    pub wire: Option<Arc<Wire>>,
+    /// Answers written by workers in part, the rest in the wire's tail: finished once the tail
+    /// is written.
+    pub tails: usize,
 }
 
 /// What a read pass saw.
@@ -68,8 +75,11 @@ impl Conn {
         core: ServerConn,
         tls: Option<Box<TlsConn>>,
     ) -> Conn {
+        let wire = tls.is_none().then(|| Wire::new(stream.as_raw_fd()));
         Conn {
             tls,
+            wire,
+            tails: 0,
             me,
             peer,
             stream,
@@ -135,34 +145,105 @@ impl Conn {
         }
     }
 
-    /// Writes queued output until it is all written or the socket would block.
+    /// Writes queued output until it is all written or the socket would block: first what a
+    /// worker left on the wire, then the core's output. Opens the wire to the workers when both
+    /// are written and the core can still answer.
     pub fn flush(&mut self) {
         if self.tls.is_some() {
             return self.flush_tls();
         }
-        while !self.core.out().is_empty() {
-            match self.stream.write(self.core.out()) {
-                Ok(0) => {
-                    self.core.handle_transport_error("write returned 0");
-                    return;
-                }
-                Ok(n) => self.core.written(n),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    self.write_blocked = true;
-                    return;
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    log::debug!("write to {:?} failed: {e}", self.stream.peer_addr());
-                    self.read_done = true;
-                    self.core.handle_transport_error("write failed");
-                    return;
+        let Some(wire) = self.wire.clone() else {
+            return;
+        };
+        if self.tails > 0 && wire.flushed() {
+            // The tails they ended in are written (by an earlier flush).
+            self.core
+                .finished_elsewhere(std::mem::take(&mut self.tails));
+        }
+        if wire.is_open() && self.core.out().is_empty() && self.core.answer_encoder().is_some() {
+            // Nothing to write, and the workers may go on: no need to hold them up.
+            self.write_blocked = false;
+            self.input.shrink_if_empty(0);
+            return;
+        }
+        let mut w = wire.lock();
+        while !w.tail().is_empty() {
+            match self.stream.write(w.tail()) {
+                Ok(n) if n > 0 => w.tail_written(n),
+                other => {
+                    if !self.write_failed(other) {
+                        return;
+                    }
                 }
             }
         }
+        if self.tails > 0 {
+            self.core
+                .finished_elsewhere(std::mem::take(&mut self.tails));
+        }
+        while !self.core.out().is_empty() {
+            match self.stream.write(self.core.out()) {
+                Ok(n) if n > 0 => self.core.written(n),
+                other => {
+                    if !self.write_failed(other) {
+                        w.set_open(false);
+                        return;
+                    }
+                }
+            }
+        }
+        w.set_open(self.core.answer_encoder().is_some());
+        drop(w);
         self.write_blocked = false;
         // An idle connection holds no input buffer: reads go to the loop's scratch buffer.
         self.input.shrink_if_empty(0);
+    }
+
+    /// A write that wrote nothing: whether to try again (interrupted). Otherwise the socket
+    /// is full (wait for a writable event) or failed (the core learns it).
+    fn write_failed(&mut self, r: io::Result<usize>) -> bool {
+        match r {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => return true,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.write_blocked = true,
+            Ok(_) => self.core.handle_transport_error("write returned 0"),
+            Err(e) => {
+                log::debug!("write to {:?} failed: {e}", self.stream.peer_addr());
+                self.read_done = true;
+                self.core.handle_transport_error("write failed");
+            }
+        }
+        false
+    }
+
+    /// A worker's answer to `id` is written (`tail`: all but the rest the wire's tail holds).
+    pub fn written_by_worker(&mut self, id: u64, tail: bool) {
+        if let Err(e) = self.core.respond_elsewhere(id) {
+            log::error!("answer written by a worker: {e}");
+            return;
+        }
+        // A tail already written (or dropped) held this answer's last bytes too.
+        if tail && self.wire.as_ref().is_some_and(|w| !w.flushed()) {
+            self.tails += 1;
+        } else {
+            self.core.finished_elsewhere(1);
+        }
+    }
+
+    /// Workers write no more (before the write side is shut or the socket closed); a tail
+    /// left is dropped, its answers finished.
+    fn shut_wire(&mut self) {
+        if let Some(w) = &self.wire {
+            w.shut();
+        }
+        if self.tails > 0 {
+            self.core
+                .finished_elsewhere(std::mem::take(&mut self.tails));
+        }
+    }
+
+    /// No tail of a worker's waits to be written.
+    fn wire_flushed(&self) -> bool {
+        self.wire.as_ref().is_none_or(|w| w.flushed())
     }
 
     /// Applies the core's close decisions to the socket. Returns true when the connection is
@@ -170,18 +251,20 @@ impl Conn {
     pub fn apply_close(&mut self, now: Instant) -> bool {
         loop {
             // Under TLS, output counts as flushed only once rustls's records are written too.
-            let below = self.tls_flushed();
+            let below = self.tls_flushed() && self.wire_flushed();
             let Some(action) = self.core.poll_close_below(now, below) else {
                 break;
             };
             match action {
                 CloseAction::ShutdownWrite if self.tls.is_some() => self.tls_shutdown_write(),
                 CloseAction::ShutdownWrite => {
+                    self.shut_wire();
                     if let Err(e) = self.stream.shutdown(Shutdown::Write) {
                         log::debug!("shutdown(write) failed: {e}");
                     }
                 }
                 CloseAction::Close => {
+                    self.shut_wire();
                     self.tls_close();
                     return true;
                 }
@@ -195,6 +278,7 @@ impl Conn {
     /// and closes. Closing with unread input would make the kernel send RST, which destroys
     /// what the caller has not read yet (rule 4).
     pub fn close_at_stop(mut self, scratch: &mut [u8]) {
+        self.shut_wire();
         self.tls_close();
         if let Err(e) = self.stream.shutdown(Shutdown::Write) {
             log::debug!("shutdown(write) at the stop: {e}");
@@ -206,6 +290,15 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break, // WouldBlock: nothing left unread
             }
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// No worker writes into the socket once it is closed (its descriptor may be reused).
+    fn drop(&mut self) {
+        if let Some(w) = &self.wire {
+            w.shut();
         }
     }
 }

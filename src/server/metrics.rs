@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
@@ -14,8 +14,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
-use super::event_loop::Stats;
 use super::responder::Shared;
+use super::stats::Stats;
 use crate::proto::RejectReason;
 
 /// Upper bounds of the latency buckets, in microseconds (50 µs to 10 s).
@@ -34,40 +34,6 @@ const REASONS: [(RejectReason, &str); 5] = [
     (RejectReason::DEADLINE, "deadline"),
     (RejectReason::CANCELLED, "cancelled"),
 ];
-
-/// Event counters, bumped where the event happens.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Requests handed to a handler (or answered as an unknown method).
-    pub accepted: AtomicU64,
-    /// Answers by outcome: OK, a handler's failure, unknown method, any other refusal (a
-    /// typed method that is not idempotent asked as idempotent: never run).
-    pub completed_ok: AtomicU64,
-    pub completed_failed: AtomicU64,
-    pub unknown_method: AtomicU64,
-    pub refused: AtomicU64,
-    /// A deferred or async request the caller cancelled while it ran, answered CANCELLED.
-    /// (Those the server answers at the deadline are `Stats::expired`.)
-    pub completed_cancelled: AtomicU64,
-    /// Rejections by the server's own decision, by wire code (queue full, queued at the drain,
-    /// deadline passed in the queue, cancelled).
-    pub rejected: [AtomicU64; 8],
-    pub connections_accepted: AtomicU64,
-    pub goaways_sent: AtomicU64,
-    pub drains: AtomicU64,
-    pub drain_seconds_us: AtomicU64,
-    pub drain_abandoned: AtomicU64,
-    /// READY and no close sequence asked for: what `/readyz` reports.
-    pub serving: AtomicBool,
-}
-
-impl Counters {
-    pub fn reject(&self, reason: RejectReason) {
-        if let Some(c) = self.rejected.get(usize::from(reason.0)) {
-            c.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-}
 
 /// One method's latency histogram (accepted to answered), fixed buckets, atomics only.
 #[derive(Debug, Default)]

@@ -65,16 +65,19 @@ pub mod inherit;
 #[cfg(all(test, gracerpc_loom))]
 mod loom_models;
 mod metrics;
+mod outbox;
 mod readiness;
 mod registry;
 mod report;
 mod responder;
 mod slot;
 mod spare;
+mod stats;
 mod sync;
 mod tls_conn;
 mod token;
 mod trace;
+mod wire;
 mod workers;
 
 /// Re-exported so a service needs no `proto` import for its statuses.

@@ -42,6 +42,27 @@ pub(crate) enum Answer {
     Ran(Reply),
     /// Never started (its deadline passed while queued, or its runtime dropped it unpolled).
     Rejected(RejectReason),
+    /// Ran, and the worker wrote the answer itself (`tail`: all but the rest the connection's
+    /// wire holds; see `wire.rs`).
+    Written {
+        tail: bool,
+    },
+}
+
+/// A worker's answer for the loop.
+pub(crate) struct Completion {
+    pub conn: ConnRef,
+    pub id: u64,
+    pub result: Answer,
+    /// The request's buffer, back for reuse.
+    pub buf: Vec<u8>,
+    /// The worker kept the request's buffer (`buf` is empty): pool the answer's instead.
+    pub pool_answer: bool,
+    /// The worker counted the answer among the completed ones already (and recorded its
+    /// latency): it was about to write it itself.
+    pub counted: bool,
+    /// The job's timing, back to the loop, which records it with its own clock reading.
+    pub timing: Option<(Instant, Arc<MethodLatency>)>,
 }
 
 /// The shared state of one accepted request.

@@ -1,4 +1,5 @@
-//! The worker pool: threads fed through a bounded channel, answering through a channel and one
+//! The worker pool: threads fed through a bounded queue, writing their answers themselves on
+//! plaintext connections (see `outbox.rs`), and otherwise answering through a channel and one
 //! `mio::Waker`.
 //!
 //! Each job has one atomic [`JobState`] (see `slot.rs`). A worker and the event loop (draining,
@@ -20,10 +21,13 @@ use parking_lot::{Condvar, Mutex};
 use super::handler::{Request, run_handler};
 use super::registry::Callable;
 use super::responder::{Shared, run_deferred};
-pub(crate) use super::slot::{Answer, JobState};
+pub(crate) use super::slot::{Answer, Completion, JobState};
 use super::sync::{AtomicBool, fence};
 
 use super::metrics::MethodLatency;
+pub(crate) use super::outbox::Direct;
+use super::outbox::{Gone, Outbox};
+use super::stats::Stats;
 use super::token::ConnRef;
 use crate::proto::RejectReason;
 use crate::proto::frame::Metadata;
@@ -122,19 +126,8 @@ pub(crate) struct Job {
     pub shared: Option<Arc<Shared>>,
     /// When it was accepted, and its method's histogram (with metrics on).
     pub timing: Option<(Instant, Arc<MethodLatency>)>,
-}
-
-/// A worker's answer for the loop.
-pub(crate) struct Completion {
-    pub conn: ConnRef,
-    pub id: u64,
-    pub result: Answer,
-    /// The request's buffer, back for reuse.
-    pub buf: Vec<u8>,
-    /// The worker kept the request's buffer (`buf` is empty): pool the answer's instead.
-    pub pool_answer: bool,
-    /// The job's timing, back to the loop, which records it with its own clock reading.
-    pub timing: Option<(Instant, Arc<MethodLatency>)>,
+    /// Where the worker may write the answer itself (a plaintext connection; see `wire.rs`).
+    pub direct: Option<Direct>,
 }
 
 /// Wakes the event loop at most once per batch of completions.
@@ -191,6 +184,9 @@ pub(crate) struct JobQueue {
     ready: Condvar,
     cap: usize,
     workers: usize,
+    /// Jobs queued and not yet finished by a worker: a worker counts its batch off only after
+    /// sending the batch's completions, so at 0 every completion is on the channel.
+    unfinished: AtomicUsize,
 }
 
 struct QueueInner {
@@ -210,6 +206,7 @@ impl JobQueue {
             ready: Condvar::new(),
             cap,
             workers: workers.max(1),
+            unfinished: AtomicUsize::new(0),
         })
     }
 
@@ -223,7 +220,13 @@ impl JobQueue {
             return Err(job);
         }
         q.jobs.push_back(job);
+        self.unfinished.fetch_add(1, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Jobs queued or running, or whose completions are not yet all sent.
+    pub fn unfinished(&self) -> usize {
+        self.unfinished.load(Ordering::Acquire)
     }
 
     /// Wakes as many idle workers as there are queued jobs (called once per loop turn).
@@ -326,18 +329,20 @@ pub(crate) fn spawn(
     jobs: Arc<JobQueue>,
     done: Sender<Completion>,
     waker: Arc<LoopWaker>,
+    stats: Arc<Stats>,
 ) -> std::io::Result<Workers> {
     let (exit_tx, exited) = crossbeam_channel::bounded(n);
     let busy = Arc::new(AtomicUsize::new(0));
     let handles = (0..n)
         .map(|i| {
             let (jobs, done, waker) = (jobs.clone(), done.clone(), waker.clone());
+            let stats = stats.clone();
             let (note, busy) = (ExitNote(exit_tx.clone(), i), busy.clone());
             std::thread::Builder::new()
                 .name(format!("gracerpc-worker-{i}"))
                 .spawn(move || {
                     let _note = note;
-                    work(&jobs, done, waker, &busy)
+                    work(&jobs, &done, &waker, &busy, &stats)
                 })
                 .map(Some)
         })
@@ -349,27 +354,63 @@ pub(crate) fn spawn(
     })
 }
 
-fn work(jobs: &JobQueue, done: Sender<Completion>, waker: Arc<LoopWaker>, busy: &AtomicUsize) {
+fn work(
+    jobs: &JobQueue,
+    done: &Sender<Completion>,
+    waker: &LoopWaker,
+    busy: &AtomicUsize,
+    stats: &Stats,
+) {
     let mut batch = Vec::new();
+    let mut outbox = Outbox::default();
     while jobs.take(&mut batch) {
+        let taken = batch.len();
+        // Answers the loop must write (or learn of) at once: it is woken for them.
+        let mut wake = false;
+        let mut gone = false;
         for job in batch.drain(..) {
+            // One clock reading per job: its deadline, and how long the outbox waited.
+            let now = Instant::now();
+            if outbox.overdue(now) {
+                match outbox.flush(done, stats) {
+                    Ok(w) => wake |= w,
+                    Err(_) => gone = true,
+                }
+            }
             busy.fetch_add(1, Ordering::AcqRel);
-            let c = run(job);
+            let ran = run(job, now);
             busy.fetch_sub(1, Ordering::AcqRel);
-            if let Some(c) = c
-                && done.send(c).is_err()
-            {
-                return; // the loop is gone
+            let sent = match ran {
+                None => Ok(false),
+                Some((c, Some(direct))) if matches!(c.result, Answer::Ran(_)) => {
+                    outbox.add(c, direct, now, done, stats)
+                }
+                Some((c, _)) => done.send(c).map(|()| true).map_err(|_| Gone),
+            };
+            match sent {
+                Ok(w) => wake |= w,
+                Err(_) => gone = true,
             }
         }
-        // One wake-up for the whole batch of answers.
-        waker.wake();
+        match outbox.flush(done, stats) {
+            Ok(w) => wake |= w,
+            Err(_) => gone = true,
+        }
+        // Only now: every completion of the batch is on the channel.
+        jobs.unfinished.fetch_sub(taken, Ordering::AcqRel);
+        if gone {
+            return; // the loop is gone
+        }
+        if wake {
+            // One wake-up for the whole batch of answers.
+            waker.wake();
+        }
     }
 }
 
 /// Runs one job unless the loop rejected it first. A deferred job answers through its
 /// responder, not through the channel.
-fn run(job: Job) -> Option<Completion> {
+fn run(job: Job, now: Instant) -> Option<(Completion, Option<Direct>)> {
     if !job.state.try_start() {
         return None; // the loop rejected it and answered already
     }
@@ -387,6 +428,7 @@ fn run(job: Job) -> Option<Completion> {
         state,
         shared,
         timing,
+        direct,
     } = job;
     let (meta, payload) = body.split_at(meta_len.min(body.len()));
     let req = Request {
@@ -400,7 +442,7 @@ fn run(job: Job) -> Option<Completion> {
         metadata: Metadata::from_entries(meta).unwrap_or_default(),
         identity: identity.as_deref(),
     };
-    let expired = Instant::now() >= deadline;
+    let expired = now >= deadline;
     let handler = match handler {
         Callable::Later(h) => {
             if let Some(shared) = shared {
@@ -429,12 +471,14 @@ fn run(job: Job) -> Option<Completion> {
         // request's as the next spare (see `spare.rs`).
         (Answer::Ran(reply), super::spare::refill(&mut body))
     };
-    Some(Completion {
+    let c = Completion {
         conn,
         id,
         result,
         buf: body,
         pool_answer,
+        counted: false,
         timing,
-    })
+    };
+    Some((c, direct))
 }

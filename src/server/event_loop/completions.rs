@@ -13,9 +13,7 @@ use crate::server::workers::{Answer, Completion};
 impl EventLoop {
     pub(super) fn on_wake(&mut self, now: Instant) {
         self.waker.clear();
-        while let Ok(c) = self.completions.try_recv() {
-            self.complete(c, now);
-        }
+        self.take_completions(now);
         self.take_done(now);
         while let Ok(ctl) = self.control.try_recv() {
             match ctl {
@@ -31,6 +29,18 @@ impl EventLoop {
         }
         self.apply_readiness(now);
         self.resume_drain(now);
+    }
+
+    /// Takes every completion the workers sent. Every turn, before the sockets' events: answers
+    /// workers wrote themselves wake nobody, and their requests must be off the core's pending
+    /// set before the caller's next requests are counted against its limit.
+    pub(super) fn take_completions(&mut self, now: Instant) -> bool {
+        let mut any = false;
+        while let Ok(c) = self.completions.try_recv() {
+            self.complete(c, now);
+            any = true;
+        }
+        any
     }
 
     pub(super) fn complete(&mut self, c: Completion, now: Instant) {
@@ -56,7 +66,9 @@ impl EventLoop {
         let counters = &self.stats.counters;
         let res = match c.result {
             Answer::Ran(Ok(body)) => {
-                counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                if !c.counted {
+                    counters.completed_ok.fetch_add(1, Ordering::Relaxed);
+                }
                 let res = conn.core.respond(c.id, Status::OK, &body);
                 if c.pool_answer {
                     self.pools.release_buf(body);
@@ -64,7 +76,9 @@ impl EventLoop {
                 res
             }
             Answer::Ran(Err(f)) => {
-                counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                if !c.counted {
+                    counters.completed_failed.fetch_add(1, Ordering::Relaxed);
+                }
                 let res = conn.core.respond(c.id, f.status, &f.body);
                 if c.pool_answer {
                     self.pools.release_buf(f.body);
@@ -74,6 +88,11 @@ impl EventLoop {
             Answer::Rejected(reason) => {
                 counters.reject(reason);
                 conn.core.reject(c.id, reason)
+            }
+            Answer::Written { tail } => {
+                // Counted and timed by the worker.
+                conn.written_by_worker(c.id, tail);
+                Ok(())
             }
         };
         if let Err(e) = res {

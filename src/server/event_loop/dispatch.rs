@@ -13,7 +13,8 @@ use crate::server::metrics::TurnTimings;
 use crate::server::registry::{Callable, Registry};
 use crate::server::responder::{Shared, run_deferred};
 use crate::server::token::ConnRef;
-use crate::server::workers::{Job, JobQueue, JobState, Pools};
+use crate::server::wire::Wire;
+use crate::server::workers::{Direct, Job, JobQueue, JobState, Pools};
 
 /// What dispatching a request needs from the loop.
 pub(super) struct Dispatch<'a> {
@@ -30,6 +31,8 @@ pub(super) struct Dispatch<'a> {
     pub peer: std::net::SocketAddr,
     /// The caller's verified client certificate, on a mutual-TLS connection.
     pub identity: Option<&'a Arc<crate::server::PeerIdentity>>,
+    /// The connection's socket for workers to write their answers to (plaintext only).
+    pub wire: Option<&'a Arc<Wire>>,
     /// This turn's clock reading: when the request was accepted, for its latency.
     pub now: Instant,
 }
@@ -159,6 +162,14 @@ impl Dispatch<'_> {
             state: state.clone(),
             shared: later.then(|| self.shared.clone()),
             timing: started.map(|t| (t, reg.latency.clone())),
+            // Deferred answers go through the done list.
+            direct: match (self.wire, core.answer_encoder()) {
+                (Some(wire), Some(encoder)) if !later => Some(Direct {
+                    wire: wire.clone(),
+                    encoder,
+                }),
+                _ => None,
+            },
         };
         match self.jobs.push(job) {
             Ok(()) => {

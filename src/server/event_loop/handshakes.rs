@@ -2,7 +2,9 @@
 //! (a restart under load), the connections past the cap wait in the listen backlog until a
 //! handshake ends, so the loop's time goes to the connections it already serves.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
+
+use crate::server::stats::HandshakeStats;
 
 /// The loop's count of handshakes in progress.
 #[derive(Debug)]
@@ -12,19 +14,6 @@ pub(crate) struct Handshakes {
     pub open: usize,
     /// Accepting stopped at the cap with connections possibly left in the backlog.
     pub held: bool,
-}
-
-/// What the handle reports of them.
-#[derive(Debug, Default)]
-pub(crate) struct HandshakeStats {
-    /// The most handshakes in progress at once.
-    pub peak: AtomicUsize,
-    /// Times accepting stopped at the cap.
-    pub held: AtomicU64,
-    /// Handshakes begun: every connection accepted on a TLS listener.
-    pub begun: AtomicU64,
-    /// Handshakes that completed (a TLS session came up).
-    pub completed: AtomicU64,
 }
 
 impl Handshakes {

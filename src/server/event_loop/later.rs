@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use super::EventLoop;
 use crate::proto::{IdMap, RejectReason, ServerConn, Status};
-use crate::server::metrics::Counters;
 use crate::server::slot::Answer;
+use crate::server::stats::Counters;
 use crate::server::workers::{Completion, JobState, Pools};
 
 impl EventLoop {
@@ -28,6 +28,7 @@ impl EventLoop {
                 result,
                 buf: Vec::new(),
                 pool_answer: false,
+                counted: false,
                 timing: None,
             };
             // The loop's own reference (in the connection's table) is the last one left, so the

@@ -6,7 +6,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -24,7 +24,6 @@ mod handshakes;
 mod later;
 
 pub(crate) use drain::withdrawal_limit;
-pub(crate) use handshakes::HandshakeStats;
 use handshakes::Handshakes;
 
 pub(crate) use dispatch::DeferredLimits;
@@ -39,6 +38,7 @@ use super::readiness::Readiness;
 use super::registry::Registry;
 use super::report::DrainReport;
 use super::responder::Shared;
+pub(crate) use super::stats::Stats;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
 use super::workers::{Completion, JobSender, LoopWaker, Pools, Workers};
 use crate::proto::{Incoming, ServerConn, ServerConnConfig, decode};
@@ -70,22 +70,6 @@ pub(crate) struct LoopConfig {
     /// TLS on every accepted connection.
     #[cfg(feature = "tls")]
     pub tls: Option<crate::tls::ServerTls>,
-}
-
-/// Counters shared with the handle.
-#[derive(Debug, Default)]
-pub(crate) struct Stats {
-    /// Requests accepted and not yet answered-and-written.
-    pub in_flight: AtomicUsize,
-    /// Connections open.
-    pub connections: AtomicUsize,
-    /// Deferred and async requests the server answered itself at their deadline (plus the grace
-    /// for deferred ones).
-    pub expired: AtomicUsize,
-    /// Event counters for [`ServerMetrics`](crate::server::ServerMetrics).
-    pub counters: crate::server::metrics::Counters,
-    /// TLS handshakes: how many at once at most, how often accepting waited for them.
-    pub handshakes: HandshakeStats,
 }
 
 pub(crate) struct EventLoop {
@@ -134,7 +118,14 @@ pub(crate) struct EventLoop {
     drain: Option<Drain>,
     next_tick: Instant,
     handshakes: Handshakes,
+    /// The current wait for answers workers wrote (see `sleep`).
+    lag: Duration,
 }
+
+/// How soon the loop looks for answers workers wrote themselves, at first; it doubles up to
+/// [`LAG_MAX`] while none come (slow handlers), and is back to this when some do.
+const LAG_MIN: Duration = Duration::from_millis(1);
+const LAG_MAX: Duration = Duration::from_millis(32);
 
 /// How often timers are scanned at most: timeouts are at least this coarse.
 const TICK: Duration = Duration::from_millis(5);
@@ -199,6 +190,7 @@ impl EventLoop {
             expiries: Expiries::default(),
             drain: None,
             next_tick: Instant::now(),
+            lag: LAG_MIN,
         }
     }
 
@@ -208,14 +200,27 @@ impl EventLoop {
         Ok(self.finish(report))
     }
 
+    /// How long the next poll may wait: until the next timer, and no longer than the lag while
+    /// workers hold jobs — answers they write themselves wake nobody, so the loop comes to
+    /// count them.
+    fn sleep(&self) -> Duration {
+        if !self.resume_next.is_empty() {
+            return Duration::ZERO;
+        }
+        let timers = self.next_tick.saturating_duration_since(Instant::now());
+        if !self.completions.is_empty() {
+            Duration::ZERO
+        } else if self.jobs.0.unfinished() > 0 {
+            timers.min(self.lag)
+        } else {
+            timers
+        }
+    }
+
     fn run_loop(&mut self) -> io::Result<DrainReport> {
         let mut events = Events::with_capacity(1024);
         loop {
-            let timeout = if self.resume_next.is_empty() {
-                self.next_tick.saturating_duration_since(Instant::now())
-            } else {
-                Duration::ZERO
-            };
+            let timeout = self.sleep();
             match self.poll.poll(&mut events, Some(timeout)) {
                 Ok(()) => {}
                 // A signal landed: not an error; the self-pipe reports it as an event.
@@ -223,6 +228,12 @@ impl EventLoop {
                 Err(e) => return Err(e),
             }
             let now = Instant::now();
+            if self.take_completions(now) {
+                self.lag = LAG_MIN;
+            } else if events.is_empty() {
+                // Woken for answers that were not there: the workers are slow, look less often.
+                self.lag = (self.lag * 2).min(LAG_MAX);
+            }
             for event in events.iter() {
                 match event.token() {
                     LISTENER => self.accept(now),
@@ -429,6 +440,7 @@ impl EventLoop {
             jobs,
             stream,
             tls,
+            wire,
             me,
             peer,
             ..
@@ -445,6 +457,7 @@ impl EventLoop {
             me: *me,
             peer: *peer,
             identity: crate::server::tls_conn::identity(tls),
+            wire: wire.as_ref(),
             now,
         };
         let buf = data.unwrap_or_else(|| input.data());

@@ -1,0 +1,129 @@
+//! Workers write their answers to plaintext connections themselves (`src/server/wire.rs`), with
+//! no hand-off to the event loop. What must hold all the same:
+//! * a write the socket takes only in part leaves the rest for the loop, which writes it before
+//!   anything else: answers reach a caller that reads late whole, none interleaved with another;
+//! * the loop counts those answers off without being woken for them, with no further traffic;
+//! * a drain after them ends clean.
+//!
+//! (That a worker never writes into a closed connection's reused file descriptor is
+//! `server_slot_reuse.rs`: there the new connection gets the old one's descriptor too.)
+
+#[path = "support/peer.rs"]
+mod peer;
+
+use std::os::fd::AsRawFd;
+
+use gracerpc::proto::Status;
+use gracerpc::server::{Request, Server};
+use peer::{Executions, OwnedFrame, QUICK, connect_ready, wait_until};
+
+/// Bytes of each answer: together far more than the socket buffers hold.
+const ANSWER: usize = 128 * 1024;
+const CALLS: u64 = 64;
+
+#[test]
+fn answers_a_caller_reads_late_arrive_whole_though_the_socket_took_them_in_parts() {
+    let runs = Executions::default();
+    let seen = runs.clone();
+    let server = Server::builder()
+        .workers(2)
+        .handler("big", move |r: &Request<'_>| {
+            seen.record(r.id);
+            // Every byte names its request: a frame cut into or mixed with another shows.
+            Ok(vec![r.id as u8; ANSWER])
+        })
+        .spawn()
+        .expect("spawn");
+    let mut caller = connect_ready(server.local_addr());
+    // A small receive buffer: the server's writes fill the socket early.
+    shrink_receive_buffer(&caller.try_clone_stream(), 16 * 1024);
+    for id in 1..=CALLS {
+        caller.send_request(id, "big", b"");
+    }
+    // Every answer is produced (and written, queued or left in part) before a byte is read.
+    wait_until(QUICK, "every handler to run", || {
+        runs.total() == CALLS as usize
+    });
+    assert!(
+        server.in_flight() > 0,
+        "answers of {} bytes cannot all be written to a caller that reads nothing",
+        CALLS as usize * ANSWER
+    );
+    let ids: Vec<u64> = (1..=CALLS).collect();
+    let got = caller.collect_answers(&ids, QUICK * 4);
+    for id in ids {
+        match &got[&id] {
+            OwnedFrame::Response { status, body, .. } => {
+                assert_eq!(*status, Status::OK, "id {id}");
+                assert_eq!(body.len(), ANSWER, "id {id}: answer cut");
+                assert!(
+                    body.iter().all(|&b| b == id as u8),
+                    "id {id}: answer mixed with another"
+                );
+            }
+            other => panic!("id {id}: {other:?}"),
+        }
+    }
+    wait_until(QUICK, "every answer counted off", || {
+        server.in_flight() == 0
+    });
+    server.shutdown();
+    caller.expect_frame(QUICK, "GOAWAY");
+    caller.close_and_expect_eof(QUICK, "the caller's close");
+    let (report, _server) = peer::wait_report(server, QUICK);
+    assert!(report.clean, "{report:?}");
+    assert_eq!(report.abandoned, 0, "{report:?}");
+}
+
+#[test]
+fn an_answer_a_worker_wrote_is_counted_off_with_no_further_traffic() {
+    let server = Server::builder()
+        .workers(1)
+        .metrics()
+        .handler("echo", |r: &Request<'_>| Ok(r.body.to_vec()))
+        .spawn()
+        .expect("spawn");
+    let mut caller = connect_ready(server.local_addr());
+    for id in 1..=3 {
+        caller.send_request(id, "echo", b"once");
+        let got = caller.collect_answers(&[id], QUICK);
+        assert!(matches!(got[&id], OwnedFrame::Response { .. }), "{got:?}");
+        // Counted and timed before the answer went out, as the loop does with its own.
+        let text = scrape(&server);
+        for line in [
+            format!("gracerpc_requests_completed_total{{status=\"ok\"}} {id}"),
+            format!("gracerpc_request_duration_seconds_count{{method=\"echo\"}} {id}"),
+        ] {
+            assert!(text.lines().any(|l| l == line), "no {line:?} in\n{text}");
+        }
+        // Nothing more arrives: the loop must come to count the answer off on its own.
+        wait_until(QUICK, "the answer counted off", || server.in_flight() == 0);
+    }
+    server.shutdown();
+    caller.expect_frame(QUICK, "GOAWAY");
+    caller.close_and_expect_eof(QUICK, "the caller's close");
+    let (report, _server) = peer::wait_report(server, QUICK);
+    assert!(report.clean, "{report:?}");
+}
+
+fn scrape(s: &gracerpc::server::ServerHandle) -> String {
+    let mut registry = prometheus_client::registry::Registry::with_prefix("gracerpc");
+    registry.register_collector(Box::new(s.metrics()));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    text
+}
+
+fn shrink_receive_buffer(stream: &std::net::TcpStream, bytes: libc::c_int) {
+    // SAFETY: a valid socket and a c_int option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            stream.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&raw const bytes).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+}
