@@ -3,19 +3,20 @@
 //! * a write the socket takes only in part leaves the rest for the loop, which writes it before
 //!   anything else: answers reach a caller that reads late whole, none interleaved with another;
 //! * the loop counts those answers off without being woken for them, with no further traffic;
+//! * a caller that resets while workers still owe it answers harms nobody: what they write
+//!   later goes nowhere — not to the connection that took its descriptor;
 //! * a drain after them ends clean.
-//!
-//! (That a worker never writes into a closed connection's reused file descriptor is
-//! `server_slot_reuse.rs`: there the new connection gets the old one's descriptor too.)
 
 #[path = "support/peer.rs"]
 mod peer;
 
 use std::os::fd::AsRawFd;
 
+use std::time::Duration;
+
 use gracerpc::proto::Status;
 use gracerpc::server::{Request, Server};
-use peer::{Executions, OwnedFrame, QUICK, connect_ready, wait_until};
+use peer::{Executions, Gate, OwnedFrame, QUICK, connect_ready, wait_until};
 
 /// Bytes of each answer: together far more than the socket buffers hold.
 const ANSWER: usize = 128 * 1024;
@@ -102,6 +103,90 @@ fn an_answer_a_worker_wrote_is_counted_off_with_no_further_traffic() {
     server.shutdown();
     caller.expect_frame(QUICK, "GOAWAY");
     caller.close_and_expect_eof(QUICK, "the caller's close");
+    let (report, _server) = peer::wait_report(server, QUICK);
+    assert!(report.clean, "{report:?}");
+}
+
+#[test]
+fn a_caller_reset_mid_answers_harms_no_other_connection_and_its_late_answers_go_nowhere() {
+    let gate = Gate::new();
+    let runs = Executions::default();
+    let seen = runs.clone();
+    let server = Server::builder()
+        .workers(4)
+        .handler("hold", gate.handler())
+        .handler("big", move |r: &Request<'_>| {
+            seen.record(r.id);
+            Ok(vec![r.id as u8; ANSWER])
+        })
+        .spawn()
+        .expect("spawn");
+    let addr = server.local_addr();
+    let held = |c: u8| vec![c; ANSWER];
+
+    // A: answers it does not read fill its socket (tails and queued output), and two more are
+    // still being computed when it resets.
+    let mut a = connect_ready(addr);
+    shrink_receive_buffer(&a.try_clone_stream(), 16 * 1024);
+    for id in 1..=32 {
+        a.send_request(id, "big", b"");
+    }
+    a.send_request(33, "hold", &held(b'a'));
+    a.send_request(34, "hold", &held(b'b'));
+    wait_until(QUICK, "A's big answers to be produced", || {
+        runs.total() == 32
+    });
+    gate.wait_started(&held(b'a'), QUICK);
+    gate.wait_started(&held(b'b'), QUICK);
+    a.abort_with_reset(QUICK);
+    wait_until(QUICK, "the server to drop A", || server.connections() == 0);
+
+    // B: most likely on A's descriptor, with the same ids in flight.
+    let mut b = connect_ready(addr);
+    b.send_request(33, "hold", &held(b'x'));
+    b.send_request(34, "hold", &held(b'y'));
+    gate.wait_started(&held(b'x'), QUICK);
+    gate.wait_started(&held(b'y'), QUICK);
+
+    // A's last answers are written by their workers now: into nothing.
+    gate.release(&held(b'a'));
+    gate.release(&held(b'b'));
+    gate.wait_finished(&held(b'a'), QUICK);
+    gate.wait_finished(&held(b'b'), QUICK);
+    wait_until(QUICK, "A's answers counted off", || server.in_flight() == 2);
+    b.expect_silence(
+        Duration::from_millis(200),
+        "B's requests are still held: A's answers must go nowhere",
+    );
+
+    gate.release(&held(b'x'));
+    gate.release(&held(b'y'));
+    let got = b.collect_answers(&[33, 34], QUICK);
+    for (id, c) in [(33, b'x'), (34, b'y')] {
+        match &got[&id] {
+            OwnedFrame::Response { status, body, .. } => {
+                assert_eq!(*status, Status::OK, "id {id}");
+                assert!(
+                    *body == held(c),
+                    "id {id}: not B's own answer, or not whole"
+                );
+            }
+            other => panic!("id {id}: {other:?}"),
+        }
+    }
+    b.send_request(35, "big", b"");
+    let got = b.collect_answers(&[35], QUICK);
+    assert!(
+        matches!(&got[&35], OwnedFrame::Response { body, .. } if body.len() == ANSWER),
+        "{:?}",
+        got[&35].answer_id()
+    );
+    wait_until(QUICK, "every request counted off", || {
+        server.in_flight() == 0
+    });
+    server.shutdown();
+    b.expect_frame(QUICK, "GOAWAY");
+    b.close_and_expect_eof(QUICK, "B's close");
     let (report, _server) = peer::wait_report(server, QUICK);
     assert!(report.clean, "{report:?}");
 }

@@ -231,7 +231,7 @@ impl Conn {
 
     /// Workers write no more (before the write side is shut or the socket closed); a tail
     /// left is dropped, its answers finished.
-    fn shut_wire(&mut self) {
+    pub fn shut_wire(&mut self) {
         if let Some(w) = &self.wire {
             w.shut();
         }

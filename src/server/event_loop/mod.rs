@@ -608,6 +608,8 @@ impl EventLoop {
         if let Some(completed) = conn.handshake_ended(true) {
             self.handshakes.end(completed, &self.stats.handshakes);
         }
+        // Answers whose last bytes waited in the wire's tail go nowhere now: finished.
+        conn.shut_wire();
         // Queued work for a closed connection is not run: its answer could go nowhere.
         let mut dropped = conn.core.take_finished_answers();
         for (_, state) in conn.jobs.drain() {
