@@ -18,7 +18,11 @@
 //!   [`handle_decode_error`](ServerConn::handle_decode_error) when decoding fails,
 //!   [`handle_eof`](ServerConn::handle_eof), [`handle_timeout`](ServerConn::handle_timeout).
 //! * Application actions: [`respond`](ServerConn::respond), [`reject`](ServerConn::reject),
-//!   [`set_ready`](ServerConn::set_ready), [`start_drain`](ServerConn::start_drain).
+//!   [`set_ready`](ServerConn::set_ready), [`start_drain`](ServerConn::start_drain); for an
+//!   answer the driver writes itself (another thread, straight to the socket),
+//!   [`answer_encoder`](ServerConn::answer_encoder) then
+//!   [`respond_elsewhere`](ServerConn::respond_elsewhere) and
+//!   [`finished_elsewhere`](ServerConn::finished_elsewhere).
 //! * Outputs: [`out`](ServerConn::out) (bytes to write; report writes with
 //!   [`written`](ServerConn::written)), [`poll_timeout`](ServerConn::poll_timeout),
 //!   [`poll_close`](ServerConn::poll_close).
@@ -514,11 +518,16 @@ impl ServerConn {
         }
     }
 
-    /// Records that the answer to `id` (encoded by this connection's
-    /// [`AnswerEncoder`]) went out by another path than [`out`](Self::out): the driver wrote it
-    /// to the socket itself, after every byte `out` had handed it before. The driver reports it
-    /// finished with [`finished_elsewhere`](Self::finished_elsewhere) once its last byte is
-    /// written (or can never be).
+    /// Records that the answer to `id` (encoded by this connection's [`AnswerEncoder`]) goes
+    /// out by another path than [`out`](Self::out): the driver writes it to the socket itself,
+    /// as a whole frame, never inside another, and never before the connection's HELLO (the
+    /// encoder exists only once answers may go out). It may overtake frames `out` still holds:
+    /// no rule orders an answer against them.
+    ///
+    /// The driver counts its unwritten bytes as output not yet flushed wherever it asks
+    /// [`poll_close_below`](Self::poll_close_below), and reports the answer finished with
+    /// [`finished_elsewhere`](Self::finished_elsewhere) once its last byte is written (or can
+    /// never be).
     pub fn respond_elsewhere(&mut self, id: u64) -> Result<(), ApiMisuse> {
         if self.pending.remove(id) {
             Ok(())
