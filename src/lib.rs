@@ -57,6 +57,7 @@ pub mod handoff;
 pub mod proto;
 pub mod server;
 pub mod service;
+mod sock;
 #[cfg(feature = "tls")]
 pub mod tls;
 

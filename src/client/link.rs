@@ -26,11 +26,11 @@ use slab::Slab;
 use super::cause::connect_cause;
 use super::routes::Routes;
 use super::slot::Slot;
-use super::sock::{connect_result, make_blocking, recv, send};
 use super::table::{Node, NodeTable};
 use super::tls_link::TlsLink;
 use super::wake::IoWake;
 use crate::proto::{ApiMisuse, ClientConn, InBuf, Outcome, decode};
+use crate::sock::{connect_result, make_blocking, recv, send};
 
 pub(super) const READ_CHUNK: usize = 16 * 1024;
 

@@ -58,7 +58,6 @@ mod ready_list;
 pub mod retry_budget;
 mod routes;
 mod slot;
-mod sock;
 pub mod table;
 mod tls_link;
 mod waiters;

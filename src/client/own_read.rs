@@ -26,9 +26,9 @@ use mio::Interest;
 use parking_lot::MutexGuard;
 
 use super::link::{Deliveries, Link, LinkInner, READ_CHUNK, WAIT_SLICE, deliver};
-use super::sock::recv;
 use super::table::NodeTable;
 use crate::proto::InBuf;
+use crate::sock::recv;
 
 /// How long a [`CallSet`](super::CallSet)'s connection stays out of the I/O thread's poll
 /// after a read of the set's that left calls outstanding, before a tick puts it back (a set

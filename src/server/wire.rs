@@ -81,7 +81,9 @@ impl Wire {
         }
         let mut done = 0;
         while done < frames.len() {
-            match send(self.fd, &frames[done..]) {
+            // `fd` is open while the wire is not shut: the loop shuts it, under this lock,
+            // before the socket is closed.
+            match crate::sock::send(self.fd, &frames[done..]) {
                 Ok(0) => break,
                 Ok(n) => done += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -151,19 +153,4 @@ impl WireGuard<'_> {
         let open = open && !self.state.shut && self.state.tail.is_empty();
         self.wire.open.store(open, Ordering::Release);
     }
-}
-
-/// One non-blocking `send(2)` without SIGPIPE.
-fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
-    // SAFETY: `buf` is valid for reads of `buf.len()` bytes; `fd` is open while the wire is
-    // not shut (the loop shuts it before closing the socket, under the same lock).
-    let n = unsafe {
-        libc::send(
-            fd,
-            buf.as_ptr().cast(),
-            buf.len(),
-            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
-        )
-    };
-    usize::try_from(n).map_err(|_| io::Error::last_os_error())
 }

@@ -1,5 +1,7 @@
-//! The raw socket calls of a link: `recv` and `send` with per-call flags (so only a caller
-//! reading its own answer ever waits), the switch to blocking mode, and the connect check.
+//! Raw socket calls with per-call flags: `recv` and `send` that never wait unless asked (so
+//! only a caller reading its own answer ever waits) and never raise SIGPIPE, the switch to
+//! blocking mode, and the connect check. The client's links use them all; the server's wires
+//! (`server/wire.rs`) use `send`, from worker threads.
 
 use std::io;
 use std::os::fd::RawFd;
@@ -8,9 +10,9 @@ use std::time::Duration;
 use mio::net::TcpStream;
 
 /// Puts a connected socket in blocking mode with a receive timeout of `wait` (the link's wait
-/// slice). Only a caller reading its own answer waits (see `Link::read_own`); every other read
+/// slice). Only a caller reading its own answer waits (see the client's `Link::read_own`); every other read
 /// and write passes `MSG_DONTWAIT` (see [`recv`] and [`send`]), so the I/O thread never blocks.
-pub(super) fn make_blocking(fd: RawFd, wait: Duration) -> io::Result<()> {
+pub(crate) fn make_blocking(fd: RawFd, wait: Duration) -> io::Result<()> {
     let tv = libc::timeval {
         tv_sec: wait.as_secs() as libc::time_t,
         tv_usec: wait.subsec_micros() as libc::suseconds_t,
@@ -40,7 +42,7 @@ pub(super) fn make_blocking(fd: RawFd, wait: Duration) -> io::Result<()> {
 
 /// One `recv` into `buf`: without waiting, or (`wait`) until data comes or the receive timeout
 /// passes (`WouldBlock`).
-pub(super) fn recv(fd: RawFd, buf: &mut [u8], wait: bool) -> io::Result<usize> {
+pub(crate) fn recv(fd: RawFd, buf: &mut [u8], wait: bool) -> io::Result<usize> {
     let flags = if wait { 0 } else { libc::MSG_DONTWAIT };
     // SAFETY: `buf` is valid for writes of `buf.len()` bytes.
     let n = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), flags) };
@@ -51,7 +53,7 @@ pub(super) fn recv(fd: RawFd, buf: &mut [u8], wait: bool) -> io::Result<usize> {
 }
 
 /// One `send` of `buf`, never waiting (and never raising SIGPIPE).
-pub(super) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
+pub(crate) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes.
     let n = unsafe {
         libc::send(
@@ -68,7 +70,7 @@ pub(super) fn send(fd: RawFd, buf: &[u8]) -> io::Result<usize> {
 }
 
 /// Whether a non-blocking connect has finished: `Ok(true)` connected, `Ok(false)` not yet.
-pub(super) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
+pub(crate) fn connect_result(stream: &TcpStream) -> io::Result<bool> {
     if let Some(e) = stream.take_error()? {
         return Err(e);
     }
