@@ -208,6 +208,10 @@ impl Builder {
     /// Registers a handler run on worker threads. Takes a closure with a concrete signature, so
     /// `|r| Ok(r.body().to_vec())` needs no annotation; any [`Handler`] goes through
     /// [`handler_with`](Self::handler_with).
+    ///
+    /// On a plaintext connection the worker writes the answer to the socket itself (a batch's
+    /// answers in one write), so an answer costs the event loop no wake-up; over TLS it goes
+    /// back to the loop, which drives the session.
     pub fn handler<F>(self, method: &str, h: F) -> Self
     where
         F: Fn(&Request<'_>) -> Reply + Send + Sync + 'static,
