@@ -33,6 +33,8 @@ enum Sent {
     Ok(Vec<u8>),
     Status(Status),
     Reject(RejectReason),
+    /// Never from the done list: only a worker's completion says it wrote the answer itself.
+    WrittenByWorker,
 }
 
 impl From<Answer> for Sent {
@@ -41,6 +43,7 @@ impl From<Answer> for Sent {
             Answer::Ran(Ok(body)) => Sent::Ok(body),
             Answer::Ran(Err(f)) => Sent::Status(f.status),
             Answer::Rejected(r) => Sent::Reject(r),
+            Answer::Written { .. } => Sent::WrittenByWorker,
         }
     }
 }
