@@ -88,6 +88,26 @@ fn an_answer_given_elsewhere_is_given_once_and_finished_when_the_driver_says() {
 }
 
 #[test]
+fn the_encoder_puts_the_same_bytes_on_the_wire_as_respond() {
+    let now = Instant::now();
+    for features in [0, FEATURE_REFUSALS] {
+        for (status, body) in [
+            (Status::OK, &b"done"[..]),
+            (Status::REFUSED_UNKNOWN_METHOD, b"no such method"),
+            (Status(0x123), b""),
+            (Status::OK, &[9; 100][..]), // over the caller's max_frame below
+        ] {
+            let mut s = open(now, features, 64);
+            let enc = s.answer_encoder().expect("encoder");
+            s.respond(1, status, body).expect("respond");
+            let mut wire = Vec::new();
+            enc.encode(1, status, body, &mut wire);
+            assert_eq!(wire, s.out(), "{status} with features {features:#x}");
+        }
+    }
+}
+
+#[test]
 fn the_encoder_encodes_as_the_core_does() {
     let now = Instant::now();
     // A caller without REFUSALS gets the v1 status it never replays.

@@ -67,11 +67,7 @@ fn bad_bytes_get_error_and_close(bad: &[u8], code: ErrorCode, after_hello: bool)
     });
     echo_works(&mut good, 3);
 
-    server.shutdown();
-    good.expect_frame(QUICK, "GOAWAY");
-    good.close_and_expect_eof(QUICK, "good caller's close");
-    let (report, _server) = peer::wait_report(server, QUICK);
-    assert!(report.clean, "{report:?}");
+    peer::shutdown_clean(server, &mut good, "good caller's close");
 }
 
 #[test]

@@ -5,6 +5,8 @@
 
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/prom.rs"]
+mod prom;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -12,8 +14,7 @@ use std::time::Duration;
 use gracerpc::proto::{RejectReason, Status};
 use gracerpc::server::{Request, Responder, Server, ServerHandle};
 use peer::{OwnedFrame, Peer, QUICK, connect_hello, connect_ready, frames, wait_until};
-use prometheus_client::encoding::text::encode;
-use prometheus_client::registry::Registry;
+use prom::scrape;
 
 /// Responders the `hold` handler kept.
 type Kept = Arc<Mutex<Vec<Responder>>>;
@@ -31,14 +32,6 @@ fn server(
         }))
     .spawn()
     .expect("spawn")
-}
-
-fn scrape(s: &ServerHandle) -> String {
-    let mut registry = Registry::with_prefix("gracerpc");
-    registry.register_collector(Box::new(s.metrics()));
-    let mut text = String::new();
-    encode(&mut text, &registry).expect("encode");
-    text
 }
 
 fn has(s: &ServerHandle, line: &str) {

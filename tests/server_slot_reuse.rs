@@ -75,9 +75,5 @@ fn a_completion_for_a_closed_connection_never_reaches_the_connection_reusing_its
     wait_until(QUICK, "in-flight counter back to 0", || {
         server.in_flight() == 0
     });
-    server.shutdown();
-    b.expect_frame(QUICK, "GOAWAY");
-    b.close_and_expect_eof(QUICK, "B's close");
-    let (report, _server) = peer::wait_report(server, QUICK);
-    assert!(report.clean, "{report:?}");
+    peer::shutdown_clean(server, &mut b, "B's close");
 }

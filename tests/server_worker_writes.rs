@@ -9,6 +9,8 @@
 
 #[path = "support/peer.rs"]
 mod peer;
+#[path = "support/prom.rs"]
+mod prom;
 
 use std::os::fd::AsRawFd;
 
@@ -68,11 +70,7 @@ fn answers_a_caller_reads_late_arrive_whole_though_the_socket_took_them_in_parts
     wait_until(QUICK, "every answer counted off", || {
         server.in_flight() == 0
     });
-    server.shutdown();
-    caller.expect_frame(QUICK, "GOAWAY");
-    caller.close_and_expect_eof(QUICK, "the caller's close");
-    let (report, _server) = peer::wait_report(server, QUICK);
-    assert!(report.clean, "{report:?}");
+    let report = peer::shutdown_clean(server, &mut caller, "the caller's close");
     assert_eq!(report.abandoned, 0, "{report:?}");
 }
 
@@ -90,7 +88,7 @@ fn an_answer_a_worker_wrote_is_counted_off_with_no_further_traffic() {
         let got = caller.collect_answers(&[id], QUICK);
         assert!(matches!(got[&id], OwnedFrame::Response { .. }), "{got:?}");
         // Counted and timed before the answer went out, as the loop does with its own.
-        let text = scrape(&server);
+        let text = prom::scrape(&server);
         for line in [
             format!("gracerpc_requests_completed_total{{status=\"ok\"}} {id}"),
             format!("gracerpc_request_duration_seconds_count{{method=\"echo\"}} {id}"),
@@ -100,11 +98,7 @@ fn an_answer_a_worker_wrote_is_counted_off_with_no_further_traffic() {
         // Nothing more arrives: the loop must come to count the answer off on its own.
         wait_until(QUICK, "the answer counted off", || server.in_flight() == 0);
     }
-    server.shutdown();
-    caller.expect_frame(QUICK, "GOAWAY");
-    caller.close_and_expect_eof(QUICK, "the caller's close");
-    let (report, _server) = peer::wait_report(server, QUICK);
-    assert!(report.clean, "{report:?}");
+    peer::shutdown_clean(server, &mut caller, "the caller's close");
 }
 
 #[test]
@@ -184,19 +178,7 @@ fn a_caller_reset_mid_answers_harms_no_other_connection_and_its_late_answers_go_
     wait_until(QUICK, "every request counted off", || {
         server.in_flight() == 0
     });
-    server.shutdown();
-    b.expect_frame(QUICK, "GOAWAY");
-    b.close_and_expect_eof(QUICK, "B's close");
-    let (report, _server) = peer::wait_report(server, QUICK);
-    assert!(report.clean, "{report:?}");
-}
-
-fn scrape(s: &gracerpc::server::ServerHandle) -> String {
-    let mut registry = prometheus_client::registry::Registry::with_prefix("gracerpc");
-    registry.register_collector(Box::new(s.metrics()));
-    let mut text = String::new();
-    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
-    text
+    peer::shutdown_clean(server, &mut b, "B's close");
 }
 
 fn shrink_receive_buffer(stream: &std::net::TcpStream, bytes: libc::c_int) {

@@ -221,7 +221,10 @@ impl Conn {
             log::error!("answer written by a worker: {e}");
             return;
         }
-        // A tail already written (or dropped) held this answer's last bytes too.
+        // The worker left the tail before it sent this completion, and a tail only grows by a
+        // short write made while the wire was open (so after any earlier tail was written). So
+        // with no tail on the wire now, this answer's tail was written or dropped already: it
+        // is finished. Otherwise it finishes with the tail, in `flush` or `shut_wire`.
         if tail && self.wire.as_ref().is_some_and(|w| !w.flushed()) {
             self.tails += 1;
         } else {

@@ -30,9 +30,9 @@ pub(crate) struct Outbox {
     frames: Vec<u8>,
     /// The answers encoded in `frames`, each with the offset its frame ends at.
     answers: Vec<(Completion, usize)>,
-    /// When the job of the first of them began: a slow handler after it holds it not much
-    /// longer than itself.
-    since: Option<Instant>,
+    /// When they must go out at the latest: [`OUTBOX_WAIT`] after the job of the first of them
+    /// began (a slow handler after it holds it not much longer than itself).
+    due: Option<Instant>,
 }
 
 /// Bytes gathered before they are written.
@@ -68,7 +68,7 @@ impl Outbox {
         direct.encoder.encode(c.id, status, body, &mut self.frames);
         self.answers.push((c, self.frames.len()));
         self.wire.get_or_insert(direct.wire);
-        self.since.get_or_insert(began);
+        self.due.get_or_insert_with(|| began + OUTBOX_WAIT);
         if self.frames.len() >= OUTBOX_BYTES {
             wake |= self.flush(done, stats)?;
         }
@@ -77,8 +77,7 @@ impl Outbox {
 
     /// Whether what was gathered waited long enough (`now`: before the next job).
     pub fn overdue(&self, now: Instant) -> bool {
-        self.since
-            .is_some_and(|t| now.saturating_duration_since(t) >= OUTBOX_WAIT)
+        self.due.is_some_and(|t| now >= t)
     }
 
     /// Writes what was gathered (or hands it to the loop if the wire is closed), then sends the
@@ -87,7 +86,7 @@ impl Outbox {
         let Some(wire) = self.wire.take() else {
             return Ok(false);
         };
-        self.since = None;
+        self.due = None;
         // Counted and timed before they can have been read, as the loop does with its answers.
         let now = self
             .answers

@@ -657,6 +657,21 @@ pub fn wait_until(timeout: Duration, what: &str, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Shuts `server` down while `caller` is its last connection: the caller reads GOAWAY and
+/// closes, and the drain must end clean. Returns the report (for further checks).
+pub fn shutdown_clean(
+    server: gracerpc::server::ServerHandle,
+    caller: &mut Peer,
+    who: &str,
+) -> gracerpc::server::DrainReport {
+    server.shutdown();
+    caller.expect_frame(QUICK, "GOAWAY");
+    caller.close_and_expect_eof(QUICK, who);
+    let (report, _server) = wait_report(server, QUICK);
+    assert!(report.clean, "{report:?}");
+    report
+}
+
 /// Calls `ServerHandle::wait` on another thread and waits at most `timeout` for the report;
 /// gives the handle back with it (for `in_flight()` and friends).
 pub fn wait_report(
