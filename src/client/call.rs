@@ -306,7 +306,7 @@ impl<'a> CallFuture<'a> {
         match driver::driver() {
             _ if self.own_read => SendMode::Claim,
             Driver::BlockOn => SendMode::Claim,
-            Driver::Set => SendMode::Defer,
+            Driver::Set { long_round } => SendMode::Defer { long_round },
             Driver::Foreign => SendMode::Now,
         }
     }

@@ -9,7 +9,11 @@
 //!    the round is queued, not written, and does not wake the I/O thread
 //!    ([`SendMode::Defer`](super::link::SendMode));
 //! 2. it writes the round's requests, one `send` per connection ([`defer_flush`]), and
-//!    already during the round once [`WRITE_BATCH`] are queued;
+//!    already during the round once [`WRITE_BATCH`] are queued. A round's first request goes
+//!    out alone, at once, only on an idle connection and while more than a batch of the round
+//!    is still to be polled: the node starts on it meanwhile. In a shorter round it would
+//!    only wake the node twice (16 in flight per thread: 8 requests per `send` instead of
+//!    16, and fan-in at 0.58 of raw TCP instead of 0.72);
 //! 3. when none of its futures is ready, and every one waits for nothing but a call on one
 //!    connection that has no other call outstanding, it reads that connection itself
 //!    ([`Link::read_for_set`]: plaintext in a blocking `recv`, TLS in `poll(2)`) until a batch
@@ -278,7 +282,8 @@ impl<F: Future> CallSet<F> {
         lane.arc.mark.polling();
         let fut = lane.fut.as_mut().as_pin_mut()?;
         let mut cx = Context::from_waker(&lane.waker);
-        let polled = driven_by(Driver::Set, || fut.poll(&mut cx));
+        let long_round = self.round.len() - self.at > WRITE_BATCH;
+        let polled = driven_by(Driver::Set { long_round }, || fut.poll(&mut cx));
         self.take_queued();
         let lane = &mut self.lanes[i];
         // The lane's call, if its poll offered exactly one read.

@@ -24,7 +24,11 @@ pub(super) enum Driver {
     BlockOn,
     /// A [`CallSet`](super::CallSet): requests are written per round by the polling thread
     /// (`call_set::defer_flush`), and a pending call offers its read.
-    Set,
+    Set {
+        /// Whether more than a write's worth of the round's futures are still to be polled
+        /// after this one: then a request on an idle connection goes out at once.
+        long_round: bool,
+    },
 }
 
 /// A call pending on a link, whose answer the polling thread could read itself.

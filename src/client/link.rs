@@ -125,9 +125,11 @@ pub(crate) enum SendMode {
     /// As `Now`; and the caller, which waits for this answer itself, takes the reading over
     /// before the request goes out when it may.
     Claim,
-    /// At once when the link is idle, else by the calling thread with the rest of its round
-    /// (a [`CallSet`](super::CallSet)'s), without waking the I/O thread.
-    Defer,
+    /// By the calling thread with the rest of its round (a [`CallSet`](super::CallSet)'s),
+    /// without waking the I/O thread: one `send` per round and connection. At once only on an
+    /// idle link while more than a write's worth of the round is still to be polled
+    /// (`long_round`): the node starts on it meanwhile.
+    Defer { long_round: bool },
 }
 
 /// Why a send did not happen.
@@ -196,8 +198,8 @@ impl Link {
     /// With [`SendMode::Claim`] (a blocking caller that will wait for this answer), the caller
     /// takes the reading over before the request goes out, when it may (see
     /// [`Link::read_own`]). With [`SendMode::Defer`] a frame that is not written at once is
-    /// left for the calling thread to write with the rest of its round, and the I/O thread is
-    /// not woken: the returned flag says so.
+    /// left for the calling thread to write with the rest of its round (also on an idle link,
+    /// unless the round is long), and the I/O thread is not woken: the returned flag says so.
     #[allow(clippy::too_many_arguments)]
     pub fn send(
         self: &Arc<Self>,
@@ -239,20 +241,31 @@ impl Link {
                         && self.take_reading(&mut g, id, deadline);
                     if claimed {
                         g.claimed = Some(id);
-                    } else if mode != SendMode::Defer {
+                    } else if !matches!(mode, SendMode::Defer { .. }) {
                         // (A set's thread reads its link itself, or watches it before it
                         // parks: see `CallSet::next`.)
                         self.watch(&mut g);
                     }
+                    // A set's round writes this request with the rest of the round: also
+                    // on an idle link, where the node would be woken for it alone, unless many
+                    // of the round's futures are still to be polled (then the node starts on it
+                    // meanwhile). Under TLS only while the I/O thread does not read the link: a
+                    // round encrypted under the link's lock would stall its decrypting of
+                    // answers; else it writes, as for `Now`.
+                    let by_round = match mode {
+                        SendMode::Defer { long_round } => {
+                            let io_reads_tls = self.is_tls && g.registered;
+                            let lead = long_round && idle && g.connected;
+                            !io_reads_tls && !lead
+                        }
+                        SendMode::Now | SendMode::Claim => false,
+                    };
                     let mut deferred = false;
-                    if idle && g.connected {
-                        self.flush(&mut g, table, now, &mut deliveries);
-                    } else if mode == SendMode::Defer && (!self.is_tls || !g.registered) {
-                        // (Under TLS only while the I/O thread does not read the link: a round
-                        // encrypted under the link's lock would stall its decrypting of
-                        // answers. Else it writes, as for `Now`.)
+                    if by_round {
                         g.flush_wanted = true;
                         deferred = true;
+                    } else if idle && g.connected {
+                        self.flush(&mut g, table, now, &mut deliveries);
                     } else if !g.flush_wanted {
                         g.flush_wanted = true;
                         wake = true;
