@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 
-use super::workers::LoopWaker;
+use super::loop_waker::LoopWaker;
 
 /// Publishes the node in a service registry. Implemented by `gracerpc::etcd` (feature `etcd`);
 /// any registry can plug in.

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use super::Builder;
-use super::handler::{Failure, Placement, Reply, Request};
-use super::registry::Callable;
+use super::handler::{Failure, Reply, Request};
 use super::responder::Shared;
 use super::slot::JobState;
 use crate::proto::frame::{Metadata, MetadataBuf};
@@ -101,6 +99,16 @@ pub(crate) struct AsyncEntry {
     method: Arc<str>,
     handler: Arc<dyn AsyncHandler>,
     runtime: tokio::runtime::Handle,
+}
+
+impl AsyncEntry {
+    pub fn new(method: &str, h: impl AsyncHandler, runtime: &tokio::runtime::Handle) -> Self {
+        AsyncEntry {
+            method: Arc::from(method),
+            handler: Arc::new(h),
+            runtime: runtime.clone(),
+        }
+    }
 }
 
 impl AsyncEntry {
@@ -202,33 +210,5 @@ async fn run(mut guard: Guard, handler: Arc<dyn AsyncHandler>, req: OwnedRequest
     guard.phase = Phase::Done;
     if let Some(reply) = out {
         guard.shared.answer(&guard.state, reply);
-    }
-}
-
-impl Builder {
-    /// Registers an async handler, run on the tokio runtime behind `runtime` (feature `tokio`).
-    /// Its future must not block; it may await other calls (with
-    /// [`CallOptions::from_request`](crate::client::CallOptions::from_request) to pass the
-    /// deadline and trace context on). Cancelled by CANCEL or at its deadline, its future is
-    /// dropped and the caller gets status CANCELLED or DEADLINE_EXCEEDED. Counts toward
-    /// [`max_deferred`](Builder::max_deferred).
-    pub fn async_handler(
-        mut self,
-        runtime: &tokio::runtime::Handle,
-        method: &str,
-        h: impl AsyncHandler,
-    ) -> Self {
-        let entry = AsyncEntry {
-            method: Arc::from(method),
-            handler: Arc::new(h),
-            runtime: runtime.clone(),
-        };
-        self.registry.insert(
-            method,
-            Callable::Async(Arc::new(entry)),
-            Placement::Inline,
-            None,
-        );
-        self
     }
 }

@@ -10,9 +10,9 @@ use mio::{Interest, Poll, Waker};
 
 use super::event_loop::{DeferredLimits, EventLoop, LoopConfig, Stats};
 use super::handle::HandleParts;
+use super::loop_waker::LoopWaker;
 use super::registry::{Callable, Registry};
 use super::responder::Shared;
-use super::workers::LoopWaker;
 use super::{
     DeferredHandler, DrainReport, Handler, Placement, ReadyHandle, Registrar, Reply, Request,
     ServerHandle, ServerMetrics,
@@ -275,6 +275,29 @@ impl Builder {
     ) -> Self {
         self.registry
             .insert(method, Callable::Later(Arc::new(h)), placement, None);
+        self
+    }
+
+    /// Registers an async handler, run on the tokio runtime behind `runtime` (feature `tokio`).
+    /// Its future must not block; it may await other calls (with
+    /// [`CallOptions::from_request`](crate::client::CallOptions::from_request) to pass the
+    /// deadline and trace context on). Cancelled by CANCEL or at its deadline, its future is
+    /// dropped and the caller gets status CANCELLED or DEADLINE_EXCEEDED. Counts toward
+    /// [`max_deferred`](Builder::max_deferred).
+    #[cfg(feature = "tokio")]
+    pub fn async_handler(
+        mut self,
+        runtime: &tokio::runtime::Handle,
+        method: &str,
+        h: impl super::AsyncHandler,
+    ) -> Self {
+        let entry = super::async_handler::AsyncEntry::new(method, h, runtime);
+        self.registry.insert(
+            method,
+            Callable::Async(Arc::new(entry)),
+            Placement::Inline,
+            None,
+        );
         self
     }
 

@@ -11,8 +11,8 @@ use std::time::Duration;
 use crossbeam_channel::Sender;
 
 use super::event_loop::{Control, Stats};
+use super::loop_waker::LoopWaker;
 use super::responder::Shared;
-use super::workers::LoopWaker;
 use super::{DrainReport, ReadyHandle, ServerMetrics};
 
 /// What `Builder` hands to the [`ServerHandle`] it returns.

@@ -127,12 +127,3 @@ pub enum Placement {
     /// block, or every connection of the server waits for it.
     Inline,
 }
-
-/// Runs a handler, turning a panic into [`Status::INTERNAL`] (it ran, and may have had effects).
-pub(crate) fn run_handler(handler: &dyn Handler, req: &Request<'_>) -> Reply {
-    let _span = super::trace::enter(req);
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler.call(req))) {
-        Ok(reply) => reply,
-        Err(_) => Err(Failure::new(Status::INTERNAL, "handler panicked")),
-    }
-}

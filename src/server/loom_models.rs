@@ -21,10 +21,10 @@ use std::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering::SeqCst};
 use loom::thread;
 
+use super::loop_waker::LoopWaker;
 use super::responder::{Responder, Shared};
 use super::slot::{Answer, JobState};
 use super::token::ConnRef;
-use super::workers::LoopWaker;
 use crate::proto::{RejectReason, Status};
 
 /// What went out for the request (from the done list or the loop's own answer).

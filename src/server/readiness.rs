@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
-use super::workers::LoopWaker;
+use super::loop_waker::LoopWaker;
 
 /// Capacity the ramp starts from, in percent.
 const RAMP_START: u32 = 10;

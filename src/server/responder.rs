@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::handler::{Failure, Reply, Request};
+use super::loop_waker::LoopWaker;
 use super::slot::{Answer, DoneList, JobState};
-use super::workers::LoopWaker;
 use crate::proto::{RejectReason, Status};
 
 /// What responders share with the loop: the done list, the waker, and the counters.

@@ -62,7 +62,7 @@ impl Handshakes {
 }
 
 use super::EventLoop;
-use crate::server::tls_conn::TlsConn;
+use crate::server::conn::TlsConn;
 
 impl EventLoop {
     /// The TLS session for a connection accepted now (with the configuration current now), or

@@ -33,6 +33,7 @@ use expiry::Expiries;
 
 use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
+use super::loop_waker::LoopWaker;
 use super::metrics::TurnTimings;
 use super::readiness::Readiness;
 use super::registry::Registry;
@@ -40,7 +41,7 @@ use super::report::DrainReport;
 use super::responder::Shared;
 pub(crate) use super::stats::Stats;
 use super::token::{ConnRef, LISTENER, MAX_SLOTS, SIGNALS, WAKER};
-use super::workers::{Completion, JobSender, LoopWaker, Pools, Workers};
+use super::workers::{Completion, JobSender, Pools, Workers};
 use crate::proto::{Incoming, ServerConn, ServerConnConfig, decode};
 
 /// Control requests from the [`ServerHandle`](super::ServerHandle).
@@ -456,7 +457,7 @@ impl EventLoop {
             deferred: &self.cfg.deferred,
             me: *me,
             peer: *peer,
-            identity: crate::server::tls_conn::identity(tls),
+            identity: crate::server::conn::identity(tls),
             wire: wire.as_ref(),
             now,
         };

@@ -9,11 +9,13 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use super::tls_conn::TlsConn;
+mod tls;
+
 use super::token::ConnRef;
 use super::wire::Wire;
 use super::workers::JobState;
 use crate::proto::{CloseAction, IdMap, InBuf, ServerConn, id_map};
+pub(crate) use tls::{TlsConn, identity};
 
 /// Bytes asked of each `read` into a connection's own buffer.
 const READ_CHUNK: usize = 16 * 1024;
@@ -36,7 +38,7 @@ pub(crate) struct Conn {
     pub read_paused: bool,
     /// Output could not all be written: wait for a writable event.
     pub write_blocked: bool,
-    /// The TLS session between the socket and the core, on a TLS listener (see `tls_conn.rs`).
+    /// The TLS session between the socket and the core, on a TLS listener (see `conn/tls.rs`).
     pub tls: Option<Box<TlsConn>>,
     /// Where workers write their answers themselves (plaintext only; see `wire.rs`).
     pub wire: Option<Arc<Wire>>,

@@ -13,7 +13,7 @@
 //!   the alert goes out, then FIN, and the caller's close is awaited for the linger while its
 //!   bytes are read and discarded, so no RST destroys what was written.
 
-use super::conn::{Conn, ReadOutcome};
+use super::{Conn, ReadOutcome};
 
 #[cfg(feature = "tls")]
 pub(crate) use imp::{TlsConn, identity};
@@ -24,23 +24,29 @@ pub(crate) enum TlsConn {}
 
 #[cfg(not(feature = "tls"))]
 impl Conn {
-    pub(super) fn read_some_tls(&mut self, _: std::time::Instant, _: &mut [u8]) -> ReadOutcome {
+    pub(in crate::server) fn read_some_tls(
+        &mut self,
+        _: std::time::Instant,
+        _: &mut [u8],
+    ) -> ReadOutcome {
         ReadOutcome::Nothing
     }
-    pub(super) fn flush_tls(&mut self) {}
-    pub(super) fn tls_flushed(&self) -> bool {
+    pub(in crate::server) fn flush_tls(&mut self) {}
+    pub(in crate::server) fn tls_flushed(&self) -> bool {
         true
     }
-    pub(super) fn tls_shutdown_write(&mut self) {}
-    pub(super) fn tls_close(&mut self) {}
-    pub(super) fn handshake_ended(&mut self, _: bool) -> Option<bool> {
+    pub(in crate::server) fn tls_shutdown_write(&mut self) {}
+    pub(in crate::server) fn tls_close(&mut self) {}
+    pub(in crate::server) fn handshake_ended(&mut self, _: bool) -> Option<bool> {
         None
     }
 }
 
 /// The caller's verified client certificate, once the handshake is done.
 #[cfg(not(feature = "tls"))]
-pub(crate) fn identity(_: &Option<Box<TlsConn>>) -> Option<&std::sync::Arc<super::PeerIdentity>> {
+pub(crate) fn identity(
+    _: &Option<Box<TlsConn>>,
+) -> Option<&std::sync::Arc<crate::server::PeerIdentity>> {
     None
 }
 
