@@ -16,20 +16,8 @@ use gracerpc::client::{CallError, CallFuture, CallOptions, CallSet, Client};
 use hdrhistogram::Histogram;
 use parking_lot::Mutex;
 
+use super::record::CallRecord;
 use super::summary::{Counts, Latency};
-
-/// What one call did.
-#[derive(Clone, Debug)]
-pub struct CallRecord {
-    /// The unique token the call carried (0 when the method carries none).
-    pub token: u64,
-    /// Start, in microseconds since the load began.
-    pub start_us: u64,
-    /// Latency in microseconds.
-    pub latency_us: u64,
-    /// `Ok(replays)` or the error.
-    pub result: Result<u32, CallError>,
-}
 
 /// How the load is shaped.
 #[derive(Clone, Debug)]

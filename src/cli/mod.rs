@@ -5,6 +5,7 @@ pub mod bench;
 pub mod call;
 pub mod load;
 pub mod logger;
+pub mod record;
 pub mod registry;
 pub mod rollout;
 pub mod serve;

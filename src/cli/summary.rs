@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use hdrhistogram::Histogram;
 
-use super::load::CallRecord;
+use super::record::CallRecord;
 
 /// Latency percentiles in microseconds.
 #[derive(Clone, Copy, Debug, Default)]

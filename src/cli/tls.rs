@@ -162,38 +162,3 @@ impl TlsFiles {
         .apply(b)
     }
 }
-
-/// The TLS handshakes the nodes of a rollout logged in their drain reports: every node
-/// process's line summed, the peak the highest.
-pub fn handshake_note(dir: &std::path::Path, nodes: usize) -> String {
-    let (mut begun, mut completed, mut peak, mut held, mut procs) = (0u64, 0u64, 0u64, 0u64, 0);
-    for i in 0..nodes {
-        let log = super::rollout::node::log_path(dir, i);
-        let Ok(text) = std::fs::read_to_string(&log) else {
-            continue;
-        };
-        for line in text.lines() {
-            let Some(rest) = line.split("TLS handshakes: ").nth(1) else {
-                continue;
-            };
-            let nums: Vec<u64> = rest
-                .split(|c: char| !c.is_ascii_digit())
-                .filter_map(|w| w.parse().ok())
-                .collect();
-            if let [b, c, p, h, ..] = nums[..] {
-                begun += b;
-                completed += c;
-                peak = peak.max(p);
-                held += h;
-                procs += 1;
-            }
-        }
-    }
-    format!(
-        "TLS (mutual, throwaway CA): {completed} handshakes completed over {procs} node \
-         processes, and {} connections that closed before one (the port probe's bare \
-         connects); burst: peak {peak} at once on one node, accepting held {held} times at the \
-         cap of 64",
-        begun.saturating_sub(completed)
-    )
-}

@@ -32,6 +32,7 @@
 
 mod client;
 mod discovery;
+mod gateway;
 mod local;
 mod registrar;
 mod watch;

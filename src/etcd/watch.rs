@@ -11,7 +11,7 @@ use std::time::Duration;
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use serde::Deserialize;
 
-use super::client::{self, Failure, KeyValue, Kv, bad};
+use super::gateway::{self, Failure, KeyValue, Kv, bad};
 
 /// Lines read ahead of the watcher (each a batch of events).
 const LINES_AHEAD: usize = 64;
@@ -50,7 +50,7 @@ impl Watch {
         timeout: Duration,
         poll: Duration,
     ) -> io::Result<Watch> {
-        let agent = client::agent(None);
+        let agent = gateway::agent(None);
         let ans = agent
             .post(url)
             .config()
@@ -59,7 +59,7 @@ impl Watch {
             .build()
             .header("content-type", "application/json")
             .send(body.to_string())
-            .map_err(|e| client::io_error("/v3/watch", e))?;
+            .map_err(|e| gateway::io_error("/v3/watch", e))?;
         if ans.status() != 200 {
             return Err(bad(
                 "/v3/watch",
@@ -104,7 +104,7 @@ impl Drop for Watch {
 /// Hands every document of the stream to `tx`, then the reason it ended.
 fn read_lines(mut r: impl io::BufRead, tx: Sender<io::Result<String>>) {
     loop {
-        let line = match client::first_document(&mut r) {
+        let line = match gateway::first_document(&mut r) {
             Ok(Some(line)) => Ok(line),
             Ok(None) => Err(io::Error::new(
                 io::ErrorKind::UnexpectedEof,

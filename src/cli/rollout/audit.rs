@@ -7,7 +7,7 @@ use std::path::Path;
 
 use gracerpc::client::CallError;
 
-use crate::cli::load::CallRecord;
+use crate::cli::record::CallRecord;
 
 /// Executions per token, read from audit files (8-byte big-endian tokens, appended).
 pub fn read_executions(files: &[impl AsRef<Path>]) -> io::Result<HashMap<u64, u32>> {

@@ -475,7 +475,7 @@ fn rollout(args: RolloutArgs) -> Result<i32, String> {
         print!("{}", summary.table());
     }
     if spec.tls.is_some() {
-        note(super::tls::handshake_note(&dir, n));
+        note(node::handshake_note(&dir, n));
     }
     let mut written = true;
     if let Some(path) = &args.json_file

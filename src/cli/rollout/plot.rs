@@ -8,7 +8,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::RestartRecord;
-use crate::cli::load::CallRecord;
+use crate::cli::record::CallRecord;
 
 const BUCKET_US: u64 = 100_000;
 const SIZE: (u32, u32) = (1280, 680);

@@ -3,7 +3,7 @@
 
 use super::audit;
 use super::{Mode, RestartRecord};
-use crate::cli::load::CallRecord;
+use crate::cli::record::CallRecord;
 use crate::cli::summary::{Counts, Latency, RolloutReport};
 
 pub(super) struct Report {
