@@ -62,6 +62,7 @@ mod handler;
 mod identity;
 #[cfg(target_os = "linux")]
 pub mod inherit;
+mod latency;
 #[cfg(all(test, gracerpc_loom))]
 mod loom_models;
 mod loop_waker;

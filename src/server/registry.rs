@@ -5,7 +5,7 @@ use std::hash::BuildHasherDefault;
 use std::sync::Arc;
 
 use super::handler::{Handler, Placement, Request};
-use super::metrics::MethodLatency;
+use super::latency::MethodLatency;
 use super::responder::DeferredHandler;
 use crate::proto::{IdHasher, Status};
 

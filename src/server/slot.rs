@@ -27,7 +27,7 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use super::handler::Reply;
-use super::metrics::MethodLatency;
+use super::latency::MethodLatency;
 use super::sync::{AtomicPtr, AtomicU8, UnsafeCell};
 use super::token::ConnRef;
 use crate::proto::RejectReason;

@@ -24,7 +24,7 @@ use super::responder::{Shared, run_deferred};
 use super::run::run_handler;
 pub(crate) use super::slot::{Answer, Completion, JobState};
 
-use super::metrics::MethodLatency;
+use super::latency::MethodLatency;
 pub(crate) use super::outbox::Direct;
 use super::outbox::{Gone, Outbox};
 use super::stats::Stats;

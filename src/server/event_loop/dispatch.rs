@@ -9,7 +9,7 @@ use super::Stats;
 use super::expiry::Expiries;
 use crate::proto::{Accepted, RejectReason, ServerConn, Status};
 use crate::server::handler::{Placement, Request};
-use crate::server::metrics::TurnTimings;
+use crate::server::latency::TurnTimings;
 use crate::server::registry::{Callable, Registry};
 use crate::server::responder::{Shared, run_deferred};
 use crate::server::run::run_handler;

@@ -33,8 +33,8 @@ use expiry::Expiries;
 
 use super::announce::Announcer;
 use super::conn::{Conn, ReadOutcome};
+use super::latency::TurnTimings;
 use super::loop_waker::LoopWaker;
-use super::metrics::TurnTimings;
 use super::readiness::Readiness;
 use super::registry::Registry;
 use super::report::DrainReport;
