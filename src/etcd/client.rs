@@ -1,7 +1,8 @@
 //! The few etcd v3 calls gracerpc needs, over the JSON gateway (`/v3/...`, served by etcd 3.4
 //! and later on its client port): lease grant, keep-alive and revoke, put, range over a prefix,
-//! and watch a prefix (see `watch.rs`). HTTP through `ureq`, JSON through `serde_json` (the plumbing in `gateway.rs`); keys and
-//! values are base64 in the gateway's JSON, and 64-bit integers are strings.
+//! and watch a prefix (see `watch.rs`). HTTP through `ureq`, JSON through `serde_json`, both
+//! set up in `gateway.rs`; keys and values are base64 in the gateway's JSON, and 64-bit
+//! integers are strings.
 
 use std::io::{self, BufReader};
 use std::time::Duration;
