@@ -5,7 +5,8 @@
 //!
 //! What the node receives is counted in TCP data segments (`TCP_INFO`'s
 //! `tcpi_data_segs_in` on the node's socket): on loopback with `TCP_NODELAY` each `send` of a
-//! few hundred bytes is one segment.
+//! few hundred bytes is one segment. (`TCP_INFO` is Linux's.)
+#![cfg(target_os = "linux")]
 
 #[path = "support/cluster.rs"]
 mod cluster;
