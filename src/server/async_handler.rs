@@ -109,9 +109,7 @@ impl AsyncEntry {
             runtime: runtime.clone(),
         }
     }
-}
 
-impl AsyncEntry {
     /// Spawns the request's task on the runtime (from the loop thread; never blocks).
     pub fn spawn(&self, req: &Request<'_>, state: Arc<JobState>, shared: &Arc<Shared>) {
         let owned = OwnedRequest {
