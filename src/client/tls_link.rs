@@ -2,7 +2,7 @@
 //! own-answer read redone for TLS. The plaintext path never comes here (`LinkInner::tls` is
 //! `None`; without the feature the session type has no values at all).
 //!
-//! The own-answer read ([`Link::read_own`]) under TLS: rustls may hold decrypted plaintext
+//! The own-answer read ([`Link::read_own`](super::link::Link::read_own)) under TLS: rustls may hold decrypted plaintext
 //! that the edge-triggered socket no longer signals, so the socket stays non-blocking, the
 //! caller waits in `poll(2)` (the only call that waits), and each read pass ends only when the
 //! socket would block **and** rustls holds no plaintext.

@@ -109,7 +109,7 @@ pub enum Outcome {
     Rejected(Rejection),
     /// The server refused it: it never ran, and sending it elsewhere cannot help (a status in
     /// [`Status::REFUSALS`], on a connection where both HELLOs set
-    /// [`FEATURE_REFUSALS`](super::frame::FEATURE_REFUSALS); protocol.md §6.2, §8).
+    /// [`FEATURE_REFUSALS`]; protocol.md §6.2, §8).
     Refused {
         /// The refusal status (unknown method, body that does not decode, …).
         status: Status,
