@@ -116,7 +116,10 @@ impl ServerHandle {
         &self.ready
     }
 
-    /// Requests accepted and not yet answered-and-written.
+    /// Requests accepted and not yet answered-and-written. An answer a worker writes itself is
+    /// counted off at the event loop's next turn, which nothing hurries: within a millisecond
+    /// while workers hold jobs (up to 32 ms while their handlers are slow), so this may trail
+    /// the caller's answer by that much.
     pub fn in_flight(&self) -> usize {
         self.stats.in_flight.load(Ordering::Acquire)
     }
